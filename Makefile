@@ -1,0 +1,28 @@
+# Two commands on a fresh machine:
+#   make run    write a notebook from a plain-language request with the default model
+#   make test   run the whole test suite
+# Each creates .venv and installs what it needs.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+REQUEST ?= Analyze examples/sales_data.csv: the top 5 products by revenue and a monthly revenue trend plot
+OUT ?= analysis.ipynb
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench
+
+run:
+	@bash scripts/bootstrap.sh run
+	$(PY) -m nbmagic generate "$(REQUEST)" -o "$(OUT)"
+
+test:
+	@bash scripts/bootstrap.sh test
+	$(PY) -m ruff check nbmagic tests benchmarks
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint:
+	$(PY) -m ruff check nbmagic tests benchmarks
+
+bench:
+	@bash scripts/bootstrap.sh test
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

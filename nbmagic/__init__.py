@@ -1,0 +1,56 @@
+"""nbmagic: recursive LLM agents in Jupyter.
+
+``%load_ext nbmagic`` registers ``%%agent``, ``%rlm``/``%%rlm`` and ``%nbmagic``.
+The engines are plain Python too: :func:`load_model`, :class:`RecursiveMAS`,
+:class:`RLM`, :class:`NotebookAgent`. Importing this package is cheap: heavy
+libraries (torch, transformers, llama_cpp, openai) load on first use only.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from nbmagic.errors import NbmagicError
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_model": "nbmagic.llm.specs",
+    "resolve_default_model": "nbmagic.llm.specs",
+    "ChatModel": "nbmagic.llm.base",
+    "RecursiveMAS": "nbmagic.mas.system",
+    "Agent": "nbmagic.mas.system",
+    "RLM": "nbmagic.rlm.agent",
+    "NotebookAgent": "nbmagic.agent.core",
+    "settings": "nbmagic.config",
+}
+
+__all__ = ["NbmagicError", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nbmagic' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nbmagic``."""
+    from nbmagic.magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext nbmagic``."""
+    from nbmagic.magics import unload_ipython_extension as unload
+
+    unload(ipython)

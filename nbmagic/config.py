@@ -1,0 +1,86 @@
+"""Effective settings and where each value came from.
+
+One process-wide :data:`settings` object holds defaults for every engine. Values
+come, lowest to highest priority, from built-in defaults, ``NBMAGIC_*``
+environment variables, and explicit assignment (the magics' ``%config NbMagic.x``
+writes here with source ``"%config"``). ``settings.explain()`` feeds
+``%nbmagic config`` and ``python -m nbmagic doctor``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+#: name -> (default, type, help)
+_SPECS: dict[str, tuple[Any, type, str]] = {
+    "model": (None, str, "default model spec, e.g. openai:gpt-4o-mini or hf:Qwen/Qwen2.5-0.5B-Instruct"),
+    "sub_model": (None, str, "model for RLM sub-calls (defaults to the model)"),
+    "rounds": (3, int, "RecursiveMAS rounds"),
+    "latent_steps": (32, int, "latent thoughts per agent per round"),
+    "mode": ("auto", str, "auto | latent | text"),
+    "pattern": ("sequential", str, "sequential | mixture | distillation | deliberation"),
+    "max_fixes": (3, int, "attempts to fix a failing cell"),
+    "cell_timeout": (120.0, float, "seconds a generated cell may run"),
+    "max_iterations": (20, int, "RLM iterations"),
+    "max_llm_calls": (50, int, "RLM sub-calls per query"),
+    "max_output_chars": (10_000, int, "REPL output shown to the root model"),
+    "repl": ("kernel", str, "RLM REPL environment: kernel | subprocess"),
+    "request_timeout": (120.0, float, "seconds to wait for one model reply"),
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    value: Any
+    source: str  # "default" | "env NBMAGIC_X" | "%config" | "argument"
+    help: str
+
+
+class Settings:
+    """Attribute access gives the effective value (explicit > environment > default)."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_explicit", {})
+
+    def __getattr__(self, name: str) -> Any:
+        return self.get(name).value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.set(name, value)
+
+    def get(self, name: str) -> Setting:
+        if name not in _SPECS:
+            raise AttributeError(f"unknown nbmagic setting {name!r}; known: {', '.join(_SPECS)}")
+        default, kind, help_ = _SPECS[name]
+        explicit: dict[str, tuple[Any, str]] = self._explicit
+        if name in explicit:
+            value, source = explicit[name]
+            return Setting(name, value, source, help_)
+        env = f"NBMAGIC_{name.upper()}"
+        raw = os.environ.get(env)
+        if raw not in (None, ""):
+            try:
+                return Setting(name, kind(raw), f"env {env}", help_)
+            except ValueError:
+                pass
+        return Setting(name, default, "default", help_)
+
+    def set(self, name: str, value: Any, source: str = "%config") -> None:
+        if name not in _SPECS:
+            raise AttributeError(f"unknown nbmagic setting {name!r}; known: {', '.join(_SPECS)}")
+        if value is None:
+            self._explicit.pop(name, None)
+        else:
+            self._explicit[name] = (_SPECS[name][1](value), source)
+
+    def reset(self) -> None:
+        self._explicit.clear()
+
+    def explain(self) -> list[Setting]:
+        return [self.get(name) for name in _SPECS]
+
+
+settings = Settings()

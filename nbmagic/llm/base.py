@@ -1,0 +1,224 @@
+"""The one chat interface every backend implements.
+
+Engines talk to :class:`ChatModel` only: ``chat`` (sync), ``achat`` (async),
+token streaming through an ``on_token`` callback, stop sequences, sampling
+parameters, and usage counts. Backends implement :meth:`ChatModel._chat`;
+the base class normalises messages, times the call and keeps the usage tally
+thread-safe, so every backend accounts the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from nbmagic.errors import ConfigError
+
+TokenCallback = Callable[[str], None]
+MessagesLike = str | Sequence[Mapping[str, Any]]
+
+_ROLES = frozenset({"system", "user", "assistant", "tool"})
+
+
+def normalize_messages(messages: MessagesLike) -> list[dict[str, str]]:
+    """Accept a bare prompt or OpenAI-style message dicts; return validated dicts."""
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    out: list[dict[str, str]] = []
+    for i, m in enumerate(messages):
+        role = m.get("role") if isinstance(m, Mapping) else None
+        content = m.get("content") if isinstance(m, Mapping) else None
+        if role not in _ROLES or not isinstance(content, str):
+            raise ConfigError(
+                f"Message {i} must be a dict with a role in {sorted(_ROLES)} and a string content."
+            )
+        out.append({"role": role, "content": content})
+    if not out:
+        raise ConfigError("No messages to send: the prompt is empty.")
+    return out
+
+
+@dataclass
+class Usage:
+    """Token and call counts; add them up with ``+``."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.calls + other.calls,
+        )
+
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens - other.prompt_tokens,
+            self.completion_tokens - other.completion_tokens,
+            self.calls - other.calls,
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "calls": self.calls,
+        }
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling and stopping parameters; ``None`` means the backend's default."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """One reply: its text, what it cost, and why it ended."""
+
+    text: str
+    model: str
+    usage: Usage
+    finish_reason: str | None = None
+    seconds: float = 0.0
+
+
+class ChatModel(ABC):
+    """A chat model behind any backend.
+
+    Subclasses set ``backend`` and implement :meth:`_chat`; they may override
+    :meth:`_achat` for native async and :meth:`count_tokens` for exact counts.
+    ``supports_latent`` is true only for models that expose hidden states and
+    input embeddings (see :class:`nbmagic.llm.hf.HFChatModel`).
+    """
+
+    backend: ClassVar[str] = "base"
+    supports_latent: ClassVar[bool] = False
+
+    def __init__(self, name: str, *, default_params: Mapping[str, Any] | None = None) -> None:
+        self.name = name
+        self.default_params = dict(default_params or {})
+        self.usage = Usage()
+        self._usage_lock = threading.Lock()
+
+    # -- public API ---------------------------------------------------------------
+
+    def chat(
+        self,
+        messages: MessagesLike,
+        *,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        on_token: TokenCallback | None = None,
+        **extra: Any,
+    ) -> ChatResult:
+        """Send ``messages`` and return the reply; stream tokens to ``on_token`` if given."""
+        msgs = normalize_messages(messages)
+        params = self._params(temperature, top_p, max_tokens, stop, extra)
+        t0 = time.perf_counter()
+        result = self._chat(msgs, params, on_token)
+        return self._account(result, time.perf_counter() - t0)
+
+    async def achat(
+        self,
+        messages: MessagesLike,
+        *,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        on_token: TokenCallback | None = None,
+        **extra: Any,
+    ) -> ChatResult:
+        """Async twin of :meth:`chat`."""
+        msgs = normalize_messages(messages)
+        params = self._params(temperature, top_p, max_tokens, stop, extra)
+        t0 = time.perf_counter()
+        result = await self._achat(msgs, params, on_token)
+        return self._account(result, time.perf_counter() - t0)
+
+    def count_tokens(self, text: str) -> int:
+        """Approximate token count (about four characters a token) unless overridden."""
+        return max(1, (len(text) + 3) // 4) if text else 0
+
+    def close(self) -> None:
+        """Release clients, files or GPU memory held by the backend."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.backend}:{self.name}>"
+
+    # -- for subclasses --------------------------------------------------------------
+
+    @abstractmethod
+    def _chat(
+        self, messages: list[dict[str, str]], params: GenerationParams, on_token: TokenCallback | None
+    ) -> ChatResult:
+        """Produce one reply. Usage in the result is this call's usage."""
+
+    async def _achat(
+        self, messages: list[dict[str, str]], params: GenerationParams, on_token: TokenCallback | None
+    ) -> ChatResult:
+        return await asyncio.to_thread(self._chat, messages, params, on_token)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _params(
+        self,
+        temperature: float | None,
+        top_p: float | None,
+        max_tokens: int | None,
+        stop: str | Sequence[str] | None,
+        extra: Mapping[str, Any],
+    ) -> GenerationParams:
+        d = self.default_params
+        stops = (stop,) if isinstance(stop, str) else tuple(stop or d.get("stop") or ())
+        merged_extra = {k: v for k, v in d.items() if k not in _STANDARD_PARAMS}
+        merged_extra.update(extra)
+        return GenerationParams(
+            temperature=temperature if temperature is not None else d.get("temperature"),
+            top_p=top_p if top_p is not None else d.get("top_p"),
+            max_tokens=max_tokens if max_tokens is not None else d.get("max_tokens"),
+            stop=stops,
+            extra=merged_extra,
+        )
+
+    def _account(self, result: ChatResult, seconds: float) -> ChatResult:
+        with self._usage_lock:
+            self.usage = self.usage + Usage(
+                result.usage.prompt_tokens, result.usage.completion_tokens, 1
+            )
+        return ChatResult(
+            text=result.text,
+            model=result.model or self.name,
+            usage=Usage(result.usage.prompt_tokens, result.usage.completion_tokens, 1),
+            finish_reason=result.finish_reason,
+            seconds=seconds,
+        )
+
+
+_STANDARD_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "stop"})
+
+
+def apply_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Cut ``text`` at the first stop sequence; say whether one was found."""
+    cut = min((i for s in stop if s and (i := text.find(s)) >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)

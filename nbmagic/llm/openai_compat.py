@@ -1,0 +1,338 @@
+"""OpenAI-compatible servers through the ``openai`` SDK.
+
+One class serves OpenAI, Azure OpenAI, vLLM, Ollama, LM Studio and llama.cpp's
+server: they differ only in base URL, key and a few quirks. Retries with backoff
+on 429/5xx/timeouts are the SDK's own (``max_retries``); this module maps the
+SDK's exceptions to :mod:`nbmagic.errors` with messages that name the model and
+the fix, and never contain the key.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from nbmagic.errors import (
+    AuthenticationError,
+    ConfigError,
+    ModelNotFoundError,
+    ModelTimeoutError,
+    NbmagicError,
+    RateLimitError,
+    ServerError,
+    ServerUnreachableError,
+)
+from nbmagic.llm.base import ChatModel, ChatResult, GenerationParams, TokenCallback, Usage
+from nbmagic.secrets import redact, register_secret
+
+#: Local servers accept any key; the SDK insists on having one.
+_PLACEHOLDER_KEY = "not-needed"
+_DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
+
+
+class OpenAICompatModel(ChatModel):
+    """A model served over the OpenAI chat-completions API."""
+
+    backend = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        provider: str = "openai",
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        max_retries: int = 2,
+        api_version: str | None = None,
+        default_params: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(model, default_params=default_params)
+        self.provider = provider
+        self.backend = provider  # type: ignore[misc]  # shown in reprs and specs
+        self.timeout = float(timeout) if timeout is not None else _default_timeout()
+        self.max_retries = max_retries
+        self.api_version = api_version
+        self.base_url, self._api_key = self._resolve_endpoint(provider, base_url, api_key)
+        register_secret(self._api_key)
+        self._client: Any = None
+        self._aclient: Any = None
+        self._usage_in_stream = True  # flips off if a server rejects stream_options
+
+    # -- configuration ------------------------------------------------------------------
+
+    def _resolve_endpoint(
+        self, provider: str, base_url: str | None, api_key: str | None
+    ) -> tuple[str, str]:
+        env = os.environ
+        if provider == "openai":
+            url = base_url or env.get("OPENAI_BASE_URL") or _DEFAULT_OPENAI_URL
+            key = api_key or env.get("OPENAI_API_KEY")
+            if not key:
+                if url.rstrip("/") == _DEFAULT_OPENAI_URL:
+                    raise AuthenticationError(
+                        f"openai:{self.name} needs an API key: run %env OPENAI_API_KEY=... "
+                        "(or export it before starting Jupyter), or pass api_key=."
+                    )
+                key = _PLACEHOLDER_KEY  # a custom base URL is usually a local server
+            return url, key
+        if provider == "azure":
+            url = base_url or env.get("AZURE_OPENAI_ENDPOINT")
+            key = api_key or env.get("AZURE_OPENAI_API_KEY") or env.get("OPENAI_API_KEY")
+            if not url:
+                raise ConfigError(
+                    f"azure:{self.name} needs an endpoint: set AZURE_OPENAI_ENDPOINT or pass base_url=."
+                )
+            if not key:
+                raise AuthenticationError(
+                    f"azure:{self.name} needs an API key: set AZURE_OPENAI_API_KEY or pass api_key=."
+                )
+            self.api_version = self.api_version or env.get("OPENAI_API_VERSION") or "2024-10-21"
+            return url, key
+        # ollama, openai-compat: local servers by default; a key is optional
+        if not base_url:
+            raise ConfigError(f"{provider}:{self.name} needs a base URL (…@http://host:port/v1).")
+        return base_url, api_key or env.get("NBMAGIC_API_KEY") or _PLACEHOLDER_KEY
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        return {"api_key": self._api_key, "timeout": self.timeout, "max_retries": self.max_retries}
+
+    @property
+    def client(self) -> Any:
+        """The SDK's sync client, created on first use (so importing stays cheap)."""
+        if self._client is None:
+            import openai
+
+            if self.provider == "azure":
+                self._client = openai.AzureOpenAI(
+                    azure_endpoint=self.base_url, api_version=self.api_version, **self._client_kwargs()
+                )
+            else:
+                self._client = openai.OpenAI(base_url=self.base_url, **self._client_kwargs())
+        return self._client
+
+    @property
+    def aclient(self) -> Any:
+        if self._aclient is None:
+            import openai
+
+            if self.provider == "azure":
+                self._aclient = openai.AsyncAzureOpenAI(
+                    azure_endpoint=self.base_url, api_version=self.api_version, **self._client_kwargs()
+                )
+            else:
+                self._aclient = openai.AsyncOpenAI(base_url=self.base_url, **self._client_kwargs())
+        return self._aclient
+
+    def __repr__(self) -> str:
+        return f"<OpenAICompatModel {self.provider}:{self.name} at {self.base_url}>"
+
+    # -- calls -----------------------------------------------------------------------------
+
+    def _request(self, messages: list[dict[str, str]], params: GenerationParams, stream: bool) -> dict[str, Any]:
+        req: dict[str, Any] = {"model": self.name, "messages": messages}
+        if params.temperature is not None:
+            req["temperature"] = params.temperature
+        if params.top_p is not None:
+            req["top_p"] = params.top_p
+        if params.max_tokens is not None:
+            req["max_tokens"] = params.max_tokens
+        if params.stop:
+            req["stop"] = list(params.stop)
+        extra = dict(params.extra)
+        known = {"seed", "presence_penalty", "frequency_penalty", "response_format", "logit_bias", "n", "user"}
+        for k in list(extra):
+            if k in known:
+                req[k] = extra.pop(k)
+        if extra:
+            req["extra_body"] = extra  # backend-specific (e.g. vLLM's top_k, Ollama's options)
+        if stream:
+            req["stream"] = True
+            if self._usage_in_stream:
+                req["stream_options"] = {"include_usage": True}
+        return req
+
+    def _chat(
+        self, messages: list[dict[str, str]], params: GenerationParams, on_token: TokenCallback | None
+    ) -> ChatResult:
+        stream = on_token is not None
+        try:
+            resp = self.client.chat.completions.create(**self._request(messages, params, stream))
+            if not stream:
+                return self._from_completion(resp)
+            parts: list[str] = []
+            state: dict[str, Any] = {}
+            try:
+                for chunk in resp:
+                    self._take_chunk(chunk, parts, state, on_token)
+            except Exception as exc:
+                raise self._map_error(exc, partial="".join(parts)) from None
+            return self._from_stream(messages, parts, state)
+        except NbmagicError:
+            raise
+        except Exception as exc:
+            if stream and self._usage_in_stream and _rejects_stream_options(exc):
+                self._usage_in_stream = False
+                return self._chat(messages, params, on_token)
+            raise self._map_error(exc) from None
+
+    async def _achat(
+        self, messages: list[dict[str, str]], params: GenerationParams, on_token: TokenCallback | None
+    ) -> ChatResult:
+        stream = on_token is not None
+        try:
+            resp = await self.aclient.chat.completions.create(**self._request(messages, params, stream))
+            if not stream:
+                return self._from_completion(resp)
+            parts: list[str] = []
+            state: dict[str, Any] = {}
+            try:
+                async for chunk in resp:
+                    self._take_chunk(chunk, parts, state, on_token)
+            except Exception as exc:
+                raise self._map_error(exc, partial="".join(parts)) from None
+            return self._from_stream(messages, parts, state)
+        except NbmagicError:
+            raise
+        except Exception as exc:
+            if stream and self._usage_in_stream and _rejects_stream_options(exc):
+                self._usage_in_stream = False
+                return await self._achat(messages, params, on_token)
+            raise self._map_error(exc) from None
+
+    def list_models(self) -> list[str]:
+        """Model ids the server offers."""
+        try:
+            return [m.id for m in self.client.models.list()]
+        except Exception as exc:
+            raise self._map_error(exc) from None
+
+    def close(self) -> None:
+        for client in (self._client,):
+            if client is not None:
+                client.close()
+        self._client = None
+        self._aclient = None
+
+    # -- response handling -------------------------------------------------------------
+
+    def _from_completion(self, resp: Any) -> ChatResult:
+        if not getattr(resp, "choices", None):
+            raise ServerError(f"{self._label()} returned no choices; the server may not support chat.")
+        choice = resp.choices[0]
+        text = choice.message.content or ""
+        usage = resp.usage
+        return ChatResult(
+            text=text,
+            model=getattr(resp, "model", None) or self.name,
+            usage=Usage(
+                getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0
+            )
+            if usage
+            else Usage(0, self.count_tokens(text)),
+            finish_reason=choice.finish_reason,
+        )
+
+    @staticmethod
+    def _take_chunk(chunk: Any, parts: list[str], state: dict[str, Any], on_token: TokenCallback | None) -> None:
+        if getattr(chunk, "usage", None):
+            state["usage"] = chunk.usage
+        for choice in chunk.choices or ():
+            delta = getattr(choice.delta, "content", None)
+            if delta:
+                parts.append(delta)
+                if on_token is not None:
+                    on_token(delta)
+            if choice.finish_reason:
+                state["finish"] = choice.finish_reason
+
+    def _from_stream(self, messages: list[dict[str, str]], parts: list[str], state: dict[str, Any]) -> ChatResult:
+        text = "".join(parts)
+        if "finish" not in state:  # the stream ended without a final chunk: the connection dropped
+            err = ServerUnreachableError(
+                f"{self._label()} at {self.base_url}: the connection dropped mid-reply "
+                f"after {len(text)} characters. Try again."
+            )
+            err.partial = text
+            raise err
+        usage = state.get("usage")
+        if usage is not None:
+            counted = Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0)
+        else:  # server sent no usage: estimate, so budgets still work
+            counted = Usage(sum(self.count_tokens(m["content"]) for m in messages), self.count_tokens(text))
+        return ChatResult(text=text, model=self.name, usage=counted, finish_reason=state.get("finish"))
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def _label(self) -> str:
+        return f"{self.provider}:{self.name}"
+
+    def _map_error(self, exc: BaseException, partial: str | None = None) -> NbmagicError:
+        """Translate an SDK or transport exception into one clear, key-free message."""
+        import openai
+
+        where = f" at {self.base_url}" if self.provider != "openai" or self.base_url != _DEFAULT_OPENAI_URL else ""
+        label = self._label()
+        detail = redact(_server_message(exc))
+        err: NbmagicError
+        if isinstance(exc, openai.APITimeoutError):
+            err = ModelTimeoutError(
+                f"{label}{where} did not answer within {self.timeout:g} s (after {self.max_retries} retries). "
+                "Try again, raise the timeout (%config NbMagic.request_timeout), or use a smaller model."
+            )
+        elif isinstance(exc, openai.APIConnectionError) or _is_transport_error(exc):
+            dropped = partial is not None
+            err = ServerUnreachableError(
+                f"{label}: the connection{where} dropped mid-reply." if dropped else
+                f"Cannot reach {label}{where or ' at ' + self.base_url}. Is the server running and the URL right?"
+            )
+        elif isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+            err = AuthenticationError(
+                f"{label}{where} rejected the API key. Check OPENAI_API_KEY (or the key you passed)."
+            )
+        elif isinstance(exc, openai.NotFoundError):
+            err = ModelNotFoundError(
+                f"{label}{where}: model {self.name!r} not found ({detail}). "
+                "List what the server offers with %nbmagic models or `python -m nbmagic doctor`."
+            )
+        elif isinstance(exc, openai.RateLimitError):
+            err = RateLimitError(
+                f"{label}{where} is rate-limiting requests (HTTP 429) after {self.max_retries} retries. "
+                "Wait a moment, lower concurrency, or check your quota."
+            )
+        elif isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
+            err = ConfigError(f"{label}{where} refused the request: {detail}")
+        elif isinstance(exc, openai.APIStatusError):
+            err = ServerError(
+                f"{label}{where} failed with HTTP {exc.status_code} after {self.max_retries} retries: {detail}"
+            )
+        else:
+            err = ServerError(f"{label}{where} failed: {type(exc).__name__}: {detail}")
+        err.partial = partial
+        return err
+
+
+def _default_timeout() -> float:
+    from nbmagic.config import settings
+
+    return float(settings.request_timeout)
+
+
+def _server_message(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])[:300]
+    return str(exc)[:300]
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    module = type(exc).__module__ or ""
+    return module.startswith(("httpx", "httpcore", "h11")) or isinstance(exc, ConnectionError)
+
+
+def _rejects_stream_options(exc: BaseException) -> bool:
+    import openai
+
+    return isinstance(exc, openai.BadRequestError) and "stream_options" in str(exc)

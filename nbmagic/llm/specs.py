@@ -1,0 +1,204 @@
+"""Model spec strings, default-model resolution, and :func:`load_model`.
+
+Spec forms::
+
+    openai:<model>                     OpenAI (key from OPENAI_API_KEY, base from OPENAI_BASE_URL)
+    azure:<deployment>                 Azure OpenAI (AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_API_KEY)
+    ollama:<model>                     Ollama's OpenAI endpoint (OLLAMA_HOST, default localhost:11434)
+    openai-compat:<model>@<base_url>   any OpenAI-compatible server (vLLM, LM Studio, llama.cpp server)
+    gguf:<path>                        a local GGUF file through llama-cpp-python
+    hf:<repo or path>                  a Hugging Face model through transformers
+
+The default model is resolved in one place (:func:`resolve_default`), in this order:
+explicit argument > ``settings.model`` / ``NBMAGIC_MODEL`` > ``OPENAI_API_KEY`` set
+(an OpenAI model) > an Ollama server answering on localhost (its first chat model)
+> a small Hugging Face instruct model, downloaded on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nbmagic.config import settings
+from nbmagic.errors import BackendNotInstalledError, ConfigError, NoModelAvailableError
+from nbmagic.llm.base import ChatModel
+
+BACKENDS = ("openai", "azure", "ollama", "openai-compat", "gguf", "hf")
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+DEFAULT_HF_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+DEFAULT_OLLAMA_HOST = "http://localhost:11434"
+
+SPEC_HELP = (
+    "Model specs: openai:<model>, azure:<deployment>, ollama:<model>, "
+    "openai-compat:<model>@<base_url>, gguf:<path.gguf>, hf:<repo or path>."
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed spec: which backend, which model, and (for servers) where."""
+
+    backend: str
+    model: str
+    base_url: str | None = None
+
+    def __str__(self) -> str:
+        if self.backend == "openai-compat":
+            return f"openai-compat:{self.model}@{self.base_url}"
+        return f"{self.backend}:{self.model}"
+
+
+def parse_spec(spec: str) -> ModelSpec:
+    """Parse ``backend:model[@base_url]``; bare paths to GGUF files or HF folders are accepted."""
+    text = (spec or "").strip()
+    if not text:
+        raise ConfigError(f"Empty model spec. {SPEC_HELP}")
+    backend, sep, rest = text.partition(":")
+    if sep and backend in BACKENDS:
+        if not rest:
+            raise ConfigError(f"Model spec {text!r} names no model. {SPEC_HELP}")
+        if backend == "openai-compat":
+            model, at, base_url = rest.rpartition("@")
+            if not at or not model or not base_url.startswith(("http://", "https://")):
+                raise ConfigError(
+                    f"Model spec {text!r} needs a base URL: openai-compat:<model>@http://host:port/v1"
+                )
+            return ModelSpec("openai-compat", model, base_url)
+        return ModelSpec(backend, rest)
+    path = Path(text).expanduser()
+    if text.endswith(".gguf"):
+        return ModelSpec("gguf", text)
+    if path.is_dir() and (path / "config.json").exists():
+        return ModelSpec("hf", text)
+    raise ConfigError(f"Unknown model spec {text!r}. {SPEC_HELP}")
+
+
+@dataclass
+class Resolution:
+    """Which default model was chosen, and why (shown by ``doctor`` and ``%nbmagic status``)."""
+
+    spec: str | None
+    reason: str
+    tried: list[str] = field(default_factory=list)
+
+
+def ollama_host(env: Mapping[str, str] | None = None) -> str:
+    """Ollama's root URL from ``OLLAMA_HOST`` (``host``, ``host:port`` or a URL)."""
+    env = os.environ if env is None else env
+    raw = (env.get("OLLAMA_HOST") or "").strip() or DEFAULT_OLLAMA_HOST
+    if not raw.startswith(("http://", "https://")):
+        raw = "http://" + raw
+    if raw.count(":") == 1:  # scheme only, no port
+        raw += ":11434"
+    return raw.rstrip("/")
+
+
+def ollama_models(host: str, timeout: float = 0.5) -> list[str]:
+    """Names of the models an Ollama server holds; [] if it does not answer."""
+    try:
+        with urllib.request.urlopen(host + "/api/tags", timeout=timeout) as resp:
+            payload = json.load(resp)
+    except (OSError, ValueError, urllib.error.URLError):
+        return []
+    return [m.get("name") or m.get("model") for m in payload.get("models", []) if m.get("name") or m.get("model")]
+
+
+def _is_chat_model(name: str) -> bool:
+    return not any(word in name.lower() for word in ("embed", "bge-", "nomic-embed", "rerank"))
+
+
+def resolve_default(
+    explicit: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    probe_ollama: bool = True,
+) -> Resolution:
+    """Pick the model to use when none was named, following the documented order."""
+    env = os.environ if env is None else env
+    tried: list[str] = []
+    if explicit:
+        return Resolution(explicit, "given explicitly", tried)
+    configured = settings.get("model")
+    if configured.value:
+        return Resolution(str(configured.value), f"set by {configured.source}", tried)
+    tried.append("no model configured (NBMAGIC_MODEL, %config NbMagic.model)")
+    if env.get("OPENAI_API_KEY"):
+        return Resolution(f"openai:{DEFAULT_OPENAI_MODEL}", "OPENAI_API_KEY is set", tried)
+    tried.append("OPENAI_API_KEY is not set")
+    if probe_ollama:
+        host = ollama_host(env)
+        chat_models = [m for m in ollama_models(host) if _is_chat_model(m)]
+        if chat_models:
+            return Resolution(f"ollama:{chat_models[0]}", f"Ollama answers at {host}", tried)
+        tried.append(f"no Ollama chat model at {host}")
+    return Resolution(
+        f"hf:{DEFAULT_HF_MODEL}",
+        "no key and no local server: a small local model, downloaded on first use",
+        tried,
+    )
+
+
+def no_model_message(tried: list[str]) -> str:
+    """The one message for 'there is no model to use', naming every way to get one."""
+    return (
+        "No model is available. "
+        + ("Tried: " + "; ".join(tried) + ". " if tried else "")
+        + "Pick one of: set OPENAI_API_KEY (e.g. %env OPENAI_API_KEY=...); "
+        "start Ollama and `ollama pull qwen2.5:7b`; point at any OpenAI-compatible server with "
+        "--model openai-compat:<model>@http://host:port/v1; use a local file with --model gguf:<path>; "
+        "or install the local extra (pip install 'nbmagic[local]') and connect to the internet once "
+        f"so hf:{DEFAULT_HF_MODEL} can be downloaded."
+    )
+
+
+def load_model(spec: str | ModelSpec | ChatModel | None = None, **kwargs: Any) -> ChatModel:
+    """Return a ready chat model for ``spec`` (or the default model when ``spec`` is None).
+
+    Extra keyword arguments go to the backend (``api_key``, ``base_url``, ``timeout``,
+    ``max_retries``, ``n_gpu_layers``, ``device``, ``dtype``, ...).
+    """
+    if isinstance(spec, ChatModel):
+        return spec
+    resolution: Resolution | None = None
+    if spec is None:
+        resolution = resolve_default()
+        spec = resolution.spec
+        if spec is None:
+            raise NoModelAvailableError(no_model_message(resolution.tried))
+    parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
+    try:
+        return _construct(parsed, kwargs)
+    except NoModelAvailableError as exc:
+        if resolution is not None:  # the automatic fallback failed: say every way out
+            raise NoModelAvailableError(no_model_message([*resolution.tried, exc.message])) from None
+        raise
+
+
+def _construct(spec: ModelSpec, kwargs: dict[str, Any]) -> ChatModel:
+    if spec.backend in ("openai", "azure", "ollama", "openai-compat"):
+        from nbmagic.llm.openai_compat import OpenAICompatModel
+
+        base_url = kwargs.pop("base_url", None) or spec.base_url
+        if spec.backend == "ollama" and base_url is None:
+            base_url = ollama_host() + "/v1"
+        return OpenAICompatModel(spec.model, provider=spec.backend, base_url=base_url, **kwargs)
+    if spec.backend == "gguf":
+        try:
+            from nbmagic.llm.llamacpp import LlamaCppModel
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise BackendNotInstalledError(
+                f"gguf:{spec.model} needs llama-cpp-python: pip install 'nbmagic[gguf]' ({exc})"
+            ) from None
+        return LlamaCppModel(spec.model, **kwargs)
+    if spec.backend == "hf":
+        from nbmagic.llm.hf import HFChatModel
+
+        return HFChatModel(spec.model, **kwargs)
+    raise ConfigError(f"Unknown backend {spec.backend!r}. {SPEC_HELP}")  # pragma: no cover
