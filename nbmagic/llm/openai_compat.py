@@ -10,6 +10,8 @@ the fix, and never contain the key.
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from typing import Any
 
 from nbmagic.errors import (
@@ -56,7 +58,8 @@ class OpenAICompatModel(ChatModel):
         self.base_url, self._api_key = self._resolve_endpoint(provider, base_url, api_key)
         register_secret(self._api_key)
         self._client: Any = None
-        self._aclient: Any = None
+        self._aclients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._aclient_lock = threading.Lock()
         self._usage_in_stream = True  # flips off if a server rejects stream_options
 
     # -- configuration ------------------------------------------------------------------
@@ -113,16 +116,32 @@ class OpenAICompatModel(ChatModel):
 
     @property
     def aclient(self) -> Any:
-        if self._aclient is None:
-            import openai
+        """The SDK's async client for the running event loop.
 
-            if self.provider == "azure":
-                self._aclient = openai.AsyncAzureOpenAI(
-                    azure_endpoint=self.base_url, api_version=self.api_version, **self._client_kwargs()
-                )
-            else:
-                self._aclient = openai.AsyncOpenAI(base_url=self.base_url, **self._client_kwargs())
-        return self._aclient
+        An async client's connection pool belongs to the loop that opened it, so each
+        loop gets its own client: ``asyncio.run`` twice (or a worker thread with its
+        own loop) must not reuse connections of a closed loop ("Event loop is closed").
+        """
+        import asyncio
+
+        try:
+            loop: Any = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        with self._aclient_lock:
+            client = self._aclients.get(loop) if loop is not None else None
+            if client is None:
+                import openai
+
+                if self.provider == "azure":
+                    client = openai.AsyncAzureOpenAI(
+                        azure_endpoint=self.base_url, api_version=self.api_version, **self._client_kwargs()
+                    )
+                else:
+                    client = openai.AsyncOpenAI(base_url=self.base_url, **self._client_kwargs())
+                if loop is not None:
+                    self._aclients[loop] = client
+        return client
 
     def __repr__(self) -> str:
         return f"<OpenAICompatModel {self.provider}:{self.name} at {self.base_url}>"
@@ -208,11 +227,10 @@ class OpenAICompatModel(ChatModel):
             raise self._map_error(exc) from None
 
     def close(self) -> None:
-        for client in (self._client,):
-            if client is not None:
-                client.close()
+        if self._client is not None:
+            self._client.close()
         self._client = None
-        self._aclient = None
+        self._aclients = weakref.WeakKeyDictionary()  # their loops own them; dropped with the loops
 
     # -- response handling -------------------------------------------------------------
 

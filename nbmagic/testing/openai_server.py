@@ -72,12 +72,15 @@ class OpenAICompatServer:
         models: Iterable[str] = ("test-model",),
         latency: float = 0.0,
         api_key: str | None = None,
+        reject_stream_options: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.models = list(models)
         self.latency = latency
         self.api_key = api_key
+        #: answer 400 to requests carrying ``stream_options`` (like older vLLM / LM Studio)
+        self.reject_stream_options = reject_stream_options
         self.requests: list[dict[str, Any]] = []
         self._queue: deque[Reply | str] = deque()
         self._responder: Responder = _echo
@@ -136,8 +139,9 @@ class OpenAICompatServer:
 
     def start(self) -> OpenAICompatServer:
         if self._thread is None:
+            # a short poll interval makes stop() take milliseconds, not half a second
             self._thread = threading.Thread(
-                target=self._httpd.serve_forever, name="openai-loopback", daemon=True
+                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="openai-loopback", daemon=True
             )
             self._thread.start()
         return self
@@ -230,6 +234,8 @@ class OpenAICompatServer:
                     return self._error(401, "Incorrect API key provided.")
                 if body.get("model") not in server.models:
                     return self._error(404, f"The model `{body.get('model')}` does not exist.")
+                if server.reject_stream_options and "stream_options" in body:
+                    return self._error(400, "Unrecognized request argument supplied: stream_options")
                 with server._lock:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
@@ -349,9 +355,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", action="append", default=None, help="model id to serve (repeatable)")
     ap.add_argument("--responder", default=None, help="module:function answering each request")
     ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--api-key", default=None, help="require this bearer key")
     args = ap.parse_args(argv)
     responder = _load_responder(args.responder) if args.responder else None
-    srv = OpenAICompatServer(responder, models=args.model or ["test-model"], latency=args.latency, port=args.port)
+    srv = OpenAICompatServer(
+        responder, models=args.model or ["test-model"], latency=args.latency, port=args.port, api_key=args.api_key
+    )
     with srv:
         print(srv.url, flush=True)
         try:
