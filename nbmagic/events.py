@@ -224,3 +224,18 @@ class EventRecorder:
 
     def extend(self, events: Iterable[Event]) -> None:
         self.events.extend(events)
+
+
+# --- RecursiveMAS tools (appended) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolCalled(Event):
+    """An agent ran Python through its tool (deliberation's tool-caller); ``output`` is what it printed."""
+
+    agent: str
+    code: str
+    output: str
+    ok: bool = True
+    seconds: float = 0.0
+    round: int = 1

@@ -1,0 +1,355 @@
+"""RecursiveMAS: agents that think together over several rounds.
+
+Agents are (model, role) pairs arranged by a pattern (:mod:`nbmagic.mas.roles`).
+Each round every agent works on the question plus what the previous stage passed
+on; the last agent's output feeds the first agent of the next round, and only the
+last agent of the last round writes the answer.
+
+Two ways to pass things on, one recursion:
+
+* **latent** (every agent is a local Hugging Face model): agents hand over latent
+  thoughts, hidden-state vectors mapped into the next agent's embedding space by
+  links, and never decode intermediate text (:mod:`nbmagic.mas.latent_mode`);
+* **text** (the Recursive-TextMAS baseline, and the only option with remote or
+  GGUF models): agents hand over text messages capped at ``message_tokens``
+  (:mod:`nbmagic.mas.text`).
+
+``mode="auto"`` picks latent when it can. Several agents may share one model;
+a spec string is loaded once per system.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nbmagic.errors import ConfigError, NbmagicError, RunInterrupted
+from nbmagic.events import (
+    AgentFinished,
+    AgentStarted,
+    EventHandler,
+    Failed,
+    Finished,
+    ModelCall,
+    Notice,
+    RunStarted,
+    emit,
+    fanout,
+)
+from nbmagic.llm.base import ChatModel, Usage
+from nbmagic.mas.roles import DEFAULT_ROLES, Plan, arrange, check_pattern, normalize_role, system_prompt
+
+if TYPE_CHECKING:
+    from nbmagic.mas.checkpoint import LinkSet
+
+MODES = ("auto", "latent", "text")
+#: backends whose models run in this process (not safe to call from several threads at once)
+LOCAL_BACKENDS = frozenset({"hf", "gguf", "llamacpp"})
+
+
+@dataclass
+class Agent:
+    """One member of the team: a model (object or spec string) playing a role.
+
+    ``model=None`` means the system's ``model``. ``instructions`` are appended to the
+    role's prompt; with them a role may be any name (a custom role).
+    """
+
+    model: ChatModel | str | None
+    role: str
+    name: str | None = None
+    instructions: str | None = None
+
+
+@dataclass
+class AgentStats:
+    """What one agent did over the whole run."""
+
+    name: str
+    role: str
+    tokens: int = 0  # generated (decoded) tokens
+    seconds: float = 0.0
+    latent_steps: int = 0
+    calls: int = 0
+
+
+@dataclass
+class MASResult:
+    """The answer and what it cost."""
+
+    answer: str
+    mode: str  # "latent" | "text"
+    rounds: int  # rounds actually run (deliberation may stop early)
+    agents: list[AgentStats]
+    usage: Usage
+    seconds: float
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def generated_tokens(self) -> int:
+        return sum(a.tokens for a in self.agents)
+
+    def __str__(self) -> str:
+        return self.answer
+
+
+@dataclass
+class Member:
+    """An agent resolved for a run: loaded model, normalised role, unique name, prompt."""
+
+    index: int
+    name: str
+    role: str
+    model: ChatModel
+    system: str
+    spec: str  # how the model was named (spec string or repr), for manifests and logs
+
+    @property
+    def local(self) -> bool:
+        return str(getattr(self.model, "backend", "")) in LOCAL_BACKENDS
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {value!r}.")
+    return value
+
+
+def model_label(model: ChatModel | str | None) -> str:
+    if isinstance(model, ChatModel):
+        return f"{model.backend}:{model.name}"
+    return str(model)
+
+
+class RecursiveMAS:
+    """A recursive multi-agent system; see the module docstring.
+
+    ``RecursiveMAS(model="hf:Qwen/Qwen2.5-0.5B-Instruct")`` runs the sequential
+    pattern's Planner, Critic and Solver on one shared model;
+    ``RecursiveMAS(agents=[Agent(m, "solver")], rounds=1)`` is the single-agent fast path.
+    """
+
+    def __init__(
+        self,
+        agents: list[Agent] | None = None,
+        *,
+        model: ChatModel | str | None = None,
+        pattern: str | None = None,
+        rounds: int | None = None,
+        latent_steps: int | None = None,
+        mode: str | None = None,
+        links: str | Path | None = None,
+        max_new_tokens: int = 512,
+        temperature: float = 0.0,
+        message_tokens: int = 256,
+        on_event: EventHandler | None = None,
+        tool_timeout: float = 10.0,
+        max_tool_calls: int = 2,
+    ) -> None:
+        from nbmagic.config import settings
+
+        self.pattern = check_pattern(pattern if pattern is not None else settings.pattern)
+        self.rounds = _check_int("rounds", rounds if rounds is not None else settings.rounds, 1, 100)
+        self.latent_steps = _check_int(
+            "latent_steps", latent_steps if latent_steps is not None else settings.latent_steps, 1, 4096
+        )
+        self.max_new_tokens = _check_int("max_new_tokens", max_new_tokens, 1, 1_000_000)
+        self.message_tokens = _check_int("message_tokens", message_tokens, 1, 1_000_000)
+        if not isinstance(temperature, (int, float)) or temperature < 0:
+            raise ConfigError(f"temperature must be a number >= 0, not {temperature!r}.")
+        self.temperature = float(temperature)
+        self.tool_timeout = float(tool_timeout)
+        self.max_tool_calls = _check_int("max_tool_calls", max_tool_calls, 0, 20)
+        requested = (mode if mode is not None else settings.mode or "auto").strip().lower()
+        if requested not in MODES:
+            raise ConfigError(f"Unknown mode {mode!r}: choose auto, latent or text.")
+        self.on_event = on_event
+
+        specs = self._agent_specs(agents, model)
+        roles = [normalize_role(a.role) for a in specs]
+        custom = {i for i, a in enumerate(specs) if a.instructions and a.instructions.strip()}
+        self.plan: Plan = arrange(self.pattern, roles, custom)
+        self._cache: dict[str, ChatModel] = {}
+        self.members: list[Member] = []
+        names = self._unique_names(specs, roles)
+        for i, (a, role, name) in enumerate(zip(specs, roles, names)):
+            chat_model, spec = self._load(a.model if a.model is not None else model)
+            self.members.append(Member(i, name, role, chat_model, system_prompt(role, a.instructions), spec))
+
+        non_latent = [m.name for m in self.members if not getattr(m.model, "supports_latent", False)]
+        if requested == "latent" and non_latent:
+            raise ConfigError(
+                "mode='latent' needs every agent on a local Hugging Face model (hf:...), because latent "
+                f"thoughts are hidden states; these agents have none: {', '.join(non_latent)}. "
+                "Use mode='text' or give them hf: models."
+            )
+        self.mode = "text" if requested == "text" or non_latent else "latent"
+        self.fallback_reason = (
+            f"text mode: agents {', '.join(non_latent)} have no hidden states (remote or GGUF models)"
+            if requested == "auto" and non_latent
+            else ""
+        )
+        self.links: LinkSet | None = None
+        self.links_path = Path(links).expanduser() if links is not None else None
+        if self.links_path is not None:
+            if self.mode != "latent":
+                raise ConfigError(
+                    f"Links ({self.links_path}) only apply in latent mode, but this system runs in text "
+                    "mode. Drop links=... or use local hf: models for every agent."
+                )
+            from nbmagic.mas.checkpoint import load_links
+
+            self.links = load_links(self.links_path, self)
+        self._run_lock = threading.Lock()
+
+    # -- construction helpers -------------------------------------------------------------
+
+    def _agent_specs(self, agents: list[Agent] | None, model: ChatModel | str | None) -> list[Agent]:
+        if agents is None:
+            return [Agent(model, role) for role in DEFAULT_ROLES[self.pattern]]
+        if isinstance(agents, Agent):
+            agents = [agents]
+        out: list[Agent] = []
+        for i, a in enumerate(agents):
+            if isinstance(a, tuple) and len(a) == 2:
+                a = Agent(a[0], a[1])
+            if not isinstance(a, Agent):
+                raise ConfigError(
+                    f"Agent {i + 1} must be an Agent(model, role) (or a (model, role) pair), not {type(a).__name__}."
+                )
+            out.append(a)
+        return out
+
+    @staticmethod
+    def _unique_names(specs: list[Agent], roles: list[str]) -> list[str]:
+        names: list[str] = []
+        for a, role in zip(specs, roles):
+            base = (a.name or role).strip() or role
+            name, k = base, 2
+            while name in names:
+                name, k = f"{base}-{k}", k + 1
+            if a.name and name != base:
+                raise ConfigError(f"Two agents are named {base!r}: agent names must be unique.")
+            names.append(name)
+        return names
+
+    def _load(self, model: ChatModel | str | None) -> tuple[ChatModel, str]:
+        """Load a spec once per system; a ChatModel object is used as is."""
+        if isinstance(model, ChatModel):
+            return model, model_label(model)
+        if model is not None and not isinstance(model, str):
+            raise ConfigError(f"An agent's model must be a ChatModel or a spec string, not {type(model).__name__}.")
+        key = model or ""
+        if key not in self._cache:
+            from nbmagic.llm.specs import load_model
+
+            self._cache[key] = load_model(model)
+        loaded = self._cache[key]
+        return loaded, model or model_label(loaded)
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(
+        self, question: str, *, on_event: EventHandler | None = None, max_new_tokens: int | None = None
+    ) -> MASResult:
+        """Answer ``question``; progress goes to ``on_event`` (and the constructor's handler)."""
+        if not isinstance(question, str) or not question.strip():
+            raise ConfigError("RecursiveMAS.run needs a non-empty question string.")
+        limit = _check_int("max_new_tokens", max_new_tokens or self.max_new_tokens, 1, 1_000_000)
+        handler = fanout(self.on_event, on_event)
+        title = question.strip().splitlines()[0][:80]
+        emit(handler, RunStarted("mas", title, ", ".join(sorted({m.spec for m in self.members}))))
+        if self.fallback_reason:
+            emit(handler, Notice(self.fallback_reason))
+        book = Bookkeeper(self, handler)
+        with self._run_lock:
+            try:
+                if self.mode == "latent":
+                    from nbmagic.mas.latent_mode import run_latent
+
+                    answer, rounds = run_latent(self, question, book, limit)
+                else:
+                    from nbmagic.mas.text import run_text
+
+                    answer, rounds = run_text(self, question, book, limit)
+            except NbmagicError as exc:
+                if exc.partial is None:
+                    exc.partial = book.result(book.partial_answer, book.rounds_done)
+                emit(handler, Failed("mas", exc.message, exc.partial))
+                raise
+            except KeyboardInterrupt:
+                partial = book.result(book.partial_answer, book.rounds_done)
+                emit(handler, Failed("mas", "interrupted", partial))
+                raise RunInterrupted("RecursiveMAS run interrupted.", partial=partial) from None
+        result = book.result(answer, rounds)
+        emit(handler, Finished("mas", result, result.seconds))
+        return result
+
+    __call__ = run
+
+    def close(self) -> None:
+        """Release the models this system loaded from spec strings."""
+        for m in self._cache.values():
+            m.close()
+        self._cache.clear()
+
+    def __repr__(self) -> str:
+        team = ", ".join(f"{m.name}={m.spec}" for m in self.members)
+        return f"<RecursiveMAS {self.pattern} {self.mode} rounds={self.rounds} [{team}]>"
+
+
+class Bookkeeper:
+    """Per-run tallies and the events that report them (shared by both modes, thread-safe)."""
+
+    def __init__(self, mas: RecursiveMAS, handler: EventHandler) -> None:
+        self.mas = mas
+        self.handler = handler
+        self.t0 = time.perf_counter()
+        self.stats = [AgentStats(m.name, m.role) for m in mas.members]
+        self.usage = Usage()
+        self.transcript: list[dict[str, Any]] = []
+        self.partial_answer = ""
+        self.rounds_done = 0
+        self._lock = threading.Lock()
+
+    def event(self, ev: Any) -> None:
+        emit(self.handler, ev)
+
+    def agent_started(self, m: Member, round_: int) -> float:
+        self.event(AgentStarted(m.name, m.role, self.mas.mode, round_))
+        return time.perf_counter()
+
+    def agent_finished(
+        self, m: Member, round_: int, started: float, *, tokens: int, latent_steps: int = 0
+    ) -> None:
+        seconds = time.perf_counter() - started
+        with self._lock:
+            s = self.stats[m.index]
+            s.tokens += tokens
+            s.seconds += seconds
+            s.latent_steps += latent_steps
+        self.event(AgentFinished(m.name, tokens, seconds, latent_steps, round_))
+
+    def model_call(self, m: Member, prompt_tokens: int, completion_tokens: int, seconds: float) -> None:
+        with self._lock:
+            self.usage = self.usage + Usage(prompt_tokens, completion_tokens, 1)
+            self.stats[m.index].calls += 1
+        self.event(ModelCall(m.model.name, prompt_tokens, completion_tokens, seconds, m.name))
+
+    def record(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self.transcript.append(entry)
+
+    def result(self, answer: str, rounds: int) -> MASResult:
+        return MASResult(
+            answer=answer,
+            mode=self.mas.mode,
+            rounds=rounds,
+            agents=[AgentStats(**vars(s)) for s in self.stats],
+            usage=Usage(self.usage.prompt_tokens, self.usage.completion_tokens, self.usage.calls),
+            seconds=time.perf_counter() - self.t0,
+            transcript=list(self.transcript),
+        )
