@@ -129,7 +129,7 @@ class Plan:
     def edges(self) -> list[tuple[int, int]]:
         """Every (source, target) hop thoughts travel along, the round-to-round hop included."""
         out: list[tuple[int, int]] = []
-        for a, b in zip(self.stages, self.stages[1:]):
+        for a, b in zip(self.stages, self.stages[1:], strict=False):
             out.extend((s, t) for s in a for t in b)
         if len(self.stages) > 1 or len(self.stages[0]) > 1:
             out.extend((self.final, t) for t in self.stages[0] if (self.final, t) not in out)

@@ -40,7 +40,14 @@ from nbmagic.events import (
     fanout,
 )
 from nbmagic.llm.base import ChatModel, Usage
-from nbmagic.mas.roles import DEFAULT_ROLES, Plan, arrange, check_pattern, normalize_role, system_prompt
+from nbmagic.mas.roles import (
+    DEFAULT_ROLES,
+    Plan,
+    arrange,
+    check_pattern,
+    normalize_role,
+    system_prompt,
+)
 
 if TYPE_CHECKING:
     from nbmagic.mas.checkpoint import LinkSet
@@ -175,7 +182,7 @@ class RecursiveMAS:
         self._cache: dict[str, ChatModel] = {}
         self.members: list[Member] = []
         names = self._unique_names(specs, roles)
-        for i, (a, role, name) in enumerate(zip(specs, roles, names)):
+        for i, (a, role, name) in enumerate(zip(specs, roles, names, strict=True)):
             chat_model, spec = self._load(a.model if a.model is not None else model)
             self.members.append(Member(i, name, role, chat_model, system_prompt(role, a.instructions), spec))
 
@@ -226,7 +233,7 @@ class RecursiveMAS:
     @staticmethod
     def _unique_names(specs: list[Agent], roles: list[str]) -> list[str]:
         names: list[str] = []
-        for a, role in zip(specs, roles):
+        for a, role in zip(specs, roles, strict=True):
             base = (a.name or role).strip() or role
             name, k = base, 2
             while name in names:
