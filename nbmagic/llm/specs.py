@@ -90,14 +90,31 @@ class Resolution:
 
 
 def ollama_host(env: Mapping[str, str] | None = None) -> str:
-    """Ollama's root URL from ``OLLAMA_HOST`` (``host``, ``host:port`` or a URL)."""
+    """Ollama's root URL from ``OLLAMA_HOST`` (``host``, ``host:port`` or a URL).
+
+    Same rules as Ollama's own client: without a scheme the port defaults to 11434;
+    with ``http://`` or ``https://`` and no port, to 80 or 443.
+    """
     env = os.environ if env is None else env
-    raw = (env.get("OLLAMA_HOST") or "").strip() or DEFAULT_OLLAMA_HOST
-    if not raw.startswith(("http://", "https://")):
-        raw = "http://" + raw
-    if raw.count(":") == 1:  # scheme only, no port
-        raw += ":11434"
-    return raw.rstrip("/")
+    raw = (env.get("OLLAMA_HOST") or "").strip().rstrip("/")
+    if not raw:
+        return DEFAULT_OLLAMA_HOST
+    scheme, sep, rest = raw.partition("://")
+    if not sep:
+        scheme, rest, default_port = "http", raw, "11434"
+    else:
+        default_port = "443" if scheme == "https" else "80"
+    hostport, slash, path = rest.partition("/")
+    host, port = hostport, ""
+    if hostport.startswith("["):  # [ipv6]:port
+        end = hostport.find("]")
+        host, port = hostport[: end + 1], hostport[end + 2 :]
+    elif ":" in hostport:
+        host, _, port = hostport.rpartition(":")
+    host = host or "localhost"
+    if host in ("0.0.0.0", "[::]"):  # a listen address, not one to connect to
+        host = "localhost" if host == "0.0.0.0" else "[::1]"
+    return f"{scheme}://{host}:{port or default_port}" + (slash + path if path else "")
 
 
 def ollama_models(host: str, timeout: float = 0.5) -> list[str]:
@@ -107,7 +124,11 @@ def ollama_models(host: str, timeout: float = 0.5) -> list[str]:
             payload = json.load(resp)
     except (OSError, ValueError, urllib.error.URLError):
         return []
-    return [m.get("name") or m.get("model") for m in payload.get("models", []) if m.get("name") or m.get("model")]
+    models = payload.get("models") if isinstance(payload, dict) else None
+    if not isinstance(models, list):  # something else answers on that port
+        return []
+    names = (m.get("name") or m.get("model") for m in models if isinstance(m, dict))
+    return [str(n) for n in names if n]
 
 
 def _is_chat_model(name: str) -> bool:
@@ -149,7 +170,7 @@ def no_model_message(tried: list[str]) -> str:
     """The one message for 'there is no model to use', naming every way to get one."""
     return (
         "No model is available. "
-        + ("Tried: " + "; ".join(tried) + ". " if tried else "")
+        + ("Tried: " + "; ".join(t.rstrip(". ") for t in tried) + ". " if tried else "")
         + "Pick one of: set OPENAI_API_KEY (e.g. %env OPENAI_API_KEY=...); "
         "start Ollama and `ollama pull qwen2.5:7b`; point at any OpenAI-compatible server with "
         "--model openai-compat:<model>@http://host:port/v1; use a local file with --model gguf:<path>; "
@@ -175,8 +196,9 @@ def load_model(spec: str | ModelSpec | ChatModel | None = None, **kwargs: Any) -
     parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
     try:
         return _construct(parsed, kwargs)
-    except NoModelAvailableError as exc:
-        if resolution is not None:  # the automatic fallback failed: say every way out
+    except (NoModelAvailableError, BackendNotInstalledError) as exc:
+        # the automatic last resort (a local HF model) failed: say every way out, not just this one
+        if resolution is not None and resolution.tried and parsed.backend == "hf":
             raise NoModelAvailableError(no_model_message([*resolution.tried, exc.message])) from None
         raise
 
@@ -198,7 +220,12 @@ def _construct(spec: ModelSpec, kwargs: dict[str, Any]) -> ChatModel:
             ) from None
         return LlamaCppModel(spec.model, **kwargs)
     if spec.backend == "hf":
-        from nbmagic.llm.hf import HFChatModel
+        try:
+            from nbmagic.llm.hf import HFChatModel
+        except ImportError as exc:  # torch / transformers missing
+            raise BackendNotInstalledError(
+                f"hf:{spec.model} needs PyTorch and transformers: pip install 'nbmagic[local]' ({exc})"
+            ) from None
 
         return HFChatModel(spec.model, **kwargs)
     raise ConfigError(f"Unknown backend {spec.backend!r}. {SPEC_HELP}")  # pragma: no cover

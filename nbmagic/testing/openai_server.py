@@ -211,7 +211,7 @@ class OpenAICompatServer:
             # -- routes --
             def do_GET(self) -> None:
                 server.requests.append({"path": self.path, "method": "GET", "body": {}})
-                if self.path.rstrip("/").endswith("/api/tags"):
+                if self.path.split("?")[0].rstrip("/") == "/api/tags":  # Ollama serves it at the root
                     self._send_json(200, {"models": [{"name": m, "model": m} for m in server.models]})
                 elif self.path.rstrip("/").endswith("/models"):
                     if not self._authorized():
