@@ -1,0 +1,272 @@
+"""RecursiveMAS links: how a hidden state becomes the next input embedding.
+
+A frozen model's last-layer hidden state ``h`` is not an input embedding: it lives in the
+output space (it is dotted with the LM head) and has a different norm. Links map it back:
+
+* :class:`InnerLink` (same model)        ``R_in(h)  = h + W2·GELU(W1·h)``            W2 = 0 -> identity
+* :class:`OuterLink` (model i -> j)      ``R_out(h) = W3·h + W2·GELU(W1·h)``         W2 = 0, W3 ≈ I
+* :class:`LNInnerLink` / :class:`LNOuterLink`: the LayerNorm-wrapped forms of the released
+  checkpoints, ``post_ln(x + W2·GELU(W1·pre_ln(x)))`` and ``ln_dst(W2·GELU(W1·ln_src(h)) + W3·h)``
+  (hidden width 2·d_dst); the final LayerNorm's scale sets the output norm.
+* :class:`Realignment` (training-free, LatentMAS): ``W_a = (W_outᵀW_out + λI)⁻¹ W_outᵀ W_in``, then
+  each vector rescaled to the mean norm of real input embeddings.
+* :class:`VocabBridge` (training-free, d_i ≠ d_j): realign in the source model, then a least-squares
+  map between the two input-embedding tables over the tokens both vocabularies share.
+
+All link math runs in float32 (:func:`apply_link` casts in and back), so bf16/fp16 models
+do not lose the small residual corrections the links learn.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nbmagic.errors import ConfigError
+
+if TYPE_CHECKING:
+    from nbmagic.llm.hf import HFChatModel
+
+RIDGE_LAMBDA = 1e-5
+
+
+def apply_link(link: nn.Module | None, h: Tensor, out_dtype: torch.dtype) -> Tensor:
+    """``link(h)`` computed in float32 and cast to the model's dtype (identity if no link)."""
+    if link is None:
+        return h.to(out_dtype)
+    return link(h.float()).to(out_dtype)
+
+
+class InnerLink(nn.Module):
+    """``R_in(h) = h + W2·GELU(W1·h)``; W2 starts at zero, so the link starts as the identity."""
+
+    def __init__(self, dim: int, hidden: int | None = None) -> None:
+        super().__init__()
+        self.dim = dim
+        self.W1 = nn.Linear(dim, hidden or dim)
+        self.W2 = nn.Linear(hidden or dim, dim)
+        nn.init.xavier_uniform_(self.W1.weight, gain=0.1)
+        nn.init.zeros_(self.W1.bias)
+        nn.init.zeros_(self.W2.weight)
+        nn.init.zeros_(self.W2.bias)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h + self.W2(F.gelu(self.W1(h)))
+
+
+class OuterLink(nn.Module):
+    """``R_out(h) = W3·h + W2·GELU(W1·h)`` from ``src_dim`` to ``dst_dim``.
+
+    W2 starts at zero; W3 starts as the identity when the dims match and as a
+    norm-preserving (semi-orthogonal) projection when they do not.
+    """
+
+    def __init__(self, src_dim: int, dst_dim: int, hidden: int | None = None) -> None:
+        super().__init__()
+        self.src_dim, self.dst_dim = src_dim, dst_dim
+        width = hidden or 2 * dst_dim
+        self.W1 = nn.Linear(src_dim, width)
+        self.W2 = nn.Linear(width, dst_dim)
+        self.W3 = nn.Linear(src_dim, dst_dim, bias=False)
+        nn.init.xavier_uniform_(self.W1.weight, gain=0.1)
+        nn.init.zeros_(self.W1.bias)
+        nn.init.zeros_(self.W2.weight)
+        nn.init.zeros_(self.W2.bias)
+        _init_projection(self.W3.weight)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.W3(h) + self.W2(F.gelu(self.W1(h)))
+
+
+class LNInnerLink(nn.Module):
+    """``post_ln(x + W2·GELU(W1·pre_ln(x)))``: the released checkpoints' inner link.
+
+    ``out_norm`` sets the post-LayerNorm scale so outputs start with about that norm
+    (use the mean input-embedding norm of the model: :func:`embedding_norm`).
+    """
+
+    def __init__(self, dim: int, hidden: int | None = None, out_norm: float | None = None) -> None:
+        super().__init__()
+        self.dim = dim
+        self.pre_ln = nn.LayerNorm(dim)
+        self.W1 = nn.Linear(dim, hidden or dim)
+        self.W2 = nn.Linear(hidden or dim, dim)
+        self.post_ln = nn.LayerNorm(dim)
+        nn.init.xavier_uniform_(self.W1.weight, gain=0.1)
+        nn.init.zeros_(self.W1.bias)
+        nn.init.zeros_(self.W2.weight)
+        nn.init.zeros_(self.W2.bias)
+        if out_norm is not None:
+            nn.init.constant_(self.post_ln.weight, out_norm / math.sqrt(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.post_ln(x + self.W2(F.gelu(self.W1(self.pre_ln(x)))))
+
+
+class LNOuterLink(nn.Module):
+    """``ln_dst(W2·GELU(W1·ln_src(h)) + W3·h)`` with hidden width 2·d_dst (released form)."""
+
+    def __init__(
+        self, src_dim: int, dst_dim: int, hidden: int | None = None, out_norm: float | None = None
+    ) -> None:
+        super().__init__()
+        self.src_dim, self.dst_dim = src_dim, dst_dim
+        width = hidden or 2 * dst_dim
+        self.ln_src = nn.LayerNorm(src_dim)
+        self.W1 = nn.Linear(src_dim, width)
+        self.W2 = nn.Linear(width, dst_dim)
+        self.W3 = nn.Linear(src_dim, dst_dim, bias=False)
+        self.ln_dst = nn.LayerNorm(dst_dim)
+        nn.init.xavier_uniform_(self.W1.weight, gain=0.1)
+        nn.init.zeros_(self.W1.bias)
+        nn.init.zeros_(self.W2.weight)
+        nn.init.zeros_(self.W2.bias)
+        _init_projection(self.W3.weight)
+        if out_norm is not None:
+            nn.init.constant_(self.ln_dst.weight, out_norm / math.sqrt(dst_dim))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.ln_dst(self.W2(F.gelu(self.W1(self.ln_src(h)))) + self.W3(h))
+
+
+def _init_projection(weight: Tensor) -> None:
+    """Identity when square; otherwise semi-orthogonal (keeps norms when d_dst <= d_src)."""
+    with torch.no_grad():
+        if weight.shape[0] == weight.shape[1]:
+            weight.copy_(torch.eye(weight.shape[0]))
+        else:
+            nn.init.orthogonal_(weight)
+
+
+# -- training-free alignment --------------------------------------------------------------
+
+
+def _vocab_rows(model: HFChatModel) -> int:
+    """Rows of the embedding tables that are real tokens (vocab tables are often padded)."""
+    rows = model.model.get_input_embeddings().weight.shape[0]
+    return min(rows, len(model.tokenizer))
+
+
+@torch.no_grad()
+def embedding_norm(model: HFChatModel, chunk: int = 8192) -> float:
+    """Mean L2 norm of real input embeddings, computed from ``embed_tokens(ids)`` outputs.
+
+    Taking the module's output (not weight rows) keeps models that scale inside the
+    embedding module (Gemma multiplies by √d) right.
+    """
+    n = _vocab_rows(model)
+    total = 0.0
+    for start in range(0, n, chunk):
+        ids = torch.arange(start, min(n, start + chunk), device=model.torch_device)
+        total += model.embed_ids(ids[None])[0].float().norm(dim=-1).sum().item()
+    return total / n
+
+
+def _embedding_matrix(model: HFChatModel, rows: Tensor | None = None, chunk: int = 8192) -> Tensor:
+    """``[V, d]`` float32 table of what the embedding module outputs for each token id."""
+    ids = rows if rows is not None else torch.arange(_vocab_rows(model))
+    ids = ids.to(model.torch_device)
+    parts = [model.embed_ids(ids[None, s : s + chunk])[0].float() for s in range(0, len(ids), chunk)]
+    return torch.cat(parts)
+
+
+def _output_matrix(model: HFChatModel, rows: Tensor | None = None) -> Tensor:
+    head = model.model.get_output_embeddings()
+    if head is None:
+        raise ConfigError(f"{model.name} has no LM head: realignment needs one.")
+    w = head.weight[: _vocab_rows(model)] if rows is None else head.weight[rows.to(head.weight.device)]
+    return w.float()
+
+
+def ridge_solve(a: Tensor, b: Tensor, lam: float = RIDGE_LAMBDA) -> Tensor:
+    """``argmin_X ||a·X − b||² + λ||X||²`` = ``(aᵀa + λI)⁻¹ aᵀb``, in float32."""
+    a, b = a.float(), b.float()
+    gram = a.T @ a + lam * torch.eye(a.shape[1], device=a.device)
+    return torch.linalg.solve(gram, a.T @ b).float()
+
+
+class Realignment(nn.Module):
+    """Training-free inner link: ``e = rescale(h·W_a)`` with ``W_a = (W_outᵀW_out + λI)⁻¹W_outᵀW_in``.
+
+    ``W_a`` maps the output space onto the input space in the least-squares sense over the
+    whole vocabulary; for tied embeddings it is ≈ I and the rescale to ``target_norm`` (the
+    mean norm of real input embeddings) is what matters. No trainable parameters.
+    """
+
+    def __init__(self, W_a: Tensor, target_norm: float) -> None:
+        super().__init__()
+        self.register_buffer("W_a", W_a.float())
+        self.register_buffer("target_norm", torch.tensor(float(target_norm)))
+
+    @classmethod
+    @torch.no_grad()
+    def from_model(cls, model: HFChatModel, lam: float = RIDGE_LAMBDA) -> Realignment:
+        W_out = _output_matrix(model)  # [V, d]
+        W_in = _embedding_matrix(model)  # [V, d]
+        link = cls(ridge_solve(W_out, W_in, lam), embedding_norm(model))
+        return link.to(model.torch_device)
+
+    def forward(self, h: Tensor) -> Tensor:
+        e = h @ self.W_a
+        return e * (self.target_norm / e.norm(dim=-1, keepdim=True).clamp_min(1e-6))
+
+
+class VocabBridge(nn.Module):
+    """Training-free outer hop between models of different hidden sizes.
+
+    ``e_dst = rescale(h_src · W_a^src · M)``: realign the source hidden state into the source
+    model's input-embedding space, then map embeddings across with ``M = (E_srcᵀE_src + λI)⁻¹
+    E_srcᵀE_dst``, least squares over the tokens both vocabularies share (matched by token
+    string, so identical tokenizers share all of them), and rescale to the destination's mean
+    embedding norm. Chosen over a softmax through the LM head (``p(h)·E_dst``) because it is
+    one ``d_src×d_dst`` matmul per vector instead of a vocabulary-sized softmax, and stays
+    linear, hence well-conditioned for gradients when the bridge is later fine-tuned.
+    """
+
+    def __init__(self, W: Tensor, target_norm: float, shared_tokens: int = 0) -> None:
+        super().__init__()
+        self.register_buffer("W", W.float())
+        self.register_buffer("target_norm", torch.tensor(float(target_norm)))
+        self.shared_tokens = shared_tokens
+
+    @classmethod
+    @torch.no_grad()
+    def from_models(cls, src: HFChatModel, dst: HFChatModel, lam: float = RIDGE_LAMBDA) -> VocabBridge:
+        src_ids, dst_ids = shared_token_ids(src, dst)
+        need = max(src.hidden_size, dst.hidden_size)
+        if len(src_ids) < need:
+            raise ConfigError(
+                f"{src.name} and {dst.name} share only {len(src_ids)} tokens (need at least {need}) "
+                "so no training-free bridge exists between them: use agents with the same "
+                "tokenizer family, or train outer links (python -m nbmagic train-links)."
+            )
+        W_a = ridge_solve(_output_matrix(src), _embedding_matrix(src), lam)  # [d_src, d_src]
+        E_src = _embedding_matrix(src, src_ids)  # [S, d_src]
+        E_dst = _embedding_matrix(dst, dst_ids).to(E_src.device)  # [S, d_dst]
+        M = ridge_solve(E_src, E_dst, lam)  # [d_src, d_dst]
+        return cls(W_a @ M, embedding_norm(dst), len(src_ids)).to(dst.torch_device)
+
+    def forward(self, h: Tensor) -> Tensor:
+        e = h.to(self.W.device) @ self.W
+        return e * (self.target_norm / e.norm(dim=-1, keepdim=True).clamp_min(1e-6))
+
+
+def shared_token_ids(src: HFChatModel, dst: HFChatModel) -> tuple[Tensor, Tensor]:
+    """Ids of the tokens present in both vocabularies (same string), as aligned id tensors."""
+    vs: dict[str, int] = src.tokenizer.get_vocab()
+    vd: dict[str, int] = dst.tokenizer.get_vocab()
+    ns, nd = _vocab_rows(src), _vocab_rows(dst)
+    pairs = sorted((i, vd[t]) for t, i in vs.items() if t in vd and i < ns and vd[t] < nd)
+    if not pairs:
+        return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
+    a, b = zip(*pairs, strict=True)
+    return torch.tensor(a, dtype=torch.long), torch.tensor(b, dtype=torch.long)
+
+
+def link_params(*links: Any) -> list[nn.Parameter]:
+    """Trainable parameters of several links (None and parameter-free links are skipped)."""
+    return [p for link in links if link is not None for p in link.parameters() if p.requires_grad]
