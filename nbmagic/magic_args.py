@@ -1,0 +1,252 @@
+"""Plain helpers behind the magics: prompt interpolation, option splitting, option → engine kwargs.
+
+Kept apart from :mod:`nbmagic.magics` so they can be tested without a shell and so the
+magics module stays a thin layer of parsing and wiring. Nothing here imports IPython
+widgets, the engines, or any heavy library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import keyword
+import re
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+from nbmagic.config import settings
+from nbmagic.errors import ConfigError
+
+# --- interpolation ------------------------------------------------------------------------
+
+# {name}, {name.attr}, {name[3]}, {name['key']}, with optional !r/!s/!a and :spec
+_FIELD = re.compile(
+    r"""\{\{|\}\}|\{(?P<expr>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[-?\d+\]|\['[^'\]]*'\]|\["[^"\]]*"\])*)"""
+    r"""(?:!(?P<conv>[rsa]))?(?::(?P<spec>[^{}]*))?\}"""
+)
+_PART = re.compile(r"""\.(?P<attr>[A-Za-z_]\w*)|\[(?P<index>-?\d+)\]|\[(?P<q>['"])(?P<key>.*?)(?P=q)\]""")
+
+_MISSING = object()
+
+
+def _lookup(expr: str, namespace: Mapping[str, Any]) -> Any:
+    root = re.match(r"[A-Za-z_]\w*", expr)
+    assert root is not None
+    if root.group(0) not in namespace:
+        return _MISSING
+    value = namespace[root.group(0)]
+    for part in _PART.finditer(expr, root.end()):
+        try:
+            if part.group("attr") is not None:
+                value = getattr(value, part.group("attr"))
+            elif part.group("index") is not None:
+                value = value[int(part.group("index"))]
+            else:
+                value = value[part.group("key")]
+        except Exception:
+            return _MISSING
+    return value
+
+
+def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
+    """Fill ``{var}`` fields from ``namespace``; leave anything unknown exactly as written.
+
+    Supports attribute and index access (``{df.shape}``, ``{In[3]}``, ``{Out[3]}``,
+    ``{cfg['key']}``), conversions and format specs (``{x!r}``, ``{pi:.2f}``), and the
+    ``{{`` / ``}}`` escapes. Unlike :meth:`str.format`, a name that is not defined, a
+    failing lookup, or text that merely contains braces (JSON, set literals) is kept
+    verbatim: a prompt should never fail because it mentions ``{braces}``.
+    """
+
+    def replace(m: re.Match[str]) -> str:
+        whole = m.group(0)
+        if whole == "{{":
+            return "{"
+        if whole == "}}":
+            return "}"
+        value = _lookup(m.group("expr"), namespace)
+        if value is _MISSING:
+            return whole
+        conv = m.group("conv")
+        if conv == "r":
+            value = repr(value)
+        elif conv == "a":
+            value = ascii(value)
+        elif conv == "s":
+            value = str(value)
+        try:
+            return format(value, m.group("spec") or "")
+        except Exception:
+            return whole
+
+    return _FIELD.sub(replace, text)
+
+
+# --- splitting "options, then free text" ------------------------------------------------------
+
+
+def split_options(line: str, parser: argparse.ArgumentParser) -> tuple[str, str]:
+    """Split ``--opt value ... free question text`` into (options, question).
+
+    The question after the options is kept verbatim, so apostrophes, quotes and
+    ``--`` inside it never confuse a shell-style splitter. ``--`` ends the options
+    explicitly. Options must come first, like in ``%timeit``.
+    """
+    takes_value = {
+        opt: action.nargs != 0
+        for action in parser._actions
+        for opt in action.option_strings
+    }
+    pos = 0
+    n = len(line)
+    while True:
+        while pos < n and line[pos].isspace():
+            pos += 1
+        if pos >= n or line[pos] != "-":
+            break
+        end = pos
+        while end < n and not line[end].isspace():
+            end += 1
+        token = line[pos:end]
+        if token == "--":
+            return line[:pos].strip(), line[end:].strip()
+        name = token.split("=", 1)[0]
+        if name not in takes_value:
+            # not one of ours (a negative number, a dash in prose, a typo): let argparse say so
+            if name.startswith("--") or (len(name) == 2 and name[1].isalpha()):
+                pos = end
+                continue
+            break
+        pos = end
+        if takes_value[name] and "=" not in token:
+            pos = _consume_value(line, pos)
+    return line[:pos].strip(), line[pos:].strip()
+
+
+def _consume_value(line: str, pos: int) -> int:
+    n = len(line)
+    while pos < n and line[pos].isspace():
+        pos += 1
+    if pos >= n:
+        return pos
+    if line[pos] in "\"'":
+        quote = line[pos]
+        close = line.find(quote, pos + 1)
+        return n if close < 0 else close + 1
+    while pos < n and not line[pos].isspace():
+        pos += 1
+    return pos
+
+
+def quote_args(args: list[str]) -> str:
+    """Inverse of the shell-style split, for building an option string in code and tests."""
+    return " ".join(shlex.quote(a) for a in args)
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def valid_name(name: str) -> bool:
+    return name.isidentifier() and not keyword.iskeyword(name)
+
+
+def check_variable_name(name: str | None, option: str = "--out") -> str | None:
+    """A valid Python identifier (not a keyword) or a :class:`ConfigError`."""
+    if name is None:
+        return None
+    if not valid_name(name):
+        raise ConfigError(f"{option} needs a Python variable name, got {name!r} (e.g. {option} result).")
+    return name
+
+
+def resolve_contexts(
+    names: list[str] | None, namespace: Mapping[str, Any], hidden: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Look up each ``--context`` variable; a missing one is a clear error naming close matches."""
+    found: dict[str, Any] = {}
+    for raw in names or []:
+        for name in (n.strip() for n in raw.split(",")):
+            if not name:
+                continue
+            if name not in namespace:
+                public = [k for k in namespace if not k.startswith("_") and k not in (hidden or {})]
+                close = difflib.get_close_matches(name, public, n=3)
+                hint = f" Did you mean {', '.join(close)}?" if close else ""
+                raise ConfigError(
+                    f"--context {name}: no variable named {name!r} in the notebook.{hint} "
+                    "Define it first (e.g. text = open('file.txt').read()) or fix the name."
+                )
+            found[name] = namespace[name]
+    return found
+
+
+def require_text(text: str, what: str, example: str) -> str:
+    """Reject an empty request with an example of a good one."""
+    if not text or not text.strip():
+        raise ConfigError(f"The {what} is empty. Example: {example}")
+    return text.strip()
+
+
+# --- option → engine keyword arguments -------------------------------------------------------------
+
+
+def _pick(value: Any, name: str) -> Any:
+    return value if value is not None else getattr(settings, name)
+
+
+def mas_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The RecursiveMAS options the notebook agent plans with."""
+    out: dict[str, Any] = {
+        "rounds": _pick(getattr(args, "rounds", None), "rounds"),
+        "latent_steps": _pick(getattr(args, "latent_steps", None), "latent_steps"),
+        "mode": _pick(getattr(args, "mode", None), "mode"),
+        "pattern": _pick(getattr(args, "pattern", None), "pattern"),
+    }
+    if out["rounds"] < 1:
+        raise ConfigError("--rounds must be at least 1.")
+    if out["latent_steps"] < 0:
+        raise ConfigError("--latent-steps must be 0 or more.")
+    return out
+
+
+def agent_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Constructor keyword arguments for :class:`nbmagic.agent.core.NotebookAgent`."""
+    max_fixes = _pick(args.max_fixes, "max_fixes")
+    if max_fixes < 0:
+        raise ConfigError("--max-fixes must be 0 or more.")
+    timeout = _pick(args.timeout, "cell_timeout")
+    if timeout <= 0:
+        raise ConfigError("--timeout must be a positive number of seconds.")
+    return {
+        "model": args.model or settings.model,
+        "planner": "mas",
+        "mas_options": mas_options(args),
+        "max_fixes": max_fixes,
+        "cell_timeout": float(timeout),
+        "dry_run": bool(args.dry_run),
+    }
+
+
+def rlm_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Constructor keyword arguments for :class:`nbmagic.rlm.agent.RLM`."""
+    kw: dict[str, Any] = {
+        "model": args.model or settings.model,
+        "sub_model": args.sub_model or settings.sub_model,
+        "environment": _pick(args.repl, "repl"),
+        "max_iterations": _pick(args.max_iterations, "max_iterations"),
+        "max_llm_calls": _pick(args.max_llm_calls, "max_llm_calls"),
+        "max_tokens": args.max_tokens,
+        "timeout": args.timeout,
+        "max_output_chars": settings.max_output_chars,
+    }
+    for name in ("max_iterations", "max_llm_calls", "max_tokens"):
+        if kw[name] is not None and kw[name] < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1.")
+    if kw["timeout"] is not None and kw["timeout"] <= 0:
+        raise ConfigError("--timeout must be a positive number of seconds.")
+    if getattr(args, "max_depth", None) is not None:
+        kw["max_depth"] = args.max_depth
+    if getattr(args, "trajectory", None):
+        kw["trajectory_path"] = args.trajectory
+    return kw

@@ -1,0 +1,164 @@
+"""``%nbmagic status | models | doctor | config | help``: small reports, printed as text.
+
+Separate from :mod:`nbmagic.magics` so the magics class stays a parser and a
+switchboard. Each command takes the :class:`~nbmagic.magics.NbMagic` instance and
+the remaining words, and prints; nothing here changes state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import nbmagic
+from nbmagic.config import settings
+from nbmagic.secrets import redact
+
+HELP = """\
+nbmagic {version}: recursive LLM agents in the notebook.
+
+  %%agent [options]          the cell body is a request: plan, write and run cells below
+  %agent [options] REQUEST   the same on one line
+  %rlm [options] QUESTION    ask about long data: --context VAR (repeatable)
+  %%rlm [options]            the cell body is the question
+  %nbmagic status            model, renderer, notebook link, last run
+  %nbmagic models            which models can be used and how the default is chosen
+  %nbmagic doctor            devices, backends and the default model
+  %nbmagic config            effective settings and where each came from
+  %nbmagic help              this text
+
+Prompts interpolate {{var}}, {{df.shape}}, {{In[3]}}, {{Out[3]}}; {{{{ and }}}} are literal braces.
+Defaults: %config NbMagic.model = "openai:gpt-4o-mini" (or NBMAGIC_MODEL); see %nbmagic config.
+Full option lists: %%agent?  %rlm?
+"""
+
+
+def cmd_help(magics: Any, words: list[str]) -> None:
+    print(HELP.format(version=nbmagic.__version__))
+
+
+def config_rows(magics: Any) -> list[tuple[str, str, str]]:
+    """(name, value, source) for every setting plus the renderer choice."""
+    rows = [(s.name, repr(s.value), s.source) for s in settings.explain()]
+    from nbmagic.ui.select import resolve
+
+    choice = getattr(magics, "renderer", "auto")
+    try:
+        kind, why = resolve(choice, magics.shell)
+    except Exception as exc:  # an invalid NBMAGIC_RENDERER: show it, do not fail the report
+        kind, why = "plain", f"error: {exc}"
+    source = {"option": "%config", "detected": "detected"}.get(why, f"env {why}")
+    rows.append(("renderer", repr(kind), source))
+    return rows
+
+
+def cmd_config(magics: Any, words: list[str]) -> None:
+    rows = config_rows(magics)
+    width = max(len(r[0]) for r in rows)
+    vwidth = min(48, max(len(r[1]) for r in rows))
+    print("nbmagic settings (set with %config NbMagic.<name> = value, or NBMAGIC_<NAME>):")
+    for name, value, source in rows:
+        print(f"  {name:<{width}}  {redact(value):<{vwidth}}  [{source}]")
+
+
+def _default_resolution() -> Any:
+    from nbmagic.llm.specs import resolve_default
+
+    return resolve_default()
+
+
+def cmd_status(magics: Any, words: list[str]) -> None:
+    res = _default_resolution()
+    print(f"nbmagic {nbmagic.__version__}")
+    print(f"  model:    {redact(str(res.spec))}  ({res.reason})")
+    rows = {r[0]: r for r in config_rows(magics)}
+    print(f"  renderer: {rows['renderer'][1].strip(chr(39))}  ({rows['renderer'][2]})")
+    print(f"  cells go: {_sink_description(magics.shell)}")
+    last = getattr(magics, "last", None)
+    if last is not None:
+        print(f"  last run: {last.kind} {last.status}: {last.summary}")
+
+
+def _sink_description(shell: Any) -> str:
+    try:
+        from nbmagic.notebook import sinks
+    except Exception:
+        return "set_next_input (notebook support not installed)"
+    describe = getattr(sinks, "describe", None)
+    if callable(describe):
+        try:
+            return str(describe(shell))
+        except Exception:
+            pass
+    return "below the running cell when the JupyterLab extension answers, else as the next input"
+
+
+def _served_models(base_url: str, timeout: float = 2.0) -> list[str] | str:
+    try:
+        with urllib.request.urlopen(base_url.rstrip("/") + "/models", timeout=timeout) as resp:
+            payload = json.load(resp)
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        return f"not reachable ({type(exc).__name__})"
+    return [str(m.get("id")) for m in payload.get("data", []) if m.get("id")]
+
+
+def cmd_models(magics: Any, words: list[str]) -> None:
+    from nbmagic.llm.specs import SPEC_HELP, ollama_host, ollama_models, parse_spec
+
+    res = _default_resolution()
+    print(f"default model: {redact(str(res.spec))}  ({res.reason})")
+    for step in res.tried:
+        print(f"  tried: {step}")
+    for name in ("model", "sub_model"):
+        s = settings.get(name)
+        if not s.value:
+            continue
+        try:
+            spec = parse_spec(str(s.value))
+        except Exception as exc:
+            print(f"{name}: {s.value!r} is not usable: {exc}")
+            continue
+        if spec.base_url:
+            served = _served_models(spec.base_url)
+            shown = ", ".join(served) if isinstance(served, list) else served
+            print(f"{name} server {spec.base_url}: {shown}")
+    host = ollama_host()
+    local = ollama_models(host)
+    print(f"ollama at {host}: {', '.join(local) if local else 'not answering'}")
+    print(f"OPENAI_API_KEY: {'set' if os.environ.get('OPENAI_API_KEY') else 'not set'}")
+    print(SPEC_HELP)
+
+
+def cmd_doctor(magics: Any, words: list[str]) -> None:
+    """Delegate to the CLI's doctor report when it is installed."""
+    try:
+        from nbmagic.llm import doctor
+    except ImportError:
+        doctor = None
+    report: Callable[..., Any] | None = getattr(doctor, "report", None) if doctor else None
+    if report is not None:
+        text = report()
+        if text is not None:
+            print(text if isinstance(text, str) else str(text))
+        return
+    if doctor is not None and hasattr(doctor, "run"):
+        import argparse
+
+        parser = argparse.ArgumentParser(prog="nbmagic doctor")
+        doctor.add_arguments(parser)
+        doctor.run(parser.parse_args(words))
+        return
+    cmd_status(magics, words)
+
+
+COMMANDS: dict[str, Callable[[Any, list[str]], None]] = {
+    "status": cmd_status,
+    "models": cmd_models,
+    "doctor": cmd_doctor,
+    "config": cmd_config,
+    "help": cmd_help,
+}

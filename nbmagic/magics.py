@@ -1,0 +1,449 @@
+"""``%load_ext nbmagic``: the ``%%agent``, ``%rlm`` / ``%%rlm`` and ``%nbmagic`` magics.
+
+This module parses and wires, nothing else: options come from IPython's
+``magic_arguments`` (so ``%%agent?`` shows full help), defaults from
+:data:`nbmagic.config.settings` (``%config NbMagic.x = ...`` writes there),
+progress goes to a renderer from :mod:`nbmagic.ui`, and the work is done by the
+engines (:class:`~nbmagic.agent.core.NotebookAgent`, :class:`~nbmagic.rlm.agent.RLM`).
+The engine modules are imported on first use so loading the extension stays cheap.
+
+Every run ends one of three ways, none with a traceback: a :class:`MagicResult`
+returned into ``_`` (and ``--out VAR``); an interrupt, reported in one line with the
+finished part returned; or an :class:`~nbmagic.errors.NbmagicError`, printed as one
+message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Enum, Float, Int, Unicode, observe
+
+from nbmagic import magic_args as ma
+from nbmagic.config import _SPECS, settings
+from nbmagic.errors import NbmagicError, RunInterrupted
+from nbmagic.secrets import redact
+from nbmagic.ui.select import RENDERERS
+from nbmagic.ui.state import Renderer
+from nbmagic.ui.summary import MagicResult, summary_text
+
+MAGIC_NAMES = {"line": ("agent", "rlm", "nbmagic"), "cell": ("agent", "rlm")}
+
+_TRAIT_TYPES = {str: Unicode, int: Int, float: Float}
+_ENUMS = {"mode": ("auto", "latent", "text"), "repl": ("kernel", "subprocess")}
+
+
+def _setting_traits() -> dict[str, Any]:
+    """One config trait per setting; ``None`` means "not set here" (env/default apply)."""
+    traits: dict[str, Any] = {}
+    for name, (_default, kind, help_) in _SPECS.items():
+        if name in _ENUMS:
+            trait = Enum(_ENUMS[name], default_value=None, allow_none=True, help=help_)
+        else:
+            trait = _TRAIT_TYPES.get(kind, Unicode)(default_value=None, allow_none=True, help=help_)
+        traits[name] = trait.tag(config=True)
+    return traits
+
+
+def _fail(message: str) -> None:
+    """The one way a magic reports a user-facing error: one line on stderr."""
+    print(f"nbmagic: {redact(message)}", file=sys.stderr, flush=True)
+
+
+def _parse(func: Callable[..., Any], argstring: str) -> argparse.Namespace:
+    try:
+        return parse_argstring(func, argstring)
+    except ValueError as exc:  # unbalanced quotes in the option string
+        raise UsageError(f"{exc}; check the quotes in the options") from None
+
+
+# --- the Magics class (also the %config target) -------------------------------------------------
+
+
+@magics_class
+class NbMagic(Magics):
+    """Recursive LLM agents in the notebook. Configure with ``%config NbMagic.<name> = value``."""
+
+    locals().update(_setting_traits())
+    renderer = Enum(
+        RENDERERS, default_value="auto", help="progress display: auto | widgets | rich | plain"
+    ).tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell, **kwargs)
+        self.last: MagicResult | None = None
+        # values from an IPython config file arrive before observers are active: write them through
+        for name in _SPECS:
+            value = getattr(self, name)
+            if value is not None:
+                settings.set(name, value, "%config")
+
+    @observe(*_SPECS)
+    def _write_through(self, change: dict[str, Any]) -> None:
+        settings.set(change["name"], change["new"], "%config")
+
+    # -- %%agent -------------------------------------------------------------------------
+
+    @no_var_expand
+    @magic_arguments()
+    @argument("-m", "--model", default=None, help="model spec, e.g. openai:gpt-4o-mini, ollama:qwen2.5:7b, openai-compat:<model>@<url>, gguf:<path>, hf:<repo>")
+    @argument("--rounds", type=int, default=None, help="RecursiveMAS recursion rounds for planning (default 3)")
+    @argument("--latent-steps", type=int, default=None, help="latent thoughts per agent per round (default 32)")
+    @argument("--mode", choices=("latent", "text", "auto"), default=None, help="how agents talk: latent (hidden states, HF models), text, or auto")
+    @argument("--pattern", default=None, help="agent pattern: sequential | mixture | distillation | deliberation")
+    @argument("-o", "--output", default=None, metavar="NOTEBOOK", help="write the cells to a new .ipynb instead of inserting them here")
+    @argument("--force", action="store_true", help="allow --output to overwrite an existing notebook")
+    @argument("--dry-run", action="store_true", help="plan and write the cells without running them")
+    @argument("--confirm", action="store_true", help="ask before running each generated cell")
+    @argument("--max-fixes", type=int, default=None, help="attempts to fix a failing cell (default 3)")
+    @argument("--timeout", type=float, default=None, help="seconds one generated cell may run (default 120)")
+    @argument("--out", default=None, metavar="VAR", help="also store the result object in variable VAR")
+    @argument("--ui", choices=RENDERERS, default=None, help="progress display (default: auto)")
+    @line_cell_magic
+    def agent(self, line: str, cell: str | None = None) -> MagicResult | None:
+        """Plan, write and run notebook cells for a plain-language request.
+
+        The request is the cell body (``%%agent``) or the rest of the line
+        (``%agent <request>``). ``{var}`` in it is replaced by the variable's value;
+        ``{In[3]}`` / ``{Out[3]}`` by an earlier cell's input / output; ``{{`` and
+        ``}}`` give literal braces. The cells appear below this one (or in
+        ``--output``); the result object lands in ``_``.
+
+        Example::
+
+            %%agent --rounds 2 --out analysis
+            Load sales_data.csv and plot monthly revenue by region.
+        """
+        args, text = self._split(self.agent, line, cell)
+        return self._run("agent", args, text)
+
+    # -- %rlm / %%rlm ----------------------------------------------------------------------
+
+    @no_var_expand
+    @magic_arguments()
+    @argument("-c", "--context", action="append", default=None, metavar="VAR", help="variable holding the data to query (repeatable, or comma-separated)")
+    @argument("-m", "--model", default=None, help="root model spec (writes the code)")
+    @argument("--sub-model", default=None, help="model for llm_query sub-calls (default: the model)")
+    @argument("--max-iterations", type=int, default=None, help="code/observe iterations (default 20)")
+    @argument("--max-llm-calls", type=int, default=None, help="sub-call budget for this query (default 50)")
+    @argument("--max-tokens", type=int, default=None, help="token budget for the whole query")
+    @argument("--max-depth", type=int, default=None, help="recursion depth for rlm_query (default 1)")
+    @argument("--timeout", type=float, default=None, help="seconds the whole query may take")
+    @argument("--repl", choices=("kernel", "subprocess"), default=None, help="where the model's code runs: this kernel's namespace or a separate worker process")
+    @argument("--trajectory", default=None, metavar="PATH", help="also write the trajectory as JSONL")
+    @argument("--out", default=None, metavar="VAR", help="also store the result object in variable VAR")
+    @argument("--ui", choices=RENDERERS, default=None, help="progress display (default: auto)")
+    @line_cell_magic
+    def rlm(self, line: str, cell: str | None = None) -> MagicResult | None:
+        """Answer a question about data too long for a prompt, with a Recursive Language Model.
+
+        The model sees only a description of the ``--context`` variables, writes
+        Python to inspect them, and calls sub-models on pieces (``llm_query``).
+        Line form: ``%rlm --context text How many chapters mention whales?``;
+        cell form: options on the line, question in the body. ``{var}``
+        interpolation as in ``%%agent``. The answer lands in ``_``.
+        """
+        args, text = self._split(self.rlm, line, cell)
+        return self._run("rlm", args, text)
+
+    # -- %nbmagic ----------------------------------------------------------------------------
+
+    @line_magic
+    def nbmagic(self, line: str) -> None:
+        """``%nbmagic status | models | doctor | config | help``."""
+        from nbmagic import magic_info
+
+        words = line.split()
+        command = words[0] if words else "help"
+        handler = magic_info.COMMANDS.get(command)
+        if handler is None:
+            raise UsageError(f"%nbmagic {command}: unknown; use one of {', '.join(magic_info.COMMANDS)}")
+        try:
+            handler(self, words[1:])
+        except NbmagicError as exc:
+            _fail(exc.message)
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _split(self, func: Callable[..., Any], line: str, cell: str | None) -> tuple[argparse.Namespace, str]:
+        options, rest = ma.split_options(line, func.parser)
+        args = _parse(func, options)
+        text = rest if cell is None else "\n".join(x for x in (rest, cell) if x.strip())
+        return args, text
+
+    def _choose_renderer(self, args: argparse.Namespace) -> Renderer:
+        from nbmagic.ui.select import make_renderer, resolve
+
+        kind, _ = resolve(args.ui or self.renderer, self.shell)
+        return make_renderer(kind)
+
+    def _run(self, kind: str, args: argparse.Namespace, text: str) -> MagicResult | None:
+        ns = self.shell.user_ns
+        renderer: Renderer | None = None
+        job: _AgentJob | _RlmJob | None = None
+        try:
+            out = ma.check_variable_name(args.out)
+            if kind == "agent":
+                request = ma.require_text(text, "request", "%%agent then, in the cell: plot monthly revenue from sales_data.csv")
+                job = _AgentJob(self.shell, args, ma.interpolate(request, ns))
+            else:
+                question = ma.require_text(text, "question", "%rlm --context text How many chapters mention whales?")
+                job = _RlmJob(self.shell, args, ma.interpolate(question, ns))
+            job.prepare()
+            renderer = self._choose_renderer(args)
+            renderer.start(job.title, engine=kind, model=job.model_label)
+            raw = job.run(renderer)
+        except (KeyboardInterrupt, RunInterrupted) as exc:
+            note = _close_job(job)
+            return self._finish_interrupted(kind, renderer, getattr(exc, "partial", None), args.out, note)
+        except NbmagicError as exc:
+            _close_job(job)
+            _safe_close(renderer, "failed", exc.message)
+            _fail(exc.message)
+            if exc.partial is not None and args.out and renderer is not None and ma.valid_name(args.out):
+                ns[args.out] = _to_result(kind, exc.partial, renderer, "failed", exc.message)
+                print(f"nbmagic: the partial result is in {args.out}", file=sys.stderr)
+            return None
+        note = _close_job(job)
+        _safe_close(renderer, "done")
+        assert renderer is not None
+        result = _to_result(kind, raw, renderer, "done", note)
+        self.last = result
+        if out:
+            ns[out] = result
+        return result
+
+    def _finish_interrupted(
+        self, kind: str, renderer: Renderer | None, partial: Any, out: str | None, note: str
+    ) -> MagicResult | None:
+        if renderer is None:
+            _fail("interrupted before the run started; nothing to keep.")
+            return None
+        _safe_close(renderer, "interrupted", "interrupted")
+        result = _to_result(kind, partial, renderer, "interrupted", note)
+        kept = _kept(result)
+        where = f"`_` and {out}" if out else "`_`"
+        _fail(f"interrupted after {result.seconds:.1f} s; kept {kept} (partial result in {where}).")
+        self.last = result
+        if out:
+            self.shell.user_ns[out] = result
+        return result
+
+
+# --- jobs: one per engine, so _run stays engine-agnostic ------------------------------------------------
+
+
+class _AgentJob:
+    """Builds the NotebookAgent and the cell sink for one ``%%agent`` run."""
+
+    def __init__(self, shell: Any, args: argparse.Namespace, request: str) -> None:
+        self.shell, self.args, self.request = shell, args, request
+        self.title = request
+        self.model_label = args.model or settings.model or ""
+        self.sink: Any = None
+        self._closed = False
+
+    def prepare(self) -> None:
+        self.kwargs = ma.agent_kwargs(self.args)
+        if self.args.output and not str(self.args.output).endswith(".ipynb"):
+            from nbmagic.errors import ConfigError
+
+            raise ConfigError(f"--output must name a .ipynb file, got {self.args.output!r}.")
+
+    def run(self, renderer: Renderer) -> Any:
+        from nbmagic.agent.core import NotebookAgent
+        from nbmagic.notebook.sinks import choose_sink
+
+        self.sink = choose_sink(self.shell, self.args.output, force=self.args.force)
+        confirm = _ask_confirm if self.args.confirm else None
+        agent = NotebookAgent(**self.kwargs, confirm=confirm, on_event=renderer)
+        return agent.run(self.request, namespace=self.shell.user_ns, shell=self.shell, sink=self.sink)
+
+    def close(self) -> str:
+        """Close the sink once (flushes set_next_input / file) and return its one-line summary."""
+        if self._closed or self.sink is None:
+            return ""
+        self._closed = True
+        try:
+            return str(self.sink.close() or "")
+        except NbmagicError as exc:
+            return exc.message
+
+
+class _RlmJob:
+    """Builds the RLM and resolves ``--context`` for one ``%rlm`` run."""
+
+    def __init__(self, shell: Any, args: argparse.Namespace, question: str) -> None:
+        self.shell, self.args, self.question = shell, args, question
+        self.title = question
+        self.model_label = args.model or settings.model or ""
+
+    def prepare(self) -> None:
+        self.contexts = ma.resolve_contexts(
+            self.args.context, self.shell.user_ns, getattr(self.shell, "user_ns_hidden", None)
+        )
+        self.kwargs = ma.rlm_kwargs(self.args)
+
+    def run(self, renderer: Renderer) -> Any:
+        from nbmagic.rlm.agent import RLM
+
+        rlm = RLM(**self.kwargs, namespace=self.shell.user_ns, on_event=renderer)
+        context: Any = dict(self.contexts) if self.contexts else None
+        return rlm.query(self.question, context=context)
+
+    def close(self) -> str:
+        return ""
+
+
+def _close_job(job: _AgentJob | _RlmJob | None) -> str:
+    """Close the job's sink if it got that far (keeps and flushes what it already holds)."""
+    if job is None:
+        return ""
+    try:
+        return job.close()
+    except Exception:  # pragma: no cover - closing must never mask the real outcome
+        return ""
+
+
+def _ask_confirm(source: str) -> bool:
+    """``--confirm``: show the cell and ask; no stdin (nbclient) means no."""
+    try:
+        answer = input(f"Run this cell?\n{source}\n[y/N] ")
+    except Exception:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _safe_close(renderer: Renderer | None, status: str, message: str = "") -> None:
+    if renderer is None:
+        return
+    try:
+        renderer.close(status, message)
+    except Exception:  # pragma: no cover - a broken display must not hide the result
+        pass
+
+
+def _to_result(kind: str, raw: Any, renderer: Renderer, status: str, note: str = "") -> MagicResult:
+    """Wrap an engine result (or a partial one, or nothing) with what the events showed."""
+    state = renderer.state
+    result = MagicResult(kind=kind, status=status, raw=raw, seconds=state.elapsed, summary=summary_text(state))
+    if kind == "rlm":
+        answer = getattr(raw, "answer", None) if raw is not None else None
+        if isinstance(raw, str):
+            answer = raw
+        result.answer = answer
+        result.trajectory = list(getattr(raw, "trajectory", None) or _iterations(state))
+    else:
+        result.cells = list(getattr(raw, "cells", None) or state.cells)
+        result.plan = list(getattr(raw, "plan", None) or [s.title for s in state.plan])
+        result.trajectory = list(getattr(raw, "trajectory", None) or [])
+        if getattr(raw, "ok", True) is False and status == "done":
+            result.status = "failed"
+    result.usage = getattr(raw, "usage", None)
+    if result.usage is None:
+        from nbmagic.llm.base import Usage
+
+        result.usage = Usage(state.prompt_tokens, state.completion_tokens, state.calls)
+    if raw is not None and getattr(raw, "seconds", None):
+        result.seconds = float(raw.seconds)
+    messages = [m for m in (getattr(raw, "summary", None) if kind == "agent" else None, note) if m]
+    if state.message and status != "done":
+        messages.insert(0, state.message)
+    result.message = " ".join(str(m) for m in messages)
+    return result
+
+
+def _iterations(state: Any) -> list[dict[str, Any]]:
+    return [
+        {"iteration": it.i, "code": it.code, "output": it.output, "seconds": it.seconds, "depth": it.depth}
+        for it in state.iterations
+    ]
+
+
+def _kept(result: MagicResult) -> str:
+    if result.kind == "rlm":
+        n = len(result.trajectory)
+        return f"{n} finished iteration{'s' if n != 1 else ''}"
+    n = len(result.cells)
+    return f"{n} finished cell{'s' if n != 1 else ''}"
+
+
+# --- extension entry points -----------------------------------------------------------------------
+
+
+_QUESTION_LINE = re.compile(r"^(?P<indent>[ \t]*)%(?P<name>rlm|agent)(?P<rest>[ \t]+\S.*\?)[ \t]*$")
+
+
+def protect_questions(lines: list[str]) -> list[str]:
+    """Input transform: ``%rlm How many?`` is a question, not IPython's ``obj?`` help request.
+
+    IPython reads any line ending in ``word?`` as a help lookup, which would turn most
+    one-line questions into "Object not found". Lines starting with ``%rlm``/``%agent``
+    that carry text and end in ``?`` are rewritten to an explicit ``run_line_magic``
+    call; ``%rlm?`` alone still shows the help.
+    """
+    out = []
+    for line in lines:
+        m = _QUESTION_LINE.match(line.rstrip("\n"))
+        if m:
+            ending = "\n" if line.endswith("\n") else ""
+            line = f"{m['indent']}get_ipython().run_line_magic({m['name']!r}, {m['rest'].strip()!r}){ending}"
+        out.append(line)
+    return out
+
+
+def load_ipython_extension(shell: Any) -> None:
+    """Register the magics and the ``NbMagic`` config class; announce live insertion."""
+    if _instance(shell) is not None:
+        return
+    magics = NbMagic(shell)
+    shell.register_magics(magics)
+    transforms = getattr(getattr(shell, "input_transformer_manager", None), "line_transforms", None)
+    if transforms is not None and protect_questions not in transforms:
+        transforms.append(protect_questions)
+    _announce(shell)
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    """Remove exactly what :func:`load_ipython_extension` added."""
+    magics = _instance(shell)
+    if magics is None:
+        return
+    table = shell.magics_manager.magics
+    for kind, names in MAGIC_NAMES.items():
+        for name in names:
+            fn = table[kind].get(name)
+            if getattr(fn, "__self__", None) is magics:
+                del table[kind][name]
+    shell.magics_manager.registry.pop(type(magics).__name__, None)
+    transforms = getattr(getattr(shell, "input_transformer_manager", None), "line_transforms", None)
+    if transforms is not None and protect_questions in transforms:
+        transforms.remove(protect_questions)
+    if magics in shell.configurables:
+        shell.configurables.remove(magics)
+
+
+def _instance(shell: Any) -> NbMagic | None:
+    found = shell.magics_manager.registry.get("NbMagic")
+    return found if isinstance(found, NbMagic) else None
+
+
+def _announce(shell: Any) -> None:
+    """Tell the frontend extension (if any) that live cell insertion is available."""
+    try:
+        from nbmagic.notebook import sinks
+    except Exception:
+        return
+    hook = getattr(sinks, "announce", None)
+    if callable(hook):
+        try:
+            hook(shell)
+        except Exception:  # pragma: no cover - best effort; the fallback sink still works
+            pass
