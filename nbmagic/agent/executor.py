@@ -1,0 +1,498 @@
+"""Run generated code where the user works, and keep what a notebook would show.
+
+Two executors share one interface (``run(code, timeout) -> ExecResult``):
+
+* :class:`ShellExecutor` runs through ``shell.run_cell`` in the user's IPython
+  shell or kernel, so magics, the inline matplotlib backend and the user's
+  variables behave as in a typed cell. Streams, display data, the last
+  expression's result and tracebacks are *captured* (the shell's publisher,
+  display hook and traceback printer are swapped for the duration), so nothing
+  leaks into the cell that runs the agent.
+* :class:`NamespaceExecutor` runs in a plain dict (the CLI): ``exec`` of the
+  body and ``eval`` of a trailing expression, with the same capture.
+
+Both turn new matplotlib figures into ``image/png`` outputs and enforce a
+per-cell timeout by raising :class:`CellTimeout` in the main thread (SIGALRM
+where available, else an asynchronous exception from a timer thread).
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import ctypes
+import io
+import linecache
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+class CellTimeout(BaseException):
+    """Raised inside runaway code. A BaseException so ``except Exception`` cannot swallow it."""
+
+
+@dataclass
+class ExecResult:
+    """What one run produced: nbformat v4 outputs plus a plain-text error for the model."""
+
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    ok: bool = True
+    error: str | None = None  # ANSI-free traceback text
+    ename: str | None = None
+    evalue: str | None = None
+    timed_out: bool = False
+    seconds: float = 0.0
+
+    def text(self, limit: int = 1500) -> str:
+        """A short plain-text rendering of the outputs, for later prompts and summaries."""
+        parts: list[str] = []
+        for out in self.outputs:
+            kind = out.get("output_type")
+            if kind == "stream":
+                parts.append(out.get("text", ""))
+            elif kind in ("execute_result", "display_data"):
+                data = out.get("data", {})
+                if "image/png" in data:
+                    parts.append("[image/png figure]")
+                else:
+                    parts.append(str(data.get("text/plain", "")))
+            elif kind == "error":
+                parts.append(f"{out.get('ename')}: {out.get('evalue')}")
+        return _truncate("\n".join(p.rstrip("\n") for p in parts if p), limit)
+
+
+def _truncate(text: str, limit: int) -> str:
+    """Keep head and tail: the end of a traceback matters most."""
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    tail = limit - head - 40
+    return f"{text[:head]}\n… ({len(text) - head - tail} chars omitted) …\n{text[-tail:]}"
+
+
+class Executor(Protocol):
+    namespace: MutableMapping[str, Any]
+
+    def run(self, code: str, timeout: float | None = None) -> ExecResult: ...
+
+
+# --- capture plumbing -------------------------------------------------------------------------
+
+
+class OutputCollector:
+    """Ordered outputs; consecutive writes to one stream merge into one output."""
+
+    def __init__(self) -> None:
+        self.outputs: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def stream(self, name: str, text: str) -> None:
+        if not text:
+            return
+        with self.lock:
+            last = self.outputs[-1] if self.outputs else None
+            if last and last["output_type"] == "stream" and last["name"] == name:
+                last["text"] += text
+            else:
+                self.outputs.append({"output_type": "stream", "name": name, "text": text})
+
+    def display(self, data: dict[str, Any], metadata: dict[str, Any] | None = None, kind: str = "display_data") -> None:
+        out: dict[str, Any] = {"output_type": kind, "data": _json_data(data), "metadata": dict(metadata or {})}
+        if kind == "execute_result":
+            out["execution_count"] = None
+        with self.lock:
+            self.outputs.append(out)
+
+    def error(self, ename: str, evalue: str, tb: list[str]) -> None:
+        with self.lock:
+            self.outputs.append({"output_type": "error", "ename": ename, "evalue": evalue, "traceback": list(tb)})
+
+    def clear(self) -> None:
+        with self.lock:
+            self.outputs.clear()
+
+
+def _json_data(data: dict[str, Any]) -> dict[str, Any]:
+    """Bytes images become base64 text, as nbformat stores them."""
+    clean: dict[str, Any] = {}
+    for mime, value in (data or {}).items():
+        if isinstance(value, bytes):
+            value = base64.b64encode(value).decode("ascii") if not mime.startswith("text/") else value.decode("utf-8", "replace")
+        clean[mime] = value
+    return clean
+
+
+class _Tap(io.TextIOBase):
+    """A text stream that appends to the collector (stands in for sys.stdout/stderr)."""
+
+    def __init__(self, collector: OutputCollector, name: str) -> None:
+        self._collector = collector
+        self.name = name  # type: ignore[misc]
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:  # type: ignore[override]
+        if not isinstance(text, str):
+            text = str(text)
+        self._collector.stream(self.name, text)
+        return len(text)
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+
+@contextmanager
+def _redirect_std(collector: OutputCollector) -> Iterator[None]:
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Tap(collector, "stdout"), _Tap(collector, "stderr")
+    try:
+        with warnings.catch_warnings():
+            # Agg's "cannot be shown" warning: we capture the figure ourselves
+            warnings.filterwarnings("ignore", message=".*non-interactive.*cannot be shown")
+            warnings.filterwarnings("ignore", message=".*Matplotlib is currently using agg.*")
+            yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+# --- matplotlib figures --------------------------------------------------------------------------
+
+
+def _open_figures() -> list[Any]:
+    if "matplotlib.pyplot" not in sys.modules:
+        return []
+    try:
+        from matplotlib._pylab_helpers import Gcf
+    except Exception:  # pragma: no cover - odd matplotlib builds
+        return []
+    return [m.canvas.figure for m in Gcf.get_all_fig_managers()]
+
+
+def _capture_new_figures(before: set[int], collector: OutputCollector) -> None:
+    """Figures the cell left open become PNG display outputs, then are closed (like inline)."""
+    new = [f for f in _open_figures() if id(f) not in before]
+    if not new:
+        return
+    import matplotlib.pyplot as plt
+
+    for fig in new:
+        buf = io.BytesIO()
+        try:
+            fig.savefig(buf, format="png", bbox_inches="tight")
+        except Exception as exc:  # a figure that cannot render is reported, not fatal
+            collector.stream("stderr", f"could not render figure: {exc}\n")
+        else:
+            collector.display({"image/png": buf.getvalue(), "text/plain": repr(fig)})
+        finally:
+            plt.close(fig)
+
+
+# --- timeout ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Guard:
+    seconds: float
+    fired: bool = False
+    armed: bool = True
+
+
+@contextmanager
+def timeout_guard(seconds: float | None) -> Iterator[_Guard]:
+    """Raise :class:`CellTimeout` in the calling thread after ``seconds``, then every 0.5 s.
+
+    Repeating matters: code that catches the first interrupt (``except BaseException``)
+    gets another. In the main thread on POSIX this is SIGALRM (it also interrupts
+    ``time.sleep``); an outer itimer (e.g. pytest-timeout) is honoured and restored.
+    Elsewhere a timer thread injects the exception between bytecodes.
+    """
+    guard = _Guard(float(seconds or 0))
+    if not seconds or seconds <= 0:
+        guard.armed = False
+        yield guard
+        return
+    if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
+        with _signal_guard(guard) as g:
+            yield g
+    else:
+        with _thread_guard(guard) as g:
+            yield g
+
+
+@contextmanager
+def _signal_guard(guard: _Guard) -> Iterator[_Guard]:
+    start = time.monotonic()
+    deadline = start + guard.seconds
+    old_handler = signal.getsignal(signal.SIGALRM)
+    old_delay, old_interval = signal.getitimer(signal.ITIMER_REAL)
+    outer_deadline = start + old_delay if old_delay > 0 else None
+
+    def handler(signum: int, frame: Any) -> None:
+        now = time.monotonic()
+        if outer_deadline is not None and now >= outer_deadline and callable(old_handler):
+            old_handler(signum, frame)
+        if guard.armed and now >= deadline - 1e-3:
+            guard.fired = True
+            raise CellTimeout(f"the cell ran longer than {guard.seconds:g} s and was interrupted")
+
+    first = guard.seconds if outer_deadline is None else max(1e-3, min(guard.seconds, old_delay))
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, first, 0.5)
+    try:
+        yield guard
+    finally:
+        guard.armed = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old_handler)
+        if outer_deadline is not None:
+            signal.setitimer(signal.ITIMER_REAL, max(1e-3, outer_deadline - time.monotonic()), old_interval)
+
+
+@contextmanager
+def _thread_guard(guard: _Guard) -> Iterator[_Guard]:
+    target = threading.get_ident()
+    lock = threading.Lock()
+    done = threading.Event()
+    set_async = ctypes.pythonapi.PyThreadState_SetAsyncExc
+
+    def fire() -> None:
+        if done.wait(guard.seconds):
+            return
+        while not done.is_set():
+            with lock:
+                if not guard.armed:
+                    return
+                guard.fired = True
+                set_async(ctypes.c_ulong(target), ctypes.py_object(CellTimeout))
+            if done.wait(0.5):
+                return
+
+    timer = threading.Thread(target=fire, name="nbmagic-cell-timeout", daemon=True)
+    timer.start()
+    try:
+        yield guard
+    finally:
+        with lock:
+            guard.armed = False
+            set_async(ctypes.c_ulong(target), None)  # drop an exception not yet delivered
+        done.set()
+        timer.join(timeout=1)
+
+
+def _timeout_message(seconds: float) -> str:
+    return f"CellTimeout: the cell ran longer than {seconds:g} s (cell_timeout) and was interrupted."
+
+
+# --- IPython shell ----------------------------------------------------------------------------------
+
+
+class _CapturingHook:
+    """Stands in for the shell's display hook: the last expression's value becomes an execute_result."""
+
+    is_active = False
+    exec_result: Any = None
+
+    def __init__(self, shell: Any, collector: OutputCollector) -> None:
+        self.shell = shell
+        self.collector = collector
+
+    def __call__(self, result: Any = None) -> None:
+        if result is None:
+            return
+        data, metadata = self.shell.display_formatter.format(result)
+        if data:
+            self.collector.display(data, metadata, kind="execute_result")
+
+
+def _capturing_publisher(collector: OutputCollector) -> Any:
+    from IPython.core.displaypub import DisplayPublisher
+
+    class CapturingPublisher(DisplayPublisher):
+        def publish(self, data: Any, metadata: Any = None, source: Any = None, *, transient: Any = None,
+                    update: bool = False, **kwargs: Any) -> None:
+            collector.display(data, metadata)
+
+        def clear_output(self, wait: bool = False) -> None:
+            collector.clear()
+
+    return CapturingPublisher()
+
+
+class ShellExecutor:
+    """Runs code with ``shell.run_cell`` in the user's namespace, capturing everything."""
+
+    kind = "ipython"
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+
+    @property
+    def namespace(self) -> MutableMapping[str, Any]:
+        return self.shell.user_ns
+
+    def run(self, code: str, timeout: float | None = None) -> ExecResult:
+        shell = self.shell
+        collector = OutputCollector()
+        hook = _CapturingHook(shell, collector)
+        tracebacks: list[tuple[type, BaseException, list[str]]] = []
+        saved = (shell.display_pub, shell.displayhook, shell.display_trap.hook, sys.displayhook,
+                 shell.__dict__.get("_showtraceback"))
+        before = {id(f) for f in _open_figures()}
+        result: Any = None
+        timed_out = False
+        t0 = time.perf_counter()
+        with _redirect_std(collector):
+            shell.display_pub = _capturing_publisher(collector)
+            shell.displayhook = shell.display_trap.hook = sys.displayhook = hook
+            shell._showtraceback = lambda etype, evalue, stb: tracebacks.append((etype, evalue, stb))
+            try:
+                with timeout_guard(timeout) as guard:
+                    result = shell.run_cell(code, store_history=False, silent=False)
+            except CellTimeout:  # fired in the instant after the cell returned
+                timed_out = True
+            finally:
+                shell.display_pub, shell.displayhook, shell.display_trap.hook, sys.displayhook, tb = saved
+                if tb is None:
+                    shell.__dict__.pop("_showtraceback", None)
+                else:
+                    shell._showtraceback = tb
+            _capture_new_figures(before, collector)
+        seconds = time.perf_counter() - t0
+        error = None if result is None else (result.error_before_exec or result.error_in_exec)
+        if isinstance(error, KeyboardInterrupt):
+            raise KeyboardInterrupt
+        timed_out = timed_out or (guard.fired and error is not None)
+        if error is None and not timed_out:
+            return ExecResult(collector.outputs, True, seconds=seconds)
+        if timed_out and not isinstance(error, CellTimeout):
+            error = CellTimeout(_timeout_message(timeout or 0))
+        ename = type(error).__name__
+        evalue = _timeout_message(timeout or 0).split(": ", 1)[1] if timed_out else str(error)
+        stb = tracebacks[-1][2] if tracebacks else traceback.format_exception_only(type(error), error)
+        collector.error(ename, evalue, stb)
+        text = strip_ansi(shell.InteractiveTB.stb2text(stb) if tracebacks else "".join(stb))
+        if timed_out:
+            text += "\n" + _timeout_message(timeout or 0)
+        return ExecResult(collector.outputs, False, _truncate(text, 3000), ename, evalue, timed_out, seconds)
+
+
+# --- plain namespace ---------------------------------------------------------------------------------
+
+
+def format_object(value: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Rich representations without a shell (DataFrames get text/html too)."""
+    try:
+        from IPython.core.formatters import DisplayFormatter
+
+        data, metadata = DisplayFormatter().format(value)
+        if data:
+            return data, metadata
+    except Exception:
+        pass
+    return {"text/plain": repr(value)}, {}
+
+
+class NamespaceExecutor:
+    """Runs code in a plain dict (no IPython): for the CLI and scripts."""
+
+    kind = "namespace"
+
+    def __init__(self, namespace: MutableMapping[str, Any] | None = None, *, cwd: str | os.PathLike[str] | None = None) -> None:
+        self.namespace = namespace if namespace is not None else {}
+        self.namespace.setdefault("__name__", "__main__")
+        self.cwd = os.fspath(cwd) if cwd is not None else None
+        self._count = 0
+        if "matplotlib.pyplot" not in sys.modules:
+            os.environ.setdefault("MPLBACKEND", "Agg")  # no windows from a script: figures become PNGs
+
+    def run(self, code: str, timeout: float | None = None) -> ExecResult:
+        self._count += 1
+        filename = f"<nbmagic-cell-{self._count}>"
+        code = _drop_magics(code)
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        collector = OutputCollector()
+        t0 = time.perf_counter()
+        try:
+            tree = ast.parse(code, filename)
+        except SyntaxError as exc:
+            tb = traceback.format_exception_only(type(exc), exc)
+            collector.error(type(exc).__name__, str(exc), tb)
+            return ExecResult(collector.outputs, False, "".join(tb), type(exc).__name__, str(exc), seconds=0.0)
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        body = compile(ast.Module(body=tree.body, type_ignores=[]), filename, "exec")
+        expr = compile(ast.Expression(body=last.value), filename, "eval") if last is not None else None
+        before = {id(f) for f in _open_figures()}
+        old_cwd = os.getcwd() if self.cwd else None
+        error: BaseException | None = None
+        value: Any = None
+        guard = None
+        with _redirect_std(collector):
+            try:
+                if self.cwd:
+                    os.chdir(self.cwd)
+                with timeout_guard(timeout) as guard:
+                    exec(body, self.namespace)
+                    if expr is not None:
+                        value = eval(expr, self.namespace)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # the user's code may raise anything, SystemExit included
+                error = exc
+            finally:
+                if old_cwd:
+                    os.chdir(old_cwd)
+            if error is None and value is not None:
+                data, metadata = format_object(value)
+                collector.display(data, metadata, kind="execute_result")
+            _capture_new_figures(before, collector)
+        seconds = time.perf_counter() - t0
+        if error is None:
+            return ExecResult(collector.outputs, True, seconds=seconds)
+        timed_out = isinstance(error, CellTimeout)
+        tb_lines = _user_traceback(error)
+        ename = type(error).__name__
+        evalue = _timeout_message(timeout or 0).split(": ", 1)[1] if timed_out else str(error)
+        collector.error(ename, evalue, tb_lines)
+        text = "".join(tb_lines)
+        if timed_out:
+            text += "\n" + _timeout_message(timeout or 0)
+        del guard
+        return ExecResult(collector.outputs, False, _truncate(text, 3000), ename, evalue, timed_out, seconds)
+
+
+def _user_traceback(exc: BaseException) -> list[str]:
+    """The traceback without this module's own frames."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return traceback.format_exception(type(exc), exc, tb)
+
+
+def _drop_magics(code: str) -> str:
+    """Plain Python has no ``%magic``/``!shell`` lines: comment them out instead of failing."""
+    lines = []
+    for line in code.splitlines():
+        stripped = line.lstrip()
+        lines.append(("# " + line) if stripped.startswith(("%", "!")) else line)
+    return "\n".join(lines)
