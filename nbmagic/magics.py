@@ -264,10 +264,11 @@ class _AgentJob:
         self.sink = choose_sink(self.shell, self.args.output, force=self.args.force)
         confirm = _ask_confirm if self.args.confirm else None
         agent = NotebookAgent(**self.kwargs, confirm=confirm, on_event=renderer)
+        self._closed = True  # from here on the agent closes the sink (and reports in its summary)
         return agent.run(self.request, namespace=self.shell.user_ns, shell=self.shell, sink=self.sink)
 
     def close(self) -> str:
-        """Close the sink once (flushes set_next_input / file) and return its one-line summary."""
+        """Close a sink the agent never got to (a failure before the run started)."""
         if self._closed or self.sink is None:
             return ""
         self._closed = True

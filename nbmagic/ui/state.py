@@ -191,8 +191,8 @@ class RunState:
             self.stream_agent, self.stream_text = e.agent, ""
         self.stream_text = (self.stream_text + e.text)[-STREAM_KEEP:]
         self.stream_chars += len(e.text)
-        if e.agent:
-            c = self._cell(e.agent)
+        c = self.grid.get((max(self.round, 1), e.agent))  # only agents of a MAS run are in the grid
+        if c is not None:
             if c.state != "done":
                 c.state = "decoding"
                 c.tokens += len(e.text.split()) or (1 if e.text.strip() else 0)

@@ -178,7 +178,7 @@ class MagicResult:
         lines = [stats]
         if self.message and self.message not in stats:
             lines.append(self.message)
-        body = "<br>".join(html.escape(x) for x in lines)
+        body = html.escape("\n".join(lines)).replace("\n", "<br>")
         return {"text/plain": "\n".join(lines), "text/html": f"<div class='nbm-result'>{body}</div>"}
 
 
