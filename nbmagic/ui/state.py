@@ -192,12 +192,11 @@ class RunState:
         self.stream_text = (self.stream_text + e.text)[-STREAM_KEEP:]
         self.stream_chars += len(e.text)
         c = self.grid.get((max(self.round, 1), e.agent))  # only agents of a MAS run are in the grid
-        if c is not None:
-            if c.state != "done":
-                c.state = "decoding"
-                c.tokens += len(e.text.split()) or (1 if e.text.strip() else 0)
-                if c.started is None:
-                    c.started = e.t
+        if c is not None and c.state != "done":
+            c.state = "decoding"
+            c.tokens += len(e.text.split()) or (1 if e.text.strip() else 0)
+            if c.started is None:
+                c.started = e.t
 
     def _on_AgentFinished(self, e: ev.AgentFinished) -> None:
         c = self._cell(e.agent, e.round)

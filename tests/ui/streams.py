@@ -18,7 +18,7 @@ def agent_stream(*, interrupted_after_step: int | None = None) -> list[ev.Event]
             for k in range(1, 9):
                 out.append(ev.LatentStep(agent, k, 8))
             if r == 2 and agent == "critic":
-                for word in "1. Load the CSV\n2. Plot revenue per month".split(" "):
+                for word in ["1.", "Load", "the", "CSV\n2.", "Plot", "revenue", "per", "month"]:
                     out.append(ev.TextDelta(agent, word + " "))
             out.append(ev.AgentFinished(agent, tokens=12 if agent == "critic" and r == 2 else 0,
                                         seconds=0.5, latent_steps=8, round=r))
