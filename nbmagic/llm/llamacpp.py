@@ -1,0 +1,303 @@
+"""Local GGUF files through ``llama-cpp-python``.
+
+All layers go to the GPU when llama.cpp was built with a GPU backend (CUDA, ROCm,
+Metal, Vulkan, SYCL); if that load fails (no device at run time, out of memory),
+the model is loaded again on the CPU and the reason is kept on
+``offload_fallback``, so a slow model is explained rather than mysterious.
+
+llama.cpp's contexts are not thread-safe: calls on one model are serialised with a
+lock, so ``achat`` from many tasks is safe (and runs one generation at a time).
+``llama_cpp`` is imported on first use only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from nbmagic.errors import BackendNotInstalledError, ConfigError, ModelNotFoundError, NbmagicError
+from nbmagic.llm.base import ChatModel, ChatResult, GenerationParams, TokenCallback, Usage
+
+DEFAULT_N_CTX = 4096
+MIN_N_CTX = 256
+INSTALL_HINT = "pip install 'nbmagic[gguf]'"
+
+
+def _llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise BackendNotInstalledError(
+            f"GGUF models need llama-cpp-python: {INSTALL_HINT} "
+            f"(add CMAKE_ARGS=-DGGML_CUDA=on for an NVIDIA GPU). ({exc})"
+        ) from None
+    return llama_cpp
+
+
+def gpu_offload_supported() -> bool:
+    """Whether this llama-cpp-python build has a GPU backend (False if not installed)."""
+    try:
+        return bool(_llama_cpp().llama_supports_gpu_offload())
+    except (NbmagicError, AttributeError):
+        return False
+
+
+class LlamaCppModel(ChatModel):
+    """A GGUF model run in-process by llama.cpp."""
+
+    backend = "gguf"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        n_ctx: int = DEFAULT_N_CTX,
+        n_gpu_layers: int | None = None,
+        chat_format: str | None = None,
+        default_params: dict[str, Any] | None = None,
+        **llama_kwargs: Any,
+    ) -> None:
+        super().__init__(str(path), default_params=default_params)
+        self.path = Path(path).expanduser()
+        if not self.path.is_file():
+            where = "is a folder, not a file" if self.path.is_dir() else "does not exist"
+            raise ModelNotFoundError(
+                f"gguf:{path}: {self.path} {where}. Give the path of a .gguf file "
+                "(e.g. one downloaded from a Hugging Face repo's 'Files' tab)."
+            )
+        if not isinstance(n_ctx, int) or n_ctx < 0:
+            raise ConfigError(f"n_ctx must be a non-negative integer (0 = the model's own), not {n_ctx!r}.")
+        if 0 < n_ctx < MIN_N_CTX:  # llama.cpp rounds small contexts up; its Python side does not
+            n_ctx = MIN_N_CTX
+        llama_cpp = _llama_cpp()
+        self._lock = threading.Lock()
+        #: why GPU offload was abandoned, when it was (None if not tried or it worked)
+        self.offload_fallback: str | None = None
+        kwargs = {"n_ctx": n_ctx, "chat_format": chat_format, "verbose": False, **llama_kwargs}
+        if n_gpu_layers is None:
+            n_gpu_layers = -1 if gpu_offload_supported() else 0
+        log: list[str] = []
+        try:
+            with _quiet_native_logs(log):
+                self.llm = llama_cpp.Llama(str(self.path), n_gpu_layers=n_gpu_layers, **kwargs)
+        except (ValueError, RuntimeError, OSError) as exc:
+            if n_gpu_layers == 0:
+                raise self._load_error(exc, log) from None
+            self.offload_fallback = _last_lines(log) or f"{type(exc).__name__}: {exc}"
+            log.clear()
+            try:
+                with _quiet_native_logs(log):
+                    self.llm = llama_cpp.Llama(str(self.path), n_gpu_layers=0, **kwargs)
+            except (ValueError, RuntimeError, OSError) as exc2:
+                raise self._load_error(exc2, log) from None
+            n_gpu_layers = 0
+        except TypeError as exc:  # an unknown keyword for Llama()
+            raise ConfigError(f"gguf:{path}: bad option for llama.cpp: {exc}") from None
+        #: what llama.cpp printed while loading (warnings stay out of the notebook, kept here)
+        self.load_log = "".join(log)
+        self.n_gpu_layers = n_gpu_layers
+        self._sampling_args = _chat_completion_args(self.llm)
+
+    # -- facts ----------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> str:
+        """``"gpu"`` when layers were offloaded, else ``"cpu"``."""
+        return "gpu" if self.n_gpu_layers != 0 else "cpu"
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self.llm.n_ctx())
+
+    def count_tokens(self, text: str) -> int:
+        """Exact count with the model's own tokenizer (no BOS)."""
+        if not text:
+            return 0
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None and hasattr(llm, "close"):
+            llm.close()
+
+    def __repr__(self) -> str:
+        return f"<LlamaCppModel gguf:{self.name} on {self.device}>"
+
+    # -- calls -------------------------------------------------------------------------------------
+
+    def _chat(
+        self, messages: list[dict[str, str]], params: GenerationParams, on_token: TokenCallback | None
+    ) -> ChatResult:
+        llama_cpp = _llama_cpp()
+        counter = _StepCounter()
+        kwargs = self._kwargs(params)
+        user_procs = kwargs.pop("logits_processor", None) or []
+        kwargs["logits_processor"] = llama_cpp.LogitsProcessorList([counter, *user_procs])
+        self._check_fits(messages, params)
+        with self._lock:
+            try:
+                if on_token is None:
+                    resp = self.llm.create_chat_completion(messages=messages, **kwargs)
+                    return self._from_response(resp)
+                return self._stream(messages, kwargs, on_token, counter, params)
+            except NbmagicError:
+                raise
+            except (ValueError, RuntimeError) as exc:
+                raise self._generation_error(exc) from None
+
+    def _stream(
+        self,
+        messages: list[dict[str, str]],
+        kwargs: dict[str, Any],
+        on_token: TokenCallback,
+        counter: _StepCounter,
+        params: GenerationParams,
+    ) -> ChatResult:
+        parts: list[str] = []
+        finish: str | None = None
+        try:
+            for chunk in self.llm.create_chat_completion(messages=messages, stream=True, **kwargs):
+                for choice in chunk.get("choices", ()):
+                    piece = (choice.get("delta") or {}).get("content")
+                    if piece:
+                        parts.append(piece)
+                        on_token(piece)
+                    finish = choice.get("finish_reason") or finish
+        except (ValueError, RuntimeError) as exc:
+            err = self._generation_error(exc)
+            err.partial = "".join(parts)
+            raise err from None
+        # llama-cpp-python sends no usage when streaming: count what the sampler saw
+        completion = counter.steps
+        if finish == "stop" and not params.stop and completion:
+            completion -= 1  # the end-of-sequence token is sampled but not part of the reply
+        return ChatResult(
+            text="".join(parts),
+            model=self.name,
+            usage=Usage(counter.prompt_tokens, completion),
+            finish_reason=finish,
+        )
+
+    def _from_response(self, resp: dict[str, Any]) -> ChatResult:
+        choice = resp["choices"][0]
+        usage = resp.get("usage") or {}
+        return ChatResult(
+            text=choice["message"].get("content") or "",
+            model=self.name,
+            usage=Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
+            finish_reason=choice.get("finish_reason"),
+        )
+
+    def _kwargs(self, params: GenerationParams) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if params.temperature is not None:
+            kwargs["temperature"] = params.temperature
+        if params.top_p is not None:
+            kwargs["top_p"] = params.top_p
+        if params.max_tokens is not None:
+            kwargs["max_tokens"] = params.max_tokens
+        if params.stop:
+            kwargs["stop"] = list(params.stop)
+        unknown = sorted(k for k in params.extra if k not in self._sampling_args)
+        if unknown:
+            raise ConfigError(
+                f"gguf:{self.name} does not take {', '.join(unknown)}. "
+                f"It takes: {', '.join(sorted(self._sampling_args))}."
+            )
+        kwargs.update(params.extra)
+        return kwargs
+
+    def _check_fits(self, messages: list[dict[str, str]], params: GenerationParams) -> None:
+        """Refuse clearly when the prompt cannot fit (llama.cpp's own error is cryptic)."""
+        # contents plus a few tokens of chat template per message; llama.cpp itself shortens
+        # max_tokens to what is left, so only a prompt that cannot fit at all is refused
+        prompt = sum(self.count_tokens(m["content"]) + 4 for m in messages)
+        if prompt >= self.n_ctx:
+            raise ConfigError(
+                f"gguf:{self.name}: the prompt (~{prompt} tokens) does not fit the context window "
+                f"of {self.n_ctx} tokens. Shorten it, or load the model with a larger n_ctx "
+                "(load_model('gguf:...', n_ctx=16384))."
+            )
+
+    # -- errors -------------------------------------------------------------------------------------
+
+    def _load_error(self, exc: BaseException, log: list[str]) -> NbmagicError:
+        size = self.path.stat().st_size if self.path.exists() else 0
+        said = _last_lines(log)
+        return ConfigError(
+            f"gguf:{self.name}: llama.cpp could not load {self.path} ({size:,} bytes): {exc}"
+            + (f" (llama.cpp said: {said})" if said else "")
+            + ". "
+            "The file may be truncated or corrupt (download it again), not a GGUF model, or use an "
+            "architecture this llama-cpp-python is too old for (pip install -U llama-cpp-python)."
+        )
+
+    def _generation_error(self, exc: BaseException) -> NbmagicError:
+        text = str(exc)
+        if "context" in text.lower() or "exceed" in text.lower() or "broadcast" in text.lower():
+            return ConfigError(
+                f"gguf:{self.name}: the conversation does not fit the context window of "
+                f"{self.n_ctx} tokens ({text}). Load the model with a larger n_ctx or shorten the prompt."
+            )
+        return NbmagicError(f"gguf:{self.name}: llama.cpp failed while generating: {text}")
+
+
+@contextlib.contextmanager
+def _quiet_native_logs(sink: list[str]) -> Iterator[None]:
+    """Capture what llama.cpp writes while loading, at the Python and the file-descriptor level.
+
+    ``verbose=False`` still lets some warnings through (e.g. a context longer than the
+    model was trained for); in a notebook they would show up as red stderr noise. The
+    text is kept in ``sink`` so that load errors can quote llama.cpp's own reason.
+    """
+    py_err = io.StringIO()
+    with tempfile.TemporaryFile(mode="w+b") as tmp, contextlib.redirect_stderr(py_err):
+        saved: int | None = None
+        try:
+            sys.__stderr__.flush() if sys.__stderr__ else None
+            saved = os.dup(2)
+            os.dup2(tmp.fileno(), 2)
+        except (OSError, ValueError):  # no usable fd 2 (some embedded interpreters)
+            saved = None
+        try:
+            yield
+        finally:
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+            tmp.seek(0)
+            sink.append(tmp.read().decode("utf-8", "replace"))
+            sink.append(py_err.getvalue())
+
+
+def _last_lines(log: list[str], n: int = 3) -> str:
+    lines = [ln.strip() for ln in "".join(log).splitlines() if ln.strip()]
+    return " | ".join(lines[-n:])
+
+
+class _StepCounter:
+    """A logits processor that only counts: prompt length at the first step, then steps taken."""
+
+    def __init__(self) -> None:
+        self.prompt_tokens = 0
+        self.steps = 0
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self.steps == 0:
+            self.prompt_tokens = len(input_ids)
+        self.steps += 1
+        return scores
+
+
+def _chat_completion_args(llm: Any) -> frozenset[str]:
+    """Keyword arguments ``create_chat_completion`` accepts beyond the standard four."""
+    names = set(inspect.signature(llm.create_chat_completion).parameters)
+    return frozenset(names - {"self", "messages", "stream", "temperature", "top_p", "max_tokens", "stop"})
