@@ -404,12 +404,30 @@ def load_ipython_extension(shell: Any) -> None:
     """Register the magics and the ``NbMagic`` config class; announce live insertion."""
     if _instance(shell) is not None:
         return
+    _drop_invalid_config(shell)
     magics = NbMagic(shell)
     shell.register_magics(magics)
     transforms = getattr(getattr(shell, "input_transformer_manager", None), "line_transforms", None)
     if transforms is not None and protect_questions not in transforms:
         transforms.append(protect_questions)
     _announce(shell)
+
+
+def _drop_invalid_config(shell: Any) -> None:
+    """A typo once given to ``%config NbMagic.x`` must not break every later ``%load_ext``."""
+    section = getattr(shell, "config", {}).get("NbMagic")
+    if not section:
+        return
+    traits = NbMagic.class_traits(config=True)
+    for name in list(section):
+        trait = traits.get(name)
+        try:
+            if trait is None:
+                raise ValueError("no such setting")
+            trait.validate(None, section[name])
+        except Exception:
+            print(f"nbmagic: ignoring invalid setting NbMagic.{name} = {section[name]!r}", file=sys.stderr)
+            del section[name]
 
 
 def unload_ipython_extension(shell: Any) -> None:

@@ -1,0 +1,108 @@
+"""Interpolation, option splitting and option → engine kwargs, without a shell."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from nbmagic.config import settings
+from nbmagic.errors import ConfigError
+from nbmagic.magic_args import (
+    agent_kwargs,
+    check_variable_name,
+    interpolate,
+    require_text,
+    resolve_contexts,
+    rlm_kwargs,
+    split_options,
+)
+
+
+class Box:
+    shape = (3, 4)
+
+
+NS = {"x": 41, "name": "sales", "pi": 3.14159, "cfg": {"k": "v"}, "In": ["", "a = 1", "b = 2"],
+      "Out": {2: "two"}, "box": Box()}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("value {x}", "value 41"),
+        ("{name}.csv has {box.shape}", "sales.csv has (3, 4)"),
+        ("cell 1 was {In[1]}, out 2 was {Out[2]}", "cell 1 was a = 1, out 2 was two"),
+        ("{pi:.2f} and {name!r}", "3.14 and 'sales'"),
+        ("{cfg['k']}", "v"),
+        ("unknown {nope} stays", "unknown {nope} stays"),
+        ("missing attr {box.nope} and index {In[9]} stay", "missing attr {box.nope} and index {In[9]} stay"),
+        ("escapes {{x}} and }}", "escapes {x} and }"),
+        ('json {"a": 1} and set { 1, 2 } stay', 'json {"a": 1} and set { 1, 2 } stay'),
+        ("bad spec {x:zz} stays", "bad spec {x:zz} stays"),
+    ],
+)
+def test_interpolate(text, expected):
+    assert interpolate(text, NS) == expected
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser()
+    p.add_argument("-c", "--context", action="append")
+    p.add_argument("--max-iterations", type=int)
+    p.add_argument("--force", action="store_true")
+    return p
+
+
+@pytest.mark.parametrize(
+    ("line", "options", "rest"),
+    [
+        ("--context text How many whales?", "--context text", "How many whales?"),
+        ("-c a -c b --force what's up", "-c a -c b --force", "what's up"),
+        ("--context=text --max-iterations 3 it's \"quoted\" --not-an-option", "--context=text --max-iterations 3",
+         "it's \"quoted\" --not-an-option"),
+        ('--context "my var" q', '--context "my var"', "q"),
+        ("-- --context is text", "", "--context is text"),
+        ("-1 is negative", "", "-1 is negative"),
+        ("--bogus question", "--bogus", "question"),
+        ("", "", ""),
+    ],
+)
+def test_split_options(line, options, rest):
+    assert split_options(line, _parser()) == (options, rest)
+
+
+def test_names_contexts_and_text():
+    assert check_variable_name("result") == "result"
+    assert check_variable_name(None) is None
+    for bad in ("1x", "a-b", "class", "a b"):
+        with pytest.raises(ConfigError, match="--out needs a Python variable name"):
+            check_variable_name(bad)
+    assert resolve_contexts(["a, b", "c"], {"a": 1, "b": 2, "c": 3}) == {"a": 1, "b": 2, "c": 3}
+    with pytest.raises(ConfigError, match="no variable named 'txet'.*Did you mean text"):
+        resolve_contexts(["txet"], {"text": "..."})
+    with pytest.raises(ConfigError, match="request is empty"):
+        require_text("  \n ", "request", "...")
+
+
+def test_kwargs_follow_options_then_settings():
+    ns = argparse.Namespace(model=None, rounds=None, latent_steps=None, mode=None, pattern=None,
+                            max_fixes=None, timeout=None, dry_run=False)
+    settings.set("rounds", 2)
+    settings.set("model", "openai:gpt-4o-mini")
+    kw = agent_kwargs(ns)
+    assert kw["model"] == "openai:gpt-4o-mini" and kw["mas_options"]["rounds"] == 2
+    assert kw["mas_options"]["latent_steps"] == settings.latent_steps and kw["max_fixes"] == 3
+    ns.rounds, ns.model, ns.max_fixes = 4, "ollama:qwen2.5:7b", 0
+    kw = agent_kwargs(ns)
+    assert (kw["model"], kw["mas_options"]["rounds"], kw["max_fixes"]) == ("ollama:qwen2.5:7b", 4, 0)
+    ns.rounds = 0
+    with pytest.raises(ConfigError, match="--rounds must be at least 1"):
+        agent_kwargs(ns)
+    r = argparse.Namespace(model=None, sub_model="openai:x", repl=None, max_iterations=5, max_llm_calls=None,
+                           max_tokens=None, timeout=None, max_depth=None, trajectory=None)
+    kw = rlm_kwargs(r)
+    assert (kw["environment"], kw["max_iterations"], kw["max_llm_calls"], kw["sub_model"]) == ("kernel", 5, 50, "openai:x")
+    r.max_llm_calls = 0
+    with pytest.raises(ConfigError, match="--max-llm-calls must be at least 1"):
+        rlm_kwargs(r)
