@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from nbmagic.config import settings
 from nbmagic.magics import NbMagic, protect_questions
-from nbmagic.testing import agent_scripts
-from nbmagic.ui.summary import MagicResult
 
 
 @pytest.fixture

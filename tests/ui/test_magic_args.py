@@ -79,7 +79,7 @@ def test_names_contexts_and_text():
         with pytest.raises(ConfigError, match="--out needs a Python variable name"):
             check_variable_name(bad)
     assert resolve_contexts(["a, b", "c"], {"a": 1, "b": 2, "c": 3}) == {"a": 1, "b": 2, "c": 3}
-    with pytest.raises(ConfigError, match="no variable named 'txet'.*Did you mean text"):
+    with pytest.raises(ConfigError, match=r"no variable named 'txet'.*Did you mean text"):
         resolve_contexts(["txet"], {"text": "..."})
     with pytest.raises(ConfigError, match="request is empty"):
         require_text("  \n ", "request", "...")
