@@ -54,3 +54,8 @@ def unload_ipython_extension(ipython: Any) -> None:
     from nbmagic.magics import unload_ipython_extension as unload
 
     unload(ipython)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The prebuilt JupyterLab extension shipped in the package (live cell insertion)."""
+    return [{"src": "labextension", "dest": "nbmagic"}]
