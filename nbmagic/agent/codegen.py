@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from nbmagic.errors import MalformedOutputError
 
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.S | re.I)
-_NUMBERED = re.compile(r"^\s*(?:#{1,6}\s*)?(?:\*\*)?(?:step\s*)?(\d{1,2})\s*[.):\-]\s*(?:\*\*)?\s*(.+)$", re.I)
+_NUMBERED = re.compile(r"^\s*(?:#{1,6}\s*)?(?:\*\*)?(?:step\s*)?(\d{1,2})\s*[.):\-]\s*(.+)$", re.I)
 _BULLET = re.compile(r"^\s*[-*•]\s+(.+)$")
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.S | re.M)
 _PY_LANGS = {"", "python", "py", "python3", "ipython", "ipython3", "pycon"}
@@ -28,8 +28,8 @@ def strip_thinking(text: str) -> str:
 
 
 def _clean_step(text: str) -> str:
-    text = text.strip().strip("*").strip()
-    text = re.sub(r"\*\*(.+?)\*\*", r"\1", text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"\1", text.strip())
+    text = text.strip("*").strip()
     text = re.sub(r"`([^`]+)`", r"\1", text)
     return text.rstrip(" :").strip()
 
@@ -92,7 +92,7 @@ def parse_cell(text: str) -> CellDraft:
 
 def _clean_markdown(text: str) -> str:
     lines = [_LABEL.sub("", line) for line in text.strip().splitlines()]
-    return "\n".join(lines).strip()
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
 def _dedent_code(code: str) -> str:

@@ -1,0 +1,91 @@
+"""``python -m nbmagic generate "REQUEST" -o out.ipynb``: a notebook from a request.
+
+The agent runs in a plain namespace in this process (the current folder is the
+working folder, so relative data paths work), the cells are written to the
+output notebook as they are accepted (atomically, never over an existing file
+unless ``--force``), and ``--verify`` re-runs the notebook top to bottom in a
+fresh kernel. Light to import: everything heavy loads inside :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("request", help="what the notebook should do, in plain words")
+    p.add_argument("-o", "--output", required=True, help="notebook file to write (.ipynb)")
+    p.add_argument("--model", default=None, help="model spec (default: NBMAGIC_MODEL, then OPENAI_API_KEY, Ollama, a small HF model)")
+    p.add_argument("--planner", choices=("mas", "single", "none"), default="mas",
+                   help="mas: RecursiveMAS plans (default); single: one agent, one round; none: no plan")
+    p.add_argument("--rounds", type=int, default=None, help="RecursiveMAS rounds for planning")
+    p.add_argument("--latent-steps", type=int, default=None, help="latent thoughts per agent per round")
+    p.add_argument("--mode", choices=("auto", "latent", "text"), default=None, help="RecursiveMAS mode")
+    p.add_argument("--pattern", default=None, help="RecursiveMAS pattern (sequential, mixture, ...)")
+    p.add_argument("--max-fixes", type=int, default=None, help="attempts to fix a failing cell (default 3)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds one cell may run (default 120)")
+    p.add_argument("--dry-run", action="store_true", help="plan and write code, run nothing")
+    p.add_argument("--stop-on-failure", action="store_true", help="stop at the first step that cannot be fixed")
+    p.add_argument("--force", action="store_true", help="overwrite the output notebook if it exists")
+    p.add_argument("--verify", action="store_true", help="run the written notebook in a fresh kernel")
+    p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nbmagic.config import settings
+    from nbmagic.errors import ConfigError, NotebookExistsError, RunInterrupted
+
+    out = Path(args.output).expanduser()
+    if out.suffix != ".ipynb":
+        raise ConfigError(f"The output {args.output!r} should be a .ipynb file.")
+    if out.exists() and not args.force:
+        raise NotebookExistsError(f"{out} already exists; pass --force to overwrite it or choose another -o.")
+    os.environ.setdefault("MPLBACKEND", "Agg")  # figures become PNG outputs, no windows
+
+    from nbmagic.agent.core import NotebookAgent
+
+    mas_options = {k: v for k, v in {"rounds": args.rounds, "latent_steps": args.latent_steps,
+                                     "mode": args.mode, "pattern": args.pattern}.items() if v is not None}
+    on_event = None
+    if not args.quiet:
+        from nbmagic.ui.plain import PlainLog
+
+        on_event = PlainLog(sys.stderr)
+    agent = NotebookAgent(
+        args.model,
+        planner=args.planner,
+        mas_options=mas_options,
+        max_fixes=args.max_fixes if args.max_fixes is not None else settings.max_fixes,
+        cell_timeout=args.timeout if args.timeout is not None else settings.cell_timeout,
+        dry_run=args.dry_run,
+        stop_on_failure=args.stop_on_failure,
+        on_event=on_event,
+    )
+    agent.model  # noqa: B018 - load now: a missing model is one clear message, before any file exists
+
+    from nbmagic.notebook.sinks import FileSink
+
+    sink = FileSink(out, force=args.force, base_dir=os.getcwd())
+    namespace: dict[str, object] = {"__name__": "__main__"}
+    try:
+        result = agent.run(args.request, namespace, sink=sink, base_dir=os.getcwd())
+    except RunInterrupted as exc:
+        partial = exc.partial
+        print(partial.summary if partial is not None else exc.message)
+        print(f"nbmagic: interrupted; the cells so far are in {out}", file=sys.stderr)
+        return 130
+    print(result.summary)
+    status = 0 if result.ok else 1
+    if args.verify and not args.dry_run:
+        from nbmagic.notebook.sinks import verify_notebook
+
+        check = verify_notebook(str(out), timeout=max(600, int(agent.cell_timeout or 0) * 4))
+        if check.ok:
+            print(f"Verified: {out} runs top to bottom in a fresh kernel ({check.seconds:.1f} s).")
+        else:
+            print(f"Verification failed at cell {check.failed_cell}: {check.error}")
+            status = 1
+    return status

@@ -1,0 +1,121 @@
+"""Both executors capture what a notebook shows, keep errors off the user's screen, and time out."""
+
+from __future__ import annotations
+
+import base64
+import threading
+
+import pytest
+
+from nbmagic.agent.executor import NamespaceExecutor, ShellExecutor, strip_ansi
+
+
+@pytest.fixture(params=["namespace", "shell"])
+def executor(request, ipython_shell):
+    if request.param == "shell":
+        return ShellExecutor(ipython_shell)
+    return NamespaceExecutor({})
+
+
+def _kinds(res):
+    return [o["output_type"] for o in res.outputs]
+
+
+def test_streams_result_and_namespace(executor, capsys):
+    res = executor.run("import sys\nx = 21\nprint('hello')\nprint('warn', file=sys.stderr)\nx * 2")
+    assert res.ok
+    assert executor.namespace["x"] == 21
+    assert res.outputs[0] == {"output_type": "stream", "name": "stdout", "text": "hello\n"}
+    assert res.outputs[1]["name"] == "stderr"
+    assert res.outputs[2]["output_type"] == "execute_result"
+    assert res.outputs[2]["data"]["text/plain"] == "42"
+    out = capsys.readouterr()
+    assert "hello" not in out.out and "warn" not in out.err and "42" not in out.out
+
+
+def test_dataframe_result_has_html(executor):
+    res = executor.run("import pandas as pd\npd.DataFrame({'a': [1, 2]})")
+    assert res.ok and "text/html" in res.outputs[-1]["data"]
+
+
+def test_error_is_captured_with_traceback(executor, capsys):
+    res = executor.run("a = 1\nb = {}\nb['missing']")
+    assert not res.ok
+    assert res.ename == "KeyError" and "missing" in res.evalue
+    assert _kinds(res) == ["error"]
+    assert "KeyError" in res.error and "\x1b[" not in res.error
+    assert "b['missing']" in strip_ansi("".join(res.outputs[0]["traceback"]))
+    assert executor.namespace["a"] == 1  # code before the error ran
+    out = capsys.readouterr()
+    assert "KeyError" not in out.out + out.err
+
+
+def test_syntax_error(executor):
+    res = executor.run("def broken(:\n    pass")
+    assert not res.ok and res.ename == "SyntaxError"
+
+
+def test_matplotlib_figure_becomes_png(executor):
+    res = executor.run(
+        "import matplotlib\nimport matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.plot([1, 2, 3])\nplt.show()"
+    )
+    assert res.ok, res.error
+    pngs = [o for o in res.outputs if "image/png" in o.get("data", {})]
+    assert len(pngs) == 1
+    assert base64.b64decode(pngs[0]["data"]["image/png"]).startswith(b"\x89PNG")
+    import matplotlib.pyplot as plt
+
+    assert plt.get_fignums() == []  # closed, like the inline backend
+
+
+def test_display_call_is_captured_in_shell(ipython_shell, capsys):
+    res = ShellExecutor(ipython_shell).run("from IPython.display import display, HTML\ndisplay(HTML('<b>hi</b>'))\n1")
+    assert _kinds(res) == ["display_data", "execute_result"]
+    assert res.outputs[0]["data"]["text/html"] == "<b>hi</b>"
+    assert "hi" not in capsys.readouterr().out
+
+
+def test_loop_times_out(executor):
+    res = executor.run("n = 0\nwhile True:\n    n += 1", timeout=0.5)
+    assert not res.ok and res.timed_out
+    assert res.ename == "CellTimeout"
+    assert "longer than 0.5 s" in res.error
+    assert executor.namespace["n"] > 0
+
+
+def test_timeout_cannot_be_swallowed_and_sleep_is_interrupted(executor):
+    code = "import time\ntry:\n    time.sleep(30)\nexcept Exception:\n    pass\nwhile True:\n    try:\n        pass\n    except Exception:\n        pass"
+    res = executor.run(code, timeout=0.4)
+    assert res.timed_out
+
+
+def test_timeout_from_a_worker_thread():
+    box = {}
+
+    def work():
+        box["res"] = NamespaceExecutor({}).run("while True:\n    pass", timeout=0.4)
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join(20)
+    assert not t.is_alive()
+    assert box["res"].timed_out
+
+
+def test_no_timeout_leaves_fast_code_alone(executor):
+    res = executor.run("sum(range(1000))", timeout=5)
+    assert res.ok and res.outputs[-1]["data"]["text/plain"] == "499500"
+
+
+def test_keyboard_interrupt_propagates(executor):
+    with pytest.raises(KeyboardInterrupt):
+        executor.run("raise KeyboardInterrupt")
+
+
+def test_shell_state_restored(ipython_shell):
+    import sys
+
+    hooks = (ipython_shell.display_pub, ipython_shell.displayhook, sys.displayhook, sys.stdout)
+    ShellExecutor(ipython_shell).run("1/0")
+    assert (ipython_shell.display_pub, ipython_shell.displayhook, sys.displayhook, sys.stdout) == hooks
+    assert "_showtraceback" not in ipython_shell.__dict__
