@@ -1,0 +1,40 @@
+"""``python -m nbmagic.eval rlm --model SPEC [--sizes 1MB,10MB,50MB] [--records 5000]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nbmagic.errors import NbmagicError
+from nbmagic.secrets import redact
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m nbmagic.eval", description="nbmagic evaluations")
+    sub = parser.add_subparsers(dest="suite", metavar="SUITE")
+    from nbmagic.eval import rlm_cli
+
+    p = sub.add_parser("rlm", help=rlm_cli.HELP, description=rlm_cli.__doc__)
+    rlm_cli.add_arguments(p)
+    p.set_defaults(_run=rlm_cli.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "suite", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except NbmagicError as exc:
+        print(f"nbmagic.eval: {redact(exc.message)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nbmagic.eval: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

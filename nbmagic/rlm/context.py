@@ -1,0 +1,257 @@
+"""Contexts: resolving what the user passed, and the summaries the root model sees.
+
+The root model never sees a context, only a bounded summary of it: type, size,
+a short preview and its structure (a DataFrame's shape, columns and dtypes; a
+dict's keys; a list's length and element types; a folder's files and sizes).
+Every summary costs O(1) prompt characters whatever the context's size, which
+is what keeps the root prompt flat from 1 KB to 50 MB.
+"""
+
+from __future__ import annotations
+
+import difflib
+import keyword
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nbmagic.errors import ConfigError
+
+PREVIEW_CHARS = 400
+MAX_KEYS = 25
+MAX_FILES = 30
+MAX_COLUMNS = 40
+_SAMPLE = 1000
+
+#: names a context may not take (the helpers)
+RESERVED = frozenset({"llm_query", "llm_query_batched", "rlm_query", "submit", "input"})
+
+
+def _is_name(key: Any) -> bool:
+    return isinstance(key, str) and key.isidentifier() and not keyword.iskeyword(key) and key not in RESERVED
+
+
+def resolve_contexts(context: Any, namespace: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Turn the ``context`` argument into ``{variable name: object}``.
+
+    - ``None`` → no context.
+    - a ``str`` that names a variable of ``namespace`` → that variable, under its own
+      name and as ``context``; an identifier-shaped ``str`` that names none → error
+      with close matches (when a namespace is given).
+    - a ``str`` that is an existing file or folder path → a :class:`~pathlib.Path`.
+    - a ``dict`` whose keys are all identifiers → several named contexts, each bound
+      under its key (and the whole dict as ``context``).
+    - anything else → one context called ``context``.
+    """
+    if context is None:
+        return {}
+    if isinstance(context, str):
+        return _resolve_str(context, namespace)
+    if isinstance(context, dict) and context and all(_is_name(k) for k in context):
+        out = {k: _resolve_value(v, namespace) for k, v in context.items()}
+        if "context" not in out:
+            out["context"] = dict(out)
+        return out
+    return {"context": context}
+
+
+def _resolve_value(value: Any, namespace: Mapping[str, Any] | None) -> Any:
+    if isinstance(value, str) and namespace is not None and value.isidentifier() and value in namespace:
+        return namespace[value]
+    return value
+
+
+def _resolve_str(text: str, namespace: Mapping[str, Any] | None) -> dict[str, Any]:
+    if namespace is not None and text.isidentifier():
+        if text in namespace:
+            value = namespace[text]
+            return {text: value, "context": value} if text != "context" else {"context": value}
+        raise ConfigError(missing_variable_message(text, namespace))
+    if len(text) < 4096 and "\n" not in text:
+        path = Path(text).expanduser()
+        try:
+            if path.exists():
+                return {"context": path}
+        except OSError:
+            pass
+    return {"context": text}
+
+
+def missing_variable_message(name: str, namespace: Mapping[str, Any]) -> str:
+    names = [k for k in namespace if isinstance(k, str) and not k.startswith("_")]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return (
+        f"No variable named {name!r} in the namespace to use as the RLM context.{hint} "
+        "Define it first, or pass the object itself (context=my_data)."
+    )
+
+
+# --- summaries -------------------------------------------------------------------------
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+def _clip(text: str, n: int = PREVIEW_CHARS) -> str:
+    return text if len(text) <= n else text[:n] + f"… [+{len(text) - n} chars]"
+
+
+def _short_repr(value: Any, n: int = 120) -> str:
+    try:
+        text = repr(value) if not isinstance(value, str) else repr(value[: n + 1])
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return _clip(text, n)
+
+
+def _type_name(value: Any) -> str:
+    t = type(value)
+    mod = t.__module__
+    return t.__name__ if mod in ("builtins", "__main__") else f"{mod.split('.')[0]}.{t.__name__}"
+
+
+def summarize(name: str, value: Any) -> str:
+    """A bounded description of one context for the root prompt."""
+    head = f"- `{name}`: {_type_name(value)}"
+    try:
+        body = _describe(value)
+    except Exception as exc:  # a summary must never sink the run
+        body = f"(could not describe: {type(exc).__name__})"
+    return head + (", " + body if body else "")
+
+
+def summarize_all(contexts: Mapping[str, Any]) -> str:
+    if not contexts:
+        return "(no context: answer from the question alone, or compute what you need)"
+    names = list(contexts)
+    whole = contexts.get("context")
+    lines = []
+    for n in names:
+        if n == "context" and len(names) > 1 and isinstance(whole, dict) and all(k in contexts for k in whole):
+            lines.append(f"- `context`: dict of the {len(whole)} contexts above, by name")
+            continue
+        twin = next((m for m in names if m != n and contexts[m] is contexts[n]), None)
+        if n == "context" and twin is not None:
+            lines.append(f"- `context`: the same object as `{twin}`")
+            continue
+        lines.append(summarize(n, contexts[n]))
+    return "\n".join(lines)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str):
+        return _describe_text(value)
+    if isinstance(value, bytes | bytearray):
+        return f"{human_size(len(value))}; preview: {_short_repr(bytes(value[:200]), 200)}"
+    if isinstance(value, Path):
+        return _describe_path(value)
+    mod = type(value).__module__ or ""
+    if mod.startswith("pandas"):
+        return _describe_pandas(value)
+    if mod.startswith("numpy") and hasattr(value, "shape"):
+        return f"shape {tuple(value.shape)}, dtype {value.dtype}, {human_size(value.nbytes)}"
+    if isinstance(value, Mapping):
+        return _describe_mapping(value)
+    if isinstance(value, list | tuple | set | frozenset):
+        return _describe_sequence(value)
+    size = f"len {len(value)}; " if hasattr(value, "__len__") else ""
+    return f"{size}repr: {_short_repr(value, PREVIEW_CHARS)}"
+
+
+def _describe_text(text: str) -> str:
+    lines = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
+    tail = f"\n  last chars: {text[-150:]!r}" if len(text) > PREVIEW_CHARS + 150 else ""
+    return f"{len(text):,} chars, {lines:,} lines\n  preview: {text[:PREVIEW_CHARS]!r}{tail}"
+
+
+def _describe_sequence(seq: Any) -> str:
+    n = len(seq)
+    items = list(seq[:_SAMPLE]) if isinstance(seq, list | tuple) else list(seq)[:_SAMPLE]
+    kinds = Counter(type(x).__name__ for x in items)
+    kinds_text = ", ".join(f"{k} ×{c}" for k, c in kinds.most_common(5))
+    sampled = " (of the first 1000)" if n > _SAMPLE else ""
+    total = ""
+    if items and all(isinstance(x, str) for x in items):
+        chars = sum(len(x) for x in seq) if n <= 1_000_000 else int(sum(len(x) for x in items) / len(items) * n)
+        total = f", {chars:,} chars in all"
+    firsts = "; ".join(_short_repr(x, 120) for x in items[:3])
+    return f"{n:,} items{total}; element types{sampled}: {kinds_text or 'none'}\n  first items: {firsts}"
+
+
+def _describe_mapping(mapping: Mapping[Any, Any]) -> str:
+    n = len(mapping)
+    parts = []
+    for i, (k, v) in enumerate(mapping.items()):
+        if i >= MAX_KEYS:
+            parts.append(f"… +{n - MAX_KEYS} more keys")
+            break
+        size = f"[{len(v):,}]" if isinstance(v, str | list | dict | tuple) else ""
+        parts.append(f"{k!r}: {_type_name(v)}{size}")
+    return f"{n:,} keys\n  keys: " + ", ".join(parts)
+
+
+def _describe_pandas(value: Any) -> str:
+    if hasattr(value, "columns"):  # DataFrame
+        rows, cols = value.shape
+        dtypes = [f"{c}: {t}" for c, t in list(value.dtypes.items())[:MAX_COLUMNS]]
+        more = f", … +{cols - MAX_COLUMNS} more" if cols > MAX_COLUMNS else ""
+        mem = human_size(float(value.memory_usage(index=True, deep=False).sum()))
+        try:
+            head = value.head(3).to_string(max_colwidth=40, max_cols=12)
+        except Exception:
+            head = ""
+        return (
+            f"shape {rows:,} rows × {cols} columns, ~{mem}\n  columns: {', '.join(dtypes)}{more}\n"
+            f"  head:\n" + "\n".join("    " + line for line in _clip(head, 900).splitlines())
+        )
+    if hasattr(value, "dtype") and hasattr(value, "shape"):  # Series
+        name = f", name {value.name!r}" if getattr(value, "name", None) is not None else ""
+        return f"length {len(value):,}, dtype {value.dtype}{name}\n  head: {_clip(value.head(5).to_string(), 300)}"
+    return f"repr: {_short_repr(value, PREVIEW_CHARS)}"
+
+
+def _describe_path(path: Path) -> str:
+    try:
+        if path.is_file():
+            size = path.stat().st_size
+            preview = ""
+            try:
+                with open(path, "rb") as f:
+                    chunk = f.read(300)
+                if b"\x00" not in chunk:
+                    preview = f"\n  preview: {chunk.decode('utf-8', errors='replace')!r}"
+            except OSError:
+                pass
+            return f"file {str(path)!r}, {human_size(size)}{preview}\n  (read it with open(...) or pathlib)"
+        if path.is_dir():
+            return _describe_folder(path)
+    except OSError as exc:
+        return f"{str(path)!r}: not readable ({exc.strerror or exc})"
+    return f"{str(path)!r}: does not exist"
+
+
+def _describe_folder(root: Path) -> str:
+    files: list[tuple[str, int]] = []
+    total = count = 0
+    for p in sorted(root.rglob("*")):
+        if count >= 10_000:
+            break
+        try:
+            if p.is_file():
+                count += 1
+                size = p.stat().st_size
+                total += size
+                if len(files) < MAX_FILES:
+                    files.append((str(p.relative_to(root)), size))
+        except OSError:
+            continue
+    more = f"\n    … +{count - len(files)} more files" if count > len(files) else ""
+    listing = "\n".join(f"    {name} ({human_size(size)})" for name, size in files)
+    return f"folder {str(root)!r}, {count:,} files, {human_size(total)} in all\n{listing}{more}"

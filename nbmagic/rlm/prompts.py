@@ -1,0 +1,108 @@
+"""The words the root model reads: instructions, the first message, turn feedback.
+
+Kept apart from the loop so they can be read (and tuned) in one place. The
+system prompt says the context is *not* in the prompt, lists the helpers and
+the budgets, and asks for ```python blocks; every later message is the REPL's
+(truncated) output plus what is left of the budget.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+#: A line every root system prompt starts with (scripted test models look for it).
+ROOT_MARKER = "You are the root model of a Recursive Language Model (RLM)."
+
+
+def system_prompt(
+    *,
+    max_iterations: int,
+    max_llm_calls: int | None,
+    max_output_chars: int,
+    max_concurrency: int,
+    depth: int,
+    max_depth: int,
+    schema: Mapping[str, Any] | None,
+    turn_timeout: float | None,
+) -> str:
+    calls = "unlimited" if max_llm_calls is None else str(max_llm_calls)
+    recursive = (
+        "rlm_query(prompt, context=None) -> str: hand a sub-problem and its data to a child RLM "
+        "(it gets its own REPL with `context` bound); use it for sub-problems that need code over data."
+        if depth + 1 <= max_depth
+        else "rlm_query(prompt, context=None) -> str: at this depth the same as llm_query(prompt + context)."
+    )
+    answer_form = (
+        "submit(answer) must receive a value matching this JSON schema (a dict/list, or a JSON string):\n"
+        + json.dumps(dict(schema), indent=1)
+        if schema
+        else "submit(answer) takes any value: a string, a number, a list, a dict."
+    )
+    limit = f" Each turn may run at most {turn_timeout:g} s." if turn_timeout else ""
+    return f"""{ROOT_MARKER}
+You answer a question about data you cannot see directly. The data (the context) is held in \
+variables of a persistent Python REPL; you see only a summary of it. Explore it by writing Python: \
+the REPL runs your code and shows you what it prints. Output longer than {max_output_chars:,} \
+characters is cut in the middle, so print summaries, counts and small slices, never whole contexts.
+
+Reply with your reasoning and one or more ```python code blocks. All blocks of a reply run in order; \
+variables, imports and functions persist between turns. The value of a final bare expression is shown.
+
+Helpers in the REPL (they cannot be reassigned):
+- llm_query(prompt: str) -> str: ask a sub-model (it reads about 100k characters well); use it for \
+meaning-level work on slices of the data.
+- llm_query_batched(prompts: list[str]) -> list[str]: many prompts at once, up to {max_concurrency} \
+concurrently; answers come back in order; a failed one is a string starting with "[error]".
+- {recursive}
+- submit(answer): give the final answer; the run ends after this turn. {answer_form}
+
+Budget: {max_iterations} turns; {calls} sub-calls in all (llm_query, each prompt of a batch, \
+rlm_query).{limit} When a budget is spent, helpers return "[error] …" strings instead of answers.
+Plan: look at the data's shape, compute exactly with code where you can (counting, searching, \
+parsing), use sub-calls for what needs reading comprehension, check your result, then submit()."""
+
+
+def first_message(question: str, context_summary: str) -> str:
+    return (
+        f"Question: {question}\n\n"
+        f"Variables in the REPL (summaries only; the data itself is not in this prompt):\n{context_summary}\n\n"
+        "Start by writing Python code."
+    )
+
+
+def turn_feedback(
+    i: int,
+    max_iterations: int,
+    output: str,
+    notes: list[str],
+    calls_left: int | None,
+) -> str:
+    body = output if output.strip() else "(no output: print what you want to see)"
+    extra = "".join(f"\n{n}" for n in notes)
+    budget = "" if calls_left is None else f" Sub-calls left: {calls_left}."
+    return (
+        f"REPL output of turn {i}/{max_iterations}:\n```\n{body.rstrip()}\n```{extra}\n"
+        f"Turns left: {max_iterations - i}.{budget} Continue, or call submit(answer) when sure."
+    )
+
+
+NO_CODE = (
+    "I found no ```python code block in your reply, so nothing ran. Reply with Python code in a "
+    "```python block; to give the final answer, run submit(answer) inside one."
+)
+
+EMPTY_REPLY = "Your reply was empty. Reply with Python code in a ```python block."
+
+
+def final_request(max_iterations: int, schema: Mapping[str, Any] | None) -> str:
+    form = (
+        "Reply with only a JSON value that matches the schema given at the start, no code."
+        if schema
+        else "Reply with the final answer only, as plain text, no code."
+    )
+    return (
+        f"You have used all {max_iterations} turns, so no more code will run. Based on everything "
+        f"above, give your best final answer to the question now. {form}"
+    )

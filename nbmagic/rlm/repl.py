@@ -1,0 +1,447 @@
+"""REPL environments: where the root model's code runs, behind one interface.
+
+``kernel``
+    A :class:`~nbmagic.rlm.execution.LayeredNamespace` over the user's namespace,
+    run in this process. Zero-copy: a 5 GB DataFrame is read where it lies. Writes
+    stay in the RLM's layer; the user's names are never rebound. No isolation
+    beyond that: code can mutate user objects in place, open files, or import
+    anything. Per-turn time limits use ``SIGALRM`` in the main thread (a watchdog
+    with an async exception elsewhere).
+
+``subprocess``
+    A persistent separate Python worker (``python -m nbmagic.rlm.worker``) with
+    its own temporary working directory, an address-space limit
+    (``resource.setrlimit``), no API keys in its environment, and a per-turn time
+    limit: a soft alarm inside the worker first (variables survive), then a kill
+    and restart if it does not come back. Contexts are pickled once to a file the
+    worker loads; helpers call back to this process over the pipe.
+
+Both report a turn as a :class:`TurnOutput`.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nbmagic.errors import ConfigError, NbmagicError
+from nbmagic.rlm.execution import (
+    CappedWriter,
+    LayeredNamespace,
+    TurnTimeout,
+    execute_code,
+    time_limit,
+)
+
+#: A helper as the engine defines it: returns (value for the code, notice to print or None).
+Helper = Callable[..., tuple[Any, "str | None"]]
+
+ENVIRONMENTS = ("kernel", "subprocess")
+
+
+@dataclass
+class TurnOutput:
+    """What one turn of code produced."""
+
+    output: str
+    error: str | None = None
+    seconds: float = 0.0
+    timed_out: bool = False
+    exited: bool = False
+    restarted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def timeout_message(seconds: float, *, kept: bool) -> str:
+    where = (
+        "Variables assigned before that point are kept."
+        if kept
+        else "The worker was killed and restarted: variables from earlier turns are gone; contexts were reloaded."
+    )
+    return (
+        f"\nTimeoutError: this turn ran past its {seconds:g} s limit and was stopped. {where} "
+        "Work on smaller pieces, or use llm_query_batched for many sub-calls.\n"
+    )
+
+
+def helpers_note(names: list[str]) -> str:
+    return (
+        f"Note: {', '.join(sorted(names))} {'is an RLM helper' if len(names) == 1 else 'are RLM helpers'}; "
+        "your reassignment was undone and the real helper is back."
+    )
+
+
+class Environment(ABC):
+    """One persistent REPL for one RLM invocation."""
+
+    name = "base"
+
+    @abstractmethod
+    def start(self, contexts: Mapping[str, Any], helpers: Mapping[str, Helper]) -> None:
+        """Bind the contexts as variables and install the helpers."""
+
+    @abstractmethod
+    def execute(self, code: str, *, timeout: float | None, max_output_chars: int) -> TurnOutput:
+        """Run one turn of code."""
+
+    @abstractmethod
+    def export(self) -> dict[str, Any]:
+        """The variables the model created (for ``export=True``)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release the environment (processes, temporary files)."""
+
+    def __enter__(self) -> Environment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- kernel --------------------------------------------------------------------------
+
+
+def _wrap_helper(name: str, fn: Helper) -> Callable[..., Any]:
+    def helper(*args: Any, **kwargs: Any) -> Any:
+        value, notice = fn(*args, **kwargs)
+        if notice:
+            print(notice)
+        return value
+
+    helper.__name__ = helper.__qualname__ = name
+    helper.__doc__ = getattr(fn, "__doc__", None)
+    return helper
+
+
+class KernelEnvironment(Environment):
+    """Code runs here, in a layer over ``namespace`` (the user's variables)."""
+
+    name = "kernel"
+
+    def __init__(self, namespace: Mapping[str, Any] | None = None) -> None:
+        self.base: Mapping[str, Any] = namespace if namespace is not None else {}
+        self.ns: LayeredNamespace | None = None
+        self._context_names: set[str] = set()
+        self._turn = 0
+
+    def start(self, contexts: Mapping[str, Any], helpers: Mapping[str, Helper]) -> None:
+        reserved = {name: _wrap_helper(name, fn) for name, fn in helpers.items()}
+        self.ns = LayeredNamespace(self.base, reserved)
+        for name, value in contexts.items():
+            self.ns.bind(name, value)
+        self._context_names = set(contexts)
+
+    def execute(self, code: str, *, timeout: float | None, max_output_chars: int) -> TurnOutput:
+        if self.ns is None:
+            raise RuntimeError("start() the environment first")
+        notes: list[str] = []
+        changed = self.ns.restore()
+        if changed:
+            notes.append(helpers_note(changed))
+        self._turn += 1
+        out = CappedWriter(max_output_chars)
+        t0 = time.monotonic()
+        timed_out = False
+        res: dict[str, Any] = {"error": None, "exited": False}
+        try:
+            with time_limit(timeout):
+                res = execute_code(code, self.ns, filename=f"<rlm-turn-{self._turn}>", out=out)
+        except TurnTimeout:
+            if timeout is None or time.monotonic() < t0 + timeout - 0.05:
+                raise  # an enclosing turn's limit (a child RLM inside a helper call)
+            timed_out = True
+            out.write(timeout_message(timeout, kept=True))
+        changed = self.ns.restore()
+        if changed:
+            notes.append(helpers_note(changed))
+        return TurnOutput(
+            output=out.getvalue(),
+            error="TimeoutError" if timed_out else res["error"],
+            seconds=time.monotonic() - t0,
+            timed_out=timed_out,
+            exited=res["exited"],
+            notes=notes,
+        )
+
+    def export(self) -> dict[str, Any]:
+        if self.ns is None:
+            return {}
+        return self.ns.own_variables(skip=self._context_names)
+
+
+# --- subprocess -------------------------------------------------------------------------
+
+_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
+
+
+def _worker_env() -> dict[str, str]:
+    """The worker's environment: ours minus anything that looks like a credential."""
+    env = {k: v for k, v in os.environ.items() if not any(w in k.upper() for w in _SECRET_WORDS)}
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class SubprocessEnvironment(Environment):
+    """Code runs in a persistent worker process with time and memory limits."""
+
+    name = "subprocess"
+
+    def __init__(
+        self,
+        *,
+        memory_limit_mb: int | None = 4096,
+        grace: float = 2.0,
+        startup_timeout: float = 60.0,
+        python: str | None = None,
+    ) -> None:
+        self.memory_limit_mb = memory_limit_mb
+        self.grace = grace
+        self.startup_timeout = startup_timeout
+        self.python = python or sys.executable
+        self.workdir: Path | None = None
+        self.context_file: Path | None = None
+        self.helpers: dict[str, Helper] = {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.conn: Any = None
+        self.restarts = 0
+        self._turn = 0
+        self._log: Any = None
+
+    # -- lifecycle --
+
+    def start(self, contexts: Mapping[str, Any], helpers: Mapping[str, Helper]) -> None:
+        self.helpers = dict(helpers)
+        self.workdir = Path(tempfile.mkdtemp(prefix="nbmagic-rlm-"))
+        self.context_file = self.workdir / ".contexts.pkl"
+        try:
+            data = pickle.dumps(dict(contexts), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            bad = [n for n, v in contexts.items() if not _picklable(v)]
+            self.close()
+            raise ConfigError(
+                f"Context {', '.join(map(repr, bad)) or '?'} cannot be sent to the subprocess REPL "
+                "(it cannot be pickled). Use environment='kernel', or pass plain data "
+                "(str, list, dict, DataFrame, a path)."
+            ) from None
+        self.context_file.write_bytes(data)
+        del data
+        self._spawn()
+
+    def _spawn(self) -> None:
+        from multiprocessing.connection import Connection
+
+        assert self.workdir is not None and self.context_file is not None
+        parent_sock, child_sock = socket.socketpair()
+        if self._log is None:
+            self._log = open(self.workdir / ".worker.log", "ab")  # noqa: SIM115 - lives as long as the env
+        cmd = [
+            self.python,
+            "-m",
+            "nbmagic.rlm.worker",
+            str(child_sock.fileno()),
+            str(self.context_file),
+            str(self.memory_limit_mb or 0),
+            ",".join(self.helpers),
+        ]
+        try:
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=self.workdir,
+                pass_fds=[child_sock.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                env=_worker_env(),
+            )
+        finally:
+            child_sock.close()
+        self.conn = Connection(parent_sock.detach())
+        if not self.conn.poll(self.startup_timeout):
+            self._kill()
+            raise NbmagicError(f"The RLM worker process did not start within {self.startup_timeout:g} s.")
+        try:
+            msg = self.conn.recv()
+        except (EOFError, OSError):
+            msg = ("error", f"the worker exited during startup ({self._log_tail()})")
+        if msg[0] != "ready":
+            self._kill()
+            raise NbmagicError(f"The RLM worker process failed to start: {msg[1]}")
+
+    def _kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                pass
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except OSError:  # pragma: no cover
+                pass
+        self.conn = None
+
+    def _restart(self) -> None:
+        self._kill()
+        self.restarts += 1
+        self._spawn()
+
+    def _log_tail(self) -> str:
+        try:
+            assert self.workdir is not None
+            return (self.workdir / ".worker.log").read_text(errors="replace")[-500:].strip()
+        except OSError:
+            return ""
+
+    def close(self) -> None:
+        if self.conn is not None and self.proc is not None and self.proc.poll() is None:
+            try:
+                self.conn.send(("close",))
+                self.proc.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired, BrokenPipeError):
+                pass
+        self._kill()
+        self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    # -- turns --
+
+    def execute(self, code: str, *, timeout: float | None, max_output_chars: int) -> TurnOutput:
+        notes: list[str] = []
+        if self.proc is None or self.proc.poll() is not None:
+            self._restart()
+            notes.append("The REPL worker had stopped and was restarted: earlier variables are gone.")
+        self._turn += 1
+        turn = self._turn
+        t0 = time.monotonic()
+        hard = t0 + timeout + self.grace if timeout else None
+        try:
+            self.conn.send(("exec", turn, code, timeout, max_output_chars))
+        except (OSError, BrokenPipeError):
+            return self._died(t0, notes, "")
+        while True:
+            wait = None if hard is None else hard - time.monotonic()
+            if wait is not None and wait <= 0:
+                self._restart()
+                return TurnOutput(
+                    output=timeout_message(timeout or 0, kept=False),
+                    error="TimeoutError",
+                    seconds=time.monotonic() - t0,
+                    timed_out=True,
+                    restarted=True,
+                    notes=notes,
+                )
+            try:
+                if not self.conn.poll(wait):
+                    continue
+                msg = self.conn.recv()
+            except (EOFError, OSError):
+                return self._died(t0, notes, "")
+            kind = msg[0]
+            if kind == "call":
+                self._service(msg)
+            elif kind == "done" and msg[1] == turn:
+                payload = msg[2]
+                return TurnOutput(
+                    output=payload["output"],
+                    error=payload["error"],
+                    seconds=time.monotonic() - t0,
+                    timed_out=payload["timed_out"],
+                    exited=payload["exited"],
+                    notes=notes + payload["notes"],
+                )
+
+    def _service(self, msg: tuple[Any, ...]) -> None:
+        """Run a helper the worker asked for and send back its result."""
+        _, cid, name, args, kwargs = msg
+        fn = self.helpers.get(name)
+        try:
+            if fn is None:
+                raise NameError(f"no helper {name!r}")
+            value, notice = fn(*args, **kwargs)
+        except TypeError as exc:
+            value, notice = None, f"TypeError: {exc}"
+        except NbmagicError as exc:
+            value, notice = f"[error] {name} failed: {exc.message}", None
+        try:
+            self.conn.send(("reply", cid, value, notice))
+        except (pickle.PicklingError, TypeError, AttributeError):
+            self.conn.send(("reply", cid, repr(value), notice))
+        except (OSError, BrokenPipeError):
+            pass  # the worker is gone; the caller notices on the next read
+
+    def _died(self, t0: float, notes: list[str], output: str) -> TurnOutput:
+        code = self.proc.wait(timeout=5) if self.proc is not None else None
+        why = (
+            f"killed by signal {-code}" + (" (often: out of memory)" if code == -9 else "")
+            if code is not None and code < 0
+            else f"exit status {code}"
+        )
+        self._restart()
+        return TurnOutput(
+            output=output
+            + f"\nThe REPL worker process died ({why}) and was restarted: variables from earlier turns "
+            "are gone; contexts were reloaded.\n",
+            error="WorkerDied",
+            seconds=time.monotonic() - t0,
+            restarted=True,
+            notes=notes,
+        )
+
+    def export(self) -> dict[str, Any]:
+        if self.conn is None or self.proc is None or self.proc.poll() is not None:
+            return {}
+        self.conn.send(("export",))
+        while True:
+            if not self.conn.poll(30):
+                return {}
+            msg = self.conn.recv()
+            if msg[0] == "exported":
+                out = {}
+                for name, blob in msg[1].items():
+                    try:
+                        out[name] = pickle.loads(blob)
+                    except Exception:  # a class defined only in the worker, say
+                        continue
+                return out
+
+
+def _picklable(value: Any) -> bool:
+    try:
+        pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        return True
+    except Exception:
+        return False
+
+
+def make_environment(kind: str | Environment, namespace: Mapping[str, Any] | None = None, **kwargs: Any) -> Environment:
+    """``"kernel"``, ``"subprocess"``, or an :class:`Environment` instance as is."""
+    if isinstance(kind, Environment):
+        return kind
+    if kind == "kernel":
+        return KernelEnvironment(namespace)
+    if kind == "subprocess":
+        return SubprocessEnvironment(**kwargs)
+    raise ConfigError(f"Unknown RLM environment {kind!r}; use one of: {', '.join(ENVIRONMENTS)}.")

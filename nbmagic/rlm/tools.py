@@ -1,0 +1,353 @@
+"""The helpers the root model's code can call, and the budgets they draw from.
+
+Every helper returns ``(value, notice)``: the value goes back to the code, the
+notice (if any) is printed into the turn's output by the environment, so the
+same helper works in-process and across the subprocess pipe. Failures and
+exhausted budgets come back as strings starting with ``[error]`` instead of
+exceptions, so one bad sub-call never sinks a batch or a turn.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from nbmagic.errors import ConfigError, NbmagicError
+from nbmagic.events import EventHandler, ModelCall, SubCall, emit
+from nbmagic.llm.base import ChatModel, Usage
+
+HELPER_NAMES = ("llm_query", "llm_query_batched", "rlm_query", "submit")
+PREVIEW = 200
+
+
+class Budget:
+    """Budgets shared by one invocation and every child RLM it spawns (thread-safe)."""
+
+    def __init__(
+        self,
+        *,
+        max_llm_calls: int | None = 50,
+        max_tokens: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.max_llm_calls = max_llm_calls
+        self.max_tokens = max_tokens
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout if timeout else None
+        self.timeout = timeout
+        self.calls = 0
+        self.usage: dict[str, Usage] = {}
+        self._lock = threading.Lock()
+
+    def reserve(self) -> int | None:
+        """Take one sub-call from the budget; ``None`` when it is spent."""
+        with self._lock:
+            if self.max_llm_calls is not None and self.calls >= self.max_llm_calls:
+                return None
+            self.calls += 1
+            return self.calls
+
+    @property
+    def calls_left(self) -> int | None:
+        return None if self.max_llm_calls is None else max(0, self.max_llm_calls - self.calls)
+
+    def record(self, model: str, usage: Usage) -> None:
+        with self._lock:
+            self.usage[model] = self.usage.get(model, Usage()) + Usage(
+                usage.prompt_tokens, usage.completion_tokens, 1
+            )
+
+    @property
+    def tokens(self) -> int:
+        with self._lock:
+            return sum(u.total_tokens for u in self.usage.values())
+
+    def tokens_exhausted(self) -> bool:
+        return self.max_tokens is not None and self.tokens >= self.max_tokens
+
+    def time_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def expired(self) -> bool:
+        left = self.time_left()
+        return left is not None and left <= 0
+
+    def usage_copy(self) -> dict[str, Usage]:
+        with self._lock:
+            return {k: Usage(v.prompt_tokens, v.completion_tokens, v.calls) for k, v in self.usage.items()}
+
+
+@dataclass
+class _Outcome:
+    text: str
+    record: dict[str, Any]
+    events: list[Any] = field(default_factory=list)
+
+
+def _check_prompt(name: str, prompt: Any) -> str:
+    if not isinstance(prompt, str):
+        extra = " For several prompts use llm_query_batched(prompts)." if isinstance(prompt, list | tuple) else ""
+        raise TypeError(f"{name}(prompt) takes one string; got {type(prompt).__name__}.{extra}")
+    if not prompt.strip():
+        raise ValueError(f"{name}(prompt): the prompt is empty.")
+    return prompt
+
+
+def _as_text(context: Any) -> str:
+    return context if isinstance(context, str) else str(context)
+
+
+class Toolbox:
+    """The four REPL helpers for one RLM at one depth."""
+
+    def __init__(
+        self,
+        *,
+        sub_model: ChatModel,
+        budget: Budget,
+        depth: int = 0,
+        max_depth: int = 1,
+        max_concurrency: int = 8,
+        schema: Mapping[str, Any] | None = None,
+        spawn_child: Callable[[str, Any], Any] | None = None,
+        sub_max_tokens: int | None = None,
+        on_event: EventHandler | None = None,
+    ) -> None:
+        self.sub_model = sub_model
+        self.budget = budget
+        self.depth = depth
+        self.max_depth = max_depth
+        self.max_concurrency = max(1, int(max_concurrency))
+        self.schema = dict(schema) if schema else None
+        self.spawn_child = spawn_child
+        self.sub_max_tokens = sub_max_tokens
+        self.on_event = on_event
+        self.submitted = False
+        self.answer: Any = None
+        self.rejections = 0
+        self._records: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def helpers(self) -> dict[str, Callable[..., tuple[Any, str | None]]]:
+        return {
+            "llm_query": self.llm_query,
+            "llm_query_batched": self.llm_query_batched,
+            "rlm_query": self.rlm_query,
+            "submit": self.submit,
+        }
+
+    def take_records(self) -> list[dict[str, Any]]:
+        """The sub-calls made since the last call (one turn's worth)."""
+        with self._lock:
+            out, self._records = self._records, []
+        return out
+
+    # -- sub-calls --
+
+    def _exhausted(self, helper: str) -> str | None:
+        if self.budget.tokens_exhausted():
+            return f"[error] {helper}: the token budget ({self.budget.max_tokens:,}) is spent. Submit what you have."
+        if self.budget.expired():
+            return f"[error] {helper}: the time budget ({self.budget.timeout:g} s) is spent. Submit what you have."
+        return None
+
+    def _one(self, prompt: str, helper: str, n: int | None) -> _Outcome:
+        """One sub-model call; never raises."""
+        t0 = time.monotonic()
+        record: dict[str, Any] = {
+            "helper": helper,
+            "model": self.sub_model.name,
+            "depth": self.depth,
+            "prompt_chars": len(prompt),
+            "prompt": prompt[:PREVIEW],
+        }
+        events: list[Any] = []
+        if n is None:
+            text = (
+                f"[error] {helper}: the sub-call budget is spent ({self.budget.max_llm_calls} calls). "
+                "Work with what you have and submit()."
+            )
+        else:
+            text = self._exhausted(helper) or ""
+        if not text:
+            try:
+                res = self.sub_model.chat(prompt, max_tokens=self.sub_max_tokens)
+                text = res.text
+                self.budget.record(self.sub_model.name, res.usage)
+                record["tokens"] = res.usage.total_tokens
+                events.append(
+                    ModelCall(
+                        model=self.sub_model.name,
+                        prompt_tokens=res.usage.prompt_tokens,
+                        completion_tokens=res.usage.completion_tokens,
+                        seconds=res.seconds,
+                        agent=f"sub@{self.depth}",
+                    )
+                )
+                ok = True
+            except NbmagicError as exc:
+                text, ok = f"[error] {helper} failed: {exc.message}", False
+            except Exception as exc:  # defensive: a backend bug must not kill the turn
+                text, ok = f"[error] {helper} failed: {type(exc).__name__}: {exc}", False
+        else:
+            ok = False
+        seconds = time.monotonic() - t0
+        record.update(ok=ok, seconds=round(seconds, 4), response_chars=len(text), response=text[:PREVIEW])
+        events.append(
+            SubCall(
+                n=self.budget.calls,
+                budget_left=self.budget.calls_left,
+                prompt_chars=len(prompt),
+                ok=ok,
+                depth=self.depth,
+                seconds=seconds,
+            )
+        )
+        return _Outcome(text, record, events)
+
+    def _finish(self, outcomes: Sequence[_Outcome]) -> None:
+        """Record and emit from the calling thread (renderers need not be thread-safe)."""
+        with self._lock:
+            self._records.extend(o.record for o in outcomes)
+        for o in outcomes:
+            for ev in o.events:
+                emit(self.on_event, ev)
+
+    def llm_query(self, prompt: str) -> tuple[str, None]:
+        """llm_query(prompt) -> str: ask the sub-model one question."""
+        _check_prompt("llm_query", prompt)
+        out = self._one(prompt, "llm_query", self.budget.reserve())
+        self._finish([out])
+        return out.text, None
+
+    def llm_query_batched(self, prompts: Sequence[str]) -> tuple[list[str], None]:
+        """llm_query_batched(prompts) -> list[str]: many questions at once, answers in order."""
+        if isinstance(prompts, str) or not isinstance(prompts, Sequence):
+            raise TypeError(
+                f"llm_query_batched(prompts) takes a list of strings; got {type(prompts).__name__}."
+            )
+        for i, p in enumerate(prompts):
+            if not isinstance(p, str):
+                raise TypeError(f"llm_query_batched: prompts[{i}] is a {type(p).__name__}, not a string.")
+        if not prompts:
+            return [], None
+        tickets = [self.budget.reserve() for _ in prompts]  # in order: the first ones get the budget
+        live = [i for i, t in enumerate(tickets) if t is not None]
+        outcomes: list[_Outcome | None] = [None] * len(prompts)
+        for i, t in enumerate(tickets):
+            if t is None:
+                outcomes[i] = self._one(prompts[i], "llm_query_batched", None)
+        if live:
+            pool = ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(live)), thread_name_prefix="rlm-sub")
+            try:
+                futures = {i: pool.submit(self._one, prompts[i], "llm_query_batched", tickets[i]) for i in live}
+                for i, fut in futures.items():
+                    outcomes[i] = fut.result()
+            finally:
+                pool.shutdown(wait=False, cancel_futures=True)
+        done = [o for o in outcomes if o is not None]
+        self._finish(done)
+        return [o.text for o in done], None
+
+    def rlm_query(self, prompt: str, context: Any = None) -> tuple[Any, None]:
+        """rlm_query(prompt, context=None) -> str: a recursive RLM over ``context``."""
+        _check_prompt("rlm_query", prompt)
+        if self.spawn_child is None or self.depth + 1 > self.max_depth:
+            full = prompt if context is None else f"{prompt}\n\n{_as_text(context)}"
+            out = self._one(full, "rlm_query", self.budget.reserve())
+            self._finish([out])
+            return out.text, None
+        n = self.budget.reserve()
+        t0 = time.monotonic()
+        record: dict[str, Any] = {"helper": "rlm_query", "model": f"rlm@{self.depth + 1}", "depth": self.depth,
+                                  "prompt_chars": len(prompt), "prompt": prompt[:PREVIEW]}
+        if n is None:
+            value: Any = (
+                f"[error] rlm_query: the sub-call budget is spent ({self.budget.max_llm_calls} calls). "
+                "Work with what you have and submit()."
+            )
+            ok = False
+        else:
+            value = self._exhausted("rlm_query")
+            ok = value is None
+            if ok:
+                try:
+                    value = self.spawn_child(prompt, context)
+                except NbmagicError as exc:
+                    value, ok = f"[error] rlm_query failed: {exc.message}", False
+        seconds = time.monotonic() - t0
+        text = value if isinstance(value, str) else repr(value)
+        record.update(ok=ok, seconds=round(seconds, 4), response_chars=len(text), response=text[:PREVIEW])
+        ev = SubCall(n=self.budget.calls, budget_left=self.budget.calls_left, prompt_chars=len(prompt),
+                     ok=ok, depth=self.depth, seconds=seconds)
+        self._finish([_Outcome(text, record, [ev])])
+        return value, None
+
+    # -- the answer --
+
+    def submit(self, *args: Any, **kwargs: Any) -> tuple[None, str]:
+        """submit(answer): give the final answer (checked against the schema if one was set)."""
+        if len(args) > 1 or (args and kwargs):
+            raise TypeError("submit(answer) takes one answer (or keyword fields for a JSON object).")
+        if args:
+            answer = args[0]
+        elif set(kwargs) == {"answer"}:
+            answer = kwargs["answer"]
+        elif kwargs:
+            answer = dict(kwargs)
+        else:
+            raise TypeError("submit(answer) needs the answer.")
+        if self.schema is not None:
+            answer, problems = check_schema(answer, self.schema)
+            if problems:
+                self.rejections += 1
+                return None, (
+                    "submit() rejected the answer: it does not match the required JSON schema:\n"
+                    + "\n".join(f"- {p}" for p in problems)
+                    + "\nFix it and call submit() again."
+                )
+        self.submitted = True
+        self.answer = answer
+        return None, "Answer submitted."
+
+
+# --- JSON schema -------------------------------------------------------------------------
+
+
+def _validator(schema: Mapping[str, Any]) -> Any:
+    try:
+        import jsonschema
+    except ImportError:  # pragma: no cover - jsonschema comes with nbformat
+        raise ConfigError("schema= needs the jsonschema package: pip install jsonschema") from None
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema)
+
+
+def validate_schema(schema: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` if ``schema`` is not a valid JSON schema."""
+    import jsonschema
+
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ConfigError(f"schema= is not a valid JSON schema: {exc.message}") from None
+
+
+def check_schema(answer: Any, schema: Mapping[str, Any]) -> tuple[Any, list[str]]:
+    """Return ``(answer, problems)``; a JSON string is parsed when the schema wants structure."""
+    if isinstance(answer, str) and schema.get("type") not in (None, "string"):
+        try:
+            answer = json.loads(answer)
+        except ValueError:
+            pass
+    validator = _validator(schema)
+    problems = []
+    for err in sorted(validator.iter_errors(answer), key=lambda e: list(e.absolute_path))[:5]:
+        where = "$" + "".join(f"[{p!r}]" if isinstance(p, str) else f"[{p}]" for p in err.absolute_path)
+        problems.append(f"at {where}: {err.message}")
+    return answer, problems

@@ -1,0 +1,154 @@
+"""The subprocess REPL's worker: ``python -m nbmagic.rlm.worker FD CONTEXTS MEM_MB HELPERS``.
+
+It loads the contexts once from the pickle file, binds them as variables, and
+then serves turns over the socket ``FD`` (a ``multiprocessing`` connection):
+``("exec", turn, code, timeout, max_chars)`` → ``("done", turn, payload)``.
+Helpers are stubs that send ``("call", id, name, args, kwargs)`` to the parent
+and wait for the matching ``("reply", id, value, notice)``; replies to calls a
+timed-out turn abandoned are recognised by id and dropped.
+
+Only the standard library and :mod:`nbmagic.rlm.execution` are imported, so the
+worker starts quickly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+import sys
+import time
+from typing import Any
+
+from nbmagic.rlm.execution import (
+    CappedWriter,
+    LayeredNamespace,
+    TurnTimeout,
+    execute_code,
+    time_limit,
+)
+
+
+def _set_memory_limit(mb: int) -> None:
+    if mb <= 0:
+        return
+    try:
+        import resource
+
+        limit = mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - not on this platform
+        pass
+
+
+class Worker:
+    def __init__(self, conn: Any, contexts: dict[str, Any], helper_names: list[str]) -> None:
+        self.conn = conn
+        self._ids = itertools.count(1)
+        helpers = {name: self._stub(name) for name in helper_names}
+        self.ns = LayeredNamespace({}, helpers)
+        for name, value in contexts.items():
+            self.ns.bind(name, value)
+        self.context_names = set(contexts)
+
+    def _stub(self, name: str) -> Any:
+        def helper(*args: Any, **kwargs: Any) -> Any:
+            return self.call_parent(name, args, kwargs)
+
+        helper.__name__ = helper.__qualname__ = name
+        return helper
+
+    def call_parent(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        cid = next(self._ids)
+        try:
+            self.conn.send(("call", cid, name, args, kwargs))
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise TypeError(
+                f"{name}() arguments must be plain data (str, numbers, lists, dicts, DataFrames): {exc}"
+            ) from None
+        while True:
+            msg = self.conn.recv()
+            if msg[0] == "reply" and msg[1] == cid:
+                value, notice = msg[2], msg[3]
+                if notice:
+                    print(notice)
+                return value
+            # a stale reply to a call an interrupted turn abandoned: drop it
+
+    def run_turn(self, turn: int, code: str, timeout: float | None, max_chars: int) -> None:
+        from nbmagic.rlm.repl import helpers_note, timeout_message
+
+        notes = []
+        changed = self.ns.restore()
+        if changed:
+            notes.append(helpers_note(changed))
+        out = CappedWriter(max_chars)
+        res: dict[str, Any] = {"error": None, "exited": False}
+        timed_out = False
+        t0 = time.monotonic()
+        try:
+            with time_limit(timeout):
+                res = execute_code(code, self.ns, filename=f"<rlm-turn-{turn}>", out=out)
+        except TurnTimeout:
+            timed_out = True
+            out.write(timeout_message(timeout or 0, kept=True))
+        except KeyboardInterrupt:
+            out.write("\nKeyboardInterrupt\n")
+            res["error"] = "KeyboardInterrupt"
+        changed = self.ns.restore()
+        if changed:
+            notes.append(helpers_note(changed))
+        payload = {
+            "output": out.getvalue(),
+            "error": "TimeoutError" if timed_out else res["error"],
+            "timed_out": timed_out,
+            "exited": res["exited"],
+            "notes": notes,
+            "seconds": time.monotonic() - t0,
+        }
+        self.conn.send(("done", turn, payload))
+
+    def export(self) -> None:
+        blobs: dict[str, bytes] = {}
+        for name, value in self.ns.own_variables(skip=self.context_names).items():
+            try:
+                blobs[name] = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:
+                continue
+        self.conn.send(("exported", blobs))
+
+    def serve(self) -> None:
+        while True:
+            try:
+                msg = self.conn.recv()
+            except (EOFError, OSError):
+                return
+            kind = msg[0]
+            if kind == "exec":
+                self.run_turn(*msg[1:])
+            elif kind == "export":
+                self.export()
+            elif kind == "close":
+                return
+            # "reply" here is stale (its turn already ended): ignore
+
+
+def main(argv: list[str]) -> int:
+    from multiprocessing.connection import Connection
+
+    fd, context_file, mem_mb, names = argv[:4]
+    conn = Connection(int(fd))
+    _set_memory_limit(int(mem_mb))
+    try:
+        with open(context_file, "rb") as f:
+            contexts = pickle.load(f)
+    except Exception as exc:
+        conn.send(("error", f"could not load the contexts: {type(exc).__name__}: {exc}"))
+        return 1
+    worker = Worker(conn, contexts, [n for n in names.split(",") if n])
+    conn.send(("ready", {"python": sys.version.split()[0]}))
+    worker.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
