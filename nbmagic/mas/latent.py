@@ -28,6 +28,7 @@ a call returns and not the one passed in (:func:`fork` copies one to branch from
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -275,7 +276,11 @@ def decode(
 
 
 def fork(state: LatentState) -> LatentState:
-    """An independent copy of ``state`` to branch from (the cache is otherwise shared and grown)."""
-    import copy
+    """A copy of ``state`` to branch from: extending one leaves the other as it was.
 
-    return LatentState(copy.deepcopy(state.cache), state.attention_mask.clone(), state.last_hidden.clone())
+    Cheap (no tensor copies) and autograd-safe: ``DynamicCache`` layers grow by
+    ``torch.cat`` into new tensors, so copying the layer objects is enough.
+    """
+    cache = copy.copy(state.cache)
+    cache.layers = [copy.copy(layer) for layer in state.cache.layers]
+    return LatentState(cache, state.attention_mask, state.last_hidden)

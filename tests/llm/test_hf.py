@@ -1,0 +1,146 @@
+"""HFChatModel on tiny real models written to disk and loaded with from_pretrained."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+
+import pytest
+import torch
+
+from nbmagic import load_model
+from nbmagic.errors import BackendNotInstalledError, ModelNotFoundError, NoModelAvailableError
+from nbmagic.llm.hf import HFChatModel, TextStream
+
+
+@pytest.fixture(scope="module")
+def qwen(tiny_hf_paths) -> HFChatModel:
+    return load_model(f"hf:{tiny_hf_paths['qwen2']}")
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_hf_paths) -> HFChatModel:
+    return load_model(f"hf:{tiny_hf_paths['llama']}")
+
+
+def test_loads_frozen_on_cpu_with_latent_accessors(qwen, llama):
+    assert isinstance(qwen, HFChatModel) and qwen.backend == "hf" and qwen.supports_latent
+    for m, d in ((qwen, 64), (llama, 96)):
+        assert m.hidden_size == d
+        assert m.torch_device == "cpu" and m.dtype == torch.float32
+        assert not m.model.training
+        assert all(not p.requires_grad for p in m.model.parameters())
+        ids = torch.tensor([m.chat_ids("hi")])
+        emb = m.embed_ids(ids)
+        assert emb.shape == (1, ids.shape[1], d)
+        assert torch.equal(emb, m.model.get_input_embeddings()(ids))
+
+
+def test_chat_ids_use_the_chat_template_or_a_fallback(qwen, tiny_hf_paths):
+    tok = qwen.tokenizer
+    ids = qwen.chat_ids([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}])
+    text = tok.decode(ids)
+    assert text == "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert not tok.decode(qwen.chat_ids("hi", add_generation_prompt=False)).endswith("assistant\n")
+    plain = load_model(f"hf:{tiny_hf_paths['notemplate']}")
+    ids = plain.chat_ids("hi")
+    assert ids[0] == plain.tokenizer.bos_token_id
+    assert plain.tokenizer.decode(ids[1:]) == "User: hi\nAssistant:"
+    assert plain.chat("hi", temperature=0, max_tokens=3).usage.prompt_tokens == len(ids)
+
+
+def test_count_tokens_is_exact(qwen):
+    assert qwen.count_tokens("") == 0
+    assert qwen.count_tokens("héllo") == 6  # byte-level tokenizer: é is two bytes
+    text = "Some words, and 12 numbers."
+    assert qwen.count_tokens(text) == len(qwen.tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def test_greedy_chat_is_deterministic_with_exact_usage_and_streaming(qwen):
+    before = qwen.usage.calls
+    pieces: list[str] = []
+    r1 = qwen.chat("hello there", temperature=0, max_tokens=12, on_token=pieces.append)
+    r2 = qwen.chat("hello there", temperature=0, max_tokens=12)
+    assert r1.text == r2.text and r1.text
+    assert "".join(pieces) == r1.text
+    assert r1.usage.prompt_tokens == len(qwen.chat_ids("hello there"))
+    assert 1 <= r1.usage.completion_tokens <= 12
+    if r1.finish_reason == "length":
+        assert r1.usage.completion_tokens == 12
+    assert qwen.usage.calls == before + 2
+
+
+def test_max_tokens_bounds_the_reply(llama):
+    r = llama.chat("count", temperature=0, max_tokens=3)
+    assert r.usage.completion_tokens <= 3
+    assert r.finish_reason in ("length", "stop")
+
+
+def test_stop_string_cuts_the_reply_and_is_never_streamed(qwen):
+    full = qwen.chat("tell me more", temperature=0, max_tokens=24).text
+    visible = full.replace("\ufffd", "")
+    stop = next((visible[i : i + 2] for i in range(3, len(visible) - 2) if visible[i : i + 2].isprintable()), None)
+    assert stop is not None, f"greedy text has no printable pair: {full!r}"
+    pieces: list[str] = []
+    r = qwen.chat("tell me more", temperature=0, max_tokens=24, stop=[stop], on_token=pieces.append)
+    assert r.finish_reason == "stop"
+    assert r.text == full[: full.find(stop)]
+    assert stop not in "".join(pieces) and "".join(pieces) == r.text
+    assert r.usage.completion_tokens < qwen.count_tokens(full) or r.usage.completion_tokens < 24
+
+
+def test_sampling_is_reproducible_with_a_seed(qwen):
+    a = qwen.chat("hi", temperature=1.0, top_p=0.9, max_tokens=8, seed=7).text
+    b = qwen.chat("hi", temperature=1.0, top_p=0.9, max_tokens=8, seed=7).text
+    assert a == b
+
+
+def test_async_chat(llama):
+    r = asyncio.run(llama.achat("hi", temperature=0, max_tokens=4))
+    assert r.usage.prompt_tokens == len(llama.chat_ids("hi")) and r.usage.calls == 1
+
+
+def test_text_stream_holds_back_partial_stop_and_half_characters(qwen):
+    tok = qwen.tokenizer
+    out: list[str] = []
+    s = TextStream(tok, stop=["END"], on_token=out.append)
+    for t in tok("é ok EN", add_special_tokens=False).input_ids:
+        s.push(t)
+    assert "".join(out) == "é ok "  # 'EN' might start 'END'; half of é was never shown
+    assert s.push(tok.convert_tokens_to_ids("D")) is True
+    assert s.finish() == "é ok " and "".join(out) == "é ok "
+
+
+def test_missing_folder_and_folder_without_config(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="no such folder"):
+        load_model(f"hf:{tmp_path}/nope/deeper")
+    with pytest.raises(ModelNotFoundError, match=r"config\.json"):
+        load_model(f"hf:{tmp_path}")
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_hub_repo_unreachable_or_offline_is_one_clear_error(monkeypatch):
+    repo = "nbmagic-tests/does-not-exist-tiny"
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    with pytest.raises(NoModelAvailableError, match=r"could not be downloaded from http://127\.0\.0\.1") as err:
+        HFChatModel(repo)
+    assert "hf:<path>" in err.value.message
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(NoModelAvailableError, match="HF_HUB_OFFLINE"):
+        load_model(f"hf:{repo}")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    with pytest.raises(NoModelAvailableError, match="not in the local cache"):
+        HFChatModel(repo, download=False)
+
+
+def test_missing_transformers_names_the_extra(monkeypatch, tiny_hf_paths):
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(BackendNotInstalledError, match=r"pip install 'nbmagic\[local\]'"):
+        HFChatModel(str(tiny_hf_paths["qwen2"]))
