@@ -82,10 +82,8 @@ def run(args: argparse.Namespace) -> int:
     if args.verify and not args.dry_run:
         from nbmagic.notebook.sinks import verify_notebook
 
-        check = verify_notebook(str(out), timeout=max(600, int(agent.cell_timeout or 0) * 4))
-        if check.ok:
-            print(f"Verified: {out} runs top to bottom in a fresh kernel ({check.seconds:.1f} s).")
-        else:
-            print(f"Verification failed at cell {check.failed_cell}: {check.error}")
+        check = verify_notebook(str(out), timeout=max(60.0, agent.cell_timeout or 600.0))
+        print(check.summary())
+        if not check.ok:
             status = 1
     return status

@@ -94,22 +94,8 @@ class _Step:
 
 
 def _cells_module() -> Any:
-    """The notebook layer's cell constructors (nbformat v4 underneath)."""
-    try:
-        from nbmagic.notebook import cells
-    except ImportError:  # pragma: no cover - only while the notebook layer is absent
-        import nbformat
-
-        class cells:  # type: ignore[no-redef]
-            @staticmethod
-            def markdown_cell(text: str, metadata: Any = None) -> Any:
-                return nbformat.v4.new_markdown_cell(text, metadata=metadata or {})
-
-            @staticmethod
-            def code_cell(source: str, outputs: Any = (), execution_count: Any = None, metadata: Any = None) -> Any:
-                return nbformat.v4.new_code_cell(
-                    source, outputs=[nbformat.from_dict(o) for o in outputs],
-                    execution_count=execution_count, metadata=metadata or {})
+    """The notebook layer's cell constructors (imported on first use: nbformat is not light)."""
+    from nbmagic.notebook import cells
 
     return cells
 

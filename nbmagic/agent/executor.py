@@ -208,6 +208,22 @@ def _capture_new_figures(before: set[int], collector: OutputCollector) -> None:
             plt.close(fig)
 
 
+@contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold SIGINT while the shell is being put back, so Ctrl-C cannot leave it half-restored.
+
+    A Ctrl-C that arrives meanwhile is delivered right after, as a normal KeyboardInterrupt.
+    """
+    can = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
+    if can:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if can:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 # --- timeout ----------------------------------------------------------------------------------------
 
 
@@ -262,11 +278,12 @@ def _signal_guard(guard: _Guard) -> Iterator[_Guard]:
     try:
         yield guard
     finally:
-        guard.armed = False
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old_handler)
-        if outer_deadline is not None:
-            signal.setitimer(signal.ITIMER_REAL, max(1e-3, outer_deadline - time.monotonic()), old_interval)
+        with deferred_interrupts():
+            guard.armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old_handler)
+            if outer_deadline is not None:
+                signal.setitimer(signal.ITIMER_REAL, max(1e-3, outer_deadline - time.monotonic()), old_interval)
 
 
 @contextmanager
@@ -372,11 +389,12 @@ class ShellExecutor:
             except CellTimeout:  # fired in the instant after the cell returned
                 timed_out = True
             finally:
-                shell.display_pub, shell.displayhook, shell.display_trap.hook, sys.displayhook, tb = saved
-                if tb is None:
-                    shell.__dict__.pop("_showtraceback", None)
-                else:
-                    shell._showtraceback = tb
+                with deferred_interrupts():
+                    shell.display_pub, shell.displayhook, shell.display_trap.hook, sys.displayhook, tb = saved
+                    if tb is None:
+                        shell.__dict__.pop("_showtraceback", None)
+                    else:
+                        shell._showtraceback = tb
             _capture_new_figures(before, collector)
         seconds = time.perf_counter() - t0
         error = None if result is None else (result.error_before_exec or result.error_in_exec)

@@ -25,8 +25,7 @@ SYSTEM = (
 def plan_prompt(request: str, context: str, max_steps: int) -> str:
     """The question handed to RecursiveMAS: a plan, not code."""
     return (
-        f"{PLAN_HEADING}\n\n"
-        f"Request: {request}\n\n"
+        f"{PLAN_HEADING}: {request}\n\n"
         f"{context}\n\n"
         f"Break the request into at most {max_steps} notebook steps, in order. Each step becomes "
         "one markdown cell and one code cell. Answer with a numbered list only, one short "

@@ -10,7 +10,16 @@ import pytest
 from nbmagic.agent.core import AgentResult, NotebookAgent
 from nbmagic.agent.prompts import CODE_HEADING, FIX_HEADING, PLAN_HEADING
 from nbmagic.errors import ConfigError, RunInterrupted
-from nbmagic.events import CellAccepted, CellRun, EventRecorder, Failed, Finished, Notice, RunStarted, StepFinished
+from nbmagic.events import (
+    CellAccepted,
+    CellRun,
+    EventRecorder,
+    Failed,
+    Finished,
+    Notice,
+    RunStarted,
+    StepFinished,
+)
 from nbmagic.testing.agent_scripts import make_responder, write_sales_csv
 
 REQUEST = "Analyze sales.csv: the top 5 products by revenue and a monthly revenue trend plot"
@@ -73,7 +82,7 @@ def test_works_first_time(env):
     assert result.cells[0].source.startswith("### Step 1: Load the sales data")
     # events: one agent run, every cell announced, finished last
     ev = env.events
-    assert [e for e in ev.of(RunStarted) if e.engine == "agent"][0] is ev.events[0]
+    assert next(e for e in ev.of(RunStarted) if e.engine == "agent") is ev.events[0]
     assert len(ev.of(CellAccepted)) == 6 and isinstance(ev.events[-1], Finished)
     assert ev.events[-1].result is result
     kinds = ev.kinds()
