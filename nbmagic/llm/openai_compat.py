@@ -81,7 +81,7 @@ class OpenAICompatModel(ChatModel):
             return url, key
         if provider == "azure":
             url = base_url or env.get("AZURE_OPENAI_ENDPOINT")
-            key = api_key or env.get("AZURE_OPENAI_API_KEY") or env.get("OPENAI_API_KEY")
+            key = api_key or env.get("AZURE_OPENAI_API_KEY")  # never OpenAI's key to another host
             if not url:
                 raise ConfigError(
                     f"azure:{self.name} needs an endpoint: set AZURE_OPENAI_ENDPOINT or pass base_url=."

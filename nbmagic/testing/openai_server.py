@@ -114,7 +114,7 @@ class OpenAICompatServer:
         self.queue(*[Reply(status=status, **kwargs) for _ in range(times)])
 
     def chat_requests(self) -> list[dict[str, Any]]:
-        return [r["body"] for r in self.requests if r["path"].endswith("/chat/completions")]
+        return [r["body"] for r in self.requests if r["path"].split("?")[0].endswith("/chat/completions")]
 
     def reset(self) -> None:
         with self._lock:
@@ -199,7 +199,10 @@ class OpenAICompatServer:
             def _authorized(self) -> bool:
                 if server.api_key is None:
                     return True
-                return self.headers.get("Authorization", "") == f"Bearer {server.api_key}"
+                return (
+                    self.headers.get("Authorization", "") == f"Bearer {server.api_key}"
+                    or self.headers.get("api-key", "") == server.api_key  # Azure's header
+                )
 
             def _drop(self) -> None:
                 self.close_connection = True
@@ -211,9 +214,10 @@ class OpenAICompatServer:
             # -- routes --
             def do_GET(self) -> None:
                 server.requests.append({"path": self.path, "method": "GET", "body": {}})
-                if self.path.split("?")[0].rstrip("/") == "/api/tags":  # Ollama serves it at the root
+                route = self.path.split("?")[0].rstrip("/")
+                if route == "/api/tags":  # Ollama serves it at the root
                     self._send_json(200, {"models": [{"name": m, "model": m} for m in server.models]})
-                elif self.path.rstrip("/").endswith("/models"):
+                elif route.endswith("/models"):
                     if not self._authorized():
                         return self._error(401, "Incorrect API key provided.")
                     data = [{"id": m, "object": "model", "created": 0, "owned_by": "loopback"} for m in server.models]
@@ -228,7 +232,8 @@ class OpenAICompatServer:
                 except json.JSONDecodeError:
                     return self._error(400, "body is not JSON")
                 server.requests.append({"path": self.path, "method": "POST", "body": body})
-                if not self.path.rstrip("/").endswith("/chat/completions"):
+                # Azure puts the deployment in the path and the API version in the query
+                if not self.path.split("?")[0].rstrip("/").endswith("/chat/completions"):
                     return self._error(404, f"no route {self.path}")
                 if not self._authorized():
                     return self._error(401, "Incorrect API key provided.")

@@ -324,3 +324,27 @@ def test_ollama_spec_uses_ollama_host(monkeypatch, openai_server):
 def _assert_no_keys(*texts: str) -> None:
     for text in texts:
         assert FAKE_KEY not in text and OTHER_KEY not in text, text
+
+
+# -- Azure -----------------------------------------------------------------------------------------
+
+
+def test_azure_deployment_through_the_azure_client(monkeypatch):
+    with OpenAICompatServer(models=["my-deployment"], api_key=OTHER_KEY) as srv:
+        monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", srv.root_url)
+        monkeypatch.setenv("AZURE_OPENAI_API_KEY", OTHER_KEY)
+        model = load_model("azure:my-deployment", max_retries=0)
+        assert model.chat("hi azure").text == "echo: hi azure"
+        path = srv.requests[-1]["path"]
+        assert path.startswith("/openai/deployments/my-deployment/chat/completions?api-version=")
+        _assert_no_keys(repr(model))
+
+
+def test_azure_needs_endpoint_and_its_own_key(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)  # OpenAI's key is never sent to Azure
+    with pytest.raises(ConfigError, match="AZURE_OPENAI_ENDPOINT"):
+        load_model("azure:dep")
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://example.openai.azure.com")
+    with pytest.raises(AuthenticationError, match="AZURE_OPENAI_API_KEY") as info:
+        load_model("azure:dep")
+    _assert_no_keys(str(info.value))
