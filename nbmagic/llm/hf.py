@@ -229,7 +229,7 @@ class HFChatModel(ChatModel):
         self.device_info = detect_device(device)
         self.torch_device = self.device_info.torch_device
         self.dtype = torch_dtype(dtype_name(dtype, self.device_info))
-        self.path = resolve_model_path(str(name_or_path), download=download)
+        self.path: Path | None = resolve_model_path(str(name_or_path), download=download)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(
                 self.path, trust_remote_code=trust_remote_code
@@ -242,10 +242,35 @@ class HFChatModel(ChatModel):
         except OSError as exc:  # missing weights or tokenizer files
             raise ModelNotFoundError(f"hf:{name_or_path} is incomplete on disk: {exc}") from None
         model.to(self.torch_device)
+        self._adopt(model)
+
+    @classmethod
+    def wrap(
+        cls, model: Any, tokenizer: Any, *, name: str | None = None, default_params: dict[str, Any] | None = None
+    ) -> HFChatModel:
+        """Adopt a causal LM already in memory (e.g. loaded in the notebook) without reloading.
+
+        The model is frozen and put in eval mode in place; it stays on its device and dtype.
+        """
+        self = cls.__new__(cls)
+        ChatModel.__init__(
+            self, name or getattr(model.config, "name_or_path", "") or type(model).__name__,
+            default_params=default_params,
+        )
+        param = next(model.parameters())
+        self.device_info = detect_device("cpu" if param.device.type == "cpu" else str(param.device))
+        self.torch_device = str(param.device)
+        self.dtype = param.dtype
+        self.path = None
+        self.tokenizer = tokenizer
+        self._adopt(model)
+        return self
+
+    def _adopt(self, model: Any) -> None:
         model.eval()
         model.requires_grad_(False)
         self.model = model
-        if self.tokenizer.pad_token_id is None:
+        if self.tokenizer is not None and self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.hidden_size = int(model.get_input_embeddings().embedding_dim)
         self._lock = threading.RLock()
@@ -260,7 +285,8 @@ class HFChatModel(ChatModel):
     @property
     def eos_token_ids(self) -> set[int]:
         ids: set[int] = set()
-        for source in (self.model.generation_config.eos_token_id, self.tokenizer.eos_token_id):
+        tok_eos = self.tokenizer.eos_token_id if self.tokenizer is not None else None
+        for source in (self.model.generation_config.eos_token_id, tok_eos):
             if isinstance(source, int):
                 ids.add(source)
             elif source:

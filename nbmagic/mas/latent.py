@@ -228,8 +228,11 @@ def decode_with_usage(
     counts = [0] * batch
     h, mask, cache = state.last_hidden, state.attention_mask, state.cache
     ones = torch.ones((batch, 1), dtype=mask.dtype, device=mask.device)
+    softcap = getattr(model.model.config, "final_logit_softcapping", None)  # Gemma 2/3
     for step in range(max_new_tokens):
         logits = head(h).float()
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
         nxt = sample_next(logits, temperature, top_p)
         for row, tok in enumerate(nxt.tolist()):
             if done[row]:

@@ -205,10 +205,13 @@ class Realignment(nn.Module):
     @classmethod
     @torch.no_grad()
     def from_model(cls, model: HFChatModel, lam: float = RIDGE_LAMBDA) -> Realignment:
-        W_out = _output_matrix(model)  # [V, d]
-        W_in = _embedding_matrix(model)  # [V, d]
-        link = cls(ridge_solve(W_out, W_in, lam), embedding_norm(model))
-        return link.to(model.torch_device)
+        """Solve once per loaded model (a d×d system over the vocabulary) and remember it."""
+        memo: dict[float, Realignment] = model.__dict__.setdefault("_nbmagic_realignment", {})
+        if lam not in memo:
+            W_out = _output_matrix(model)  # [V, d]
+            W_in = _embedding_matrix(model)  # [V, d]
+            memo[lam] = cls(ridge_solve(W_out, W_in, lam), embedding_norm(model)).to(model.torch_device)
+        return memo[lam]
 
     def forward(self, h: Tensor) -> Tensor:
         e = h @ self.W_a
