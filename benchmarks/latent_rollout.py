@@ -28,12 +28,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from nbmagic.llm.devices import detect_device, dtype_name, torch_dtype  # noqa: E402
-from nbmagic.llm.hf import HFChatModel  # noqa: E402
-from nbmagic.mas import latent as L  # noqa: E402
-from nbmagic.mas.links import InnerLink  # noqa: E402
+from nbmagic.llm.devices import detect_device, dtype_name, torch_dtype
+from nbmagic.llm.hf import HFChatModel
+from nbmagic.mas import latent as L
+from nbmagic.mas.links import InnerLink
 
 QWEN2_05B = dict(  # Qwen2.5-0.5B-Instruct's shape
     vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
