@@ -334,8 +334,8 @@ class _Run:
                                          level="warning"))
             last_run = self.executor.run(draft.code, a.cell_timeout)
             self._protect_user_variables(step)
-            emit(self.events, CellRun(step.index, step.attempts, draft.code, last_run.ok,
-                                      last_run.error, last_run.seconds))
+            short = None if last_run.ok else f"{last_run.ename}: {last_run.evalue}"
+            emit(self.events, CellRun(step.index, step.attempts, draft.code, last_run.ok, short, last_run.seconds))
             self._record_attempt(step, draft, last_run)
             if last_run.ok:
                 step.status = "ok"
