@@ -312,7 +312,9 @@ class RLM:
                 if left is not None:
                     turn_limit = max(0.5, min(turn_limit or left, left))
                 out = env.execute(code, timeout=turn_limit, max_output_chars=self.max_output_chars)
-                output = truncate(out.output, self.max_output_chars)
+                output = out.output  # already capped by the environment (head + marker + tail)
+                if len(output) > self.max_output_chars + 100:  # an environment that did not cap
+                    output = truncate(output, self.max_output_chars)
                 sub_calls = toolbox.take_records()
                 log({"iteration": i, "depth": depth, "kind": "code", "response": reply, "code": code,
                      "output": output, "error": out.error, "timed_out": out.timed_out,

@@ -1,0 +1,156 @@
+"""Both REPL environments, including every kind of bad code; the user's namespace never changes."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from nbmagic.rlm.repl import KernelEnvironment, SubprocessEnvironment
+
+USER = {"data": [1, 2, 3], "name": "alice"}
+CALLS: list[tuple[str, Any]] = []
+
+
+def _llm_query(prompt: str) -> tuple[str, None]:
+    CALLS.append(("llm_query", prompt))
+    return f"answer to {prompt}", None
+
+
+def _submit(answer: Any) -> tuple[None, str]:
+    CALLS.append(("submit", answer))
+    return None, "Answer submitted."
+
+
+HELPERS = {"llm_query": _llm_query, "submit": _submit}
+
+
+@pytest.fixture(scope="module")
+def user_ns() -> dict[str, Any]:
+    return copy.deepcopy(USER)
+
+
+@pytest.fixture(scope="module", params=["kernel", "subprocess"])
+def env(request: pytest.FixtureRequest, user_ns: dict[str, Any]) -> Iterator[Any]:
+    """One environment per kind for the whole module (the worker is shared: it is the slow part)."""
+    e = KernelEnvironment(user_ns) if request.param == "kernel" else SubprocessEnvironment(memory_limit_mb=1024)
+    e.start({"context": "the context text", **({"data": user_ns["data"]} if request.param == "subprocess" else {})},
+            HELPERS)
+    yield e
+    e.close()
+    assert user_ns == USER  # nothing any test ran changed the user's variables
+
+
+def run(env: Any, code: str, timeout: float | None = 5.0, max_chars: int = 2000) -> Any:
+    return env.execute(code, timeout=timeout, max_output_chars=max_chars)
+
+
+def test_state_persists_and_context_is_bound(env: Any) -> None:
+    assert run(env, "total = sum(data)\nlen(context)").output == "16\n"
+    assert run(env, "print(total * 2)").output == "12\n"
+
+
+def test_helpers_answer_and_print_notices(env: Any) -> None:
+    CALLS.clear()
+    out = run(env, "r = llm_query('q1')\nprint(r)\nsubmit(r)").output
+    assert out == "answer to q1\nAnswer submitted.\n"
+    assert CALLS == [("llm_query", "q1"), ("submit", "answer to q1")]
+
+
+def test_exception_gives_short_traceback_and_repl_survives(env: Any) -> None:
+    res = run(env, "def f(x):\n    return x['missing']\nf({})")
+    assert res.error.startswith("KeyError") and "line 2, in f" in res.output
+    assert len(res.output) < 800
+    assert run(env, "print('alive')").output == "alive\n"
+
+
+def test_exit_is_caught(env: Any) -> None:
+    res = run(env, "import sys\nsys.exit(1)")
+    assert res.exited and "SystemExit(1)" in res.output
+    res = run(env, "exit()")
+    assert res.exited
+    assert run(env, "print(total)").output == "6\n"  # same process, same variables
+
+
+def test_megabytes_of_output_are_truncated(env: Any) -> None:
+    res = run(env, "for i in range(200_000):\n    print('row', i)", max_chars=300)
+    assert res.output.startswith("row 0\n") and res.output.rstrip().endswith("row 199999")
+    assert "(truncated," in res.output and len(res.output) < 400
+
+
+def test_infinite_loop_is_stopped_and_state_kept(env: Any) -> None:
+    run(env, "before = 'kept'")
+    res = run(env, "while True:\n    pass", timeout=0.5)
+    assert res.timed_out and "0.5 s limit" in res.output
+    assert run(env, "print(before)").output == "kept\n"
+
+
+def test_reassigned_helpers_are_refused_and_restored(env: Any) -> None:
+    res = run(env, "llm_query = lambda p: 'fake'")
+    assert "ReservedNameError" in res.output and "llm_query" in res.output
+    res = run(env, "def sneaky():\n    global submit\n    submit = None\nsneaky()")
+    assert any("submit is an RLM helper" in n for n in res.notes)
+    assert run(env, "print(llm_query('x'))").output == "answer to x\n"
+    CALLS.clear()
+    run(env, "submit(1)")
+    assert CALLS == [("submit", 1)]
+
+
+def test_export_returns_only_the_models_variables(env: Any) -> None:
+    run(env, "exported_value = [1, 2]")
+    out = env.export()
+    assert out["exported_value"] == [1, 2]
+    assert "llm_query" not in out and "context" not in out
+
+
+# --- subprocess only -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def worker(user_ns: dict[str, Any]) -> Iterator[SubprocessEnvironment]:
+    e = SubprocessEnvironment(memory_limit_mb=1024, grace=1.0)
+    e.start({"context": "x" * 3_000_000}, HELPERS)
+    yield e
+    e.close()
+
+
+def test_worker_runs_in_its_own_directory_without_keys(worker: SubprocessEnvironment, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = run(worker, "import os\nprint(os.getcwd())\nprint(sorted(k for k in os.environ if 'KEY' in k))\nprint(os.getpid())")
+    cwd, keys, pid = out.output.splitlines()
+    assert os.path.realpath(cwd) == os.path.realpath(worker.workdir) and keys == "[]"
+    assert int(pid) != os.getpid()
+
+
+def test_large_context_goes_through_a_file(worker: SubprocessEnvironment) -> None:
+    assert worker.context_file is not None and worker.context_file.stat().st_size > 3_000_000
+    assert run(worker, "len(context)").output == "3000000\n"
+
+
+def test_hard_timeout_kills_and_restarts_the_worker(worker: SubprocessEnvironment) -> None:
+    run(worker, "gone_after_restart = 1")
+    pid = worker.pid
+    res = run(worker, "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass", timeout=0.5)
+    assert res.timed_out and res.restarted and "restarted" in res.output
+    assert worker.pid != pid
+    assert "NameError" in run(worker, "gone_after_restart").output
+    assert run(worker, "len(context)").output == "3000000\n"  # contexts reloaded
+
+
+def test_worker_death_is_reported_and_recovered(worker: SubprocessEnvironment) -> None:
+    res = run(worker, "import os\nos._exit(7)")
+    assert res.restarted and "exit status 7" in res.output
+    assert run(worker, "print('back')").output == "back\n"
+
+
+def test_memory_limit_raises_memory_error(worker: SubprocessEnvironment) -> None:
+    res = run(worker, "big = bytearray(3 * 1024**3)")
+    assert res.error and "MemoryError" in res.error
+    assert run(worker, "print('still here')").output == "still here\n"
+
+
+def test_unpicklable_helper_argument_is_a_clear_error(worker: SubprocessEnvironment) -> None:
+    res = run(worker, "llm_query(lambda: 1)")
+    assert "plain data" in res.output
