@@ -160,8 +160,9 @@ class ChatModel(ABC):
         """Approximate token count (about four characters a token) unless overridden."""
         return max(1, (len(text) + 3) // 4) if text else 0
 
-    def close(self) -> None:
+    def close(self) -> None:  # optional for backends, hence not abstract
         """Release clients, files or GPU memory held by the backend."""
+        return None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.backend}:{self.name}>"
@@ -190,7 +191,7 @@ class ChatModel(ABC):
         extra: Mapping[str, Any],
     ) -> GenerationParams:
         d = self.default_params
-        stops = (stop,) if isinstance(stop, str) else tuple(stop or d.get("stop") or ())
+        stops = _stop_tuple(stop if stop is not None else d.get("stop"))
         merged_extra = {k: v for k, v in d.items() if k not in _STANDARD_PARAMS}
         merged_extra.update(extra)
         return GenerationParams(
@@ -216,6 +217,17 @@ class ChatModel(ABC):
 
 
 _STANDARD_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "stop"})
+
+
+def _stop_tuple(stop: str | Sequence[str] | None) -> tuple[str, ...]:
+    """One stop string or several, as a tuple without empty strings (servers reject those)."""
+    if stop is None:
+        return ()
+    if isinstance(stop, str):
+        return (stop,) if stop else ()
+    if not all(isinstance(s, str) for s in stop):
+        raise ConfigError(f"stop must be a string or a list of strings, not {stop!r}.")
+    return tuple(s for s in stop if s)
 
 
 def apply_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:

@@ -98,6 +98,18 @@ def test_default_params_apply_and_call_params_override(openai_server):
     assert second["temperature"] == 0.9 and second["max_tokens"] == 3
 
 
+def test_stop_from_defaults_and_empty_stops(openai_server):
+    model = _compat(openai_server, default_params={"stop": "END"})
+    openai_server.set_responder("keep END drop")
+    assert model.chat("x").text == "keep "
+    assert openai_server.chat_requests()[-1]["stop"] == ["END"]  # a string default, not ["E","N","D"]
+    assert model.chat("x", stop=[]).text == "keep END drop"  # an explicit empty list overrides
+    model.chat("x", stop="")
+    assert "stop" not in openai_server.chat_requests()[-1]  # empty stops are not sent
+    with pytest.raises(ConfigError, match="stop must be"):
+        model.chat("x", stop=[1, 2])
+
+
 def test_max_tokens_limits_the_reply(openai_server, openai_model):
     openai_server.set_responder("a b c d e f g")
     result = openai_model.chat("x", max_tokens=2)
