@@ -19,7 +19,7 @@ import time
 from importlib import metadata
 from typing import Any
 
-from nbmagic.errors import NbmagicError
+from nbmagic.errors import ModelNotFoundError, NbmagicError
 from nbmagic.secrets import mask_key, redact
 
 #: backend -> (distributions it needs, install hint)
@@ -173,6 +173,11 @@ def check_model(spec: str | None, *, timeout: float = 60.0, automatic: bool = Fa
         result.update(ok=True, reply=reply.text, usage=reply.usage.as_dict(), model=repr(model))
     except NbmagicError as exc:
         result.update(error=redact(exc.message), error_type=type(exc).__name__)
+        if isinstance(exc, ModelNotFoundError) and hasattr(model, "list_models"):
+            try:  # the server is up but lacks that model: say what it has
+                result["available_models"] = list(model.list_models())  # type: ignore[union-attr]
+            except NbmagicError:
+                pass
     except Exception as exc:  # a backend bug: still a report, not a traceback
         result.update(error=redact(f"{type(exc).__name__}: {exc}"), error_type=type(exc).__name__)
     finally:
@@ -254,6 +259,8 @@ def format_report(report: dict[str, Any]) -> str:
         else:
             lines.append(f"  FAILED ({check.get('error_type', 'error')}) after {check['seconds']:.2f} s:")
             lines.append(f"  {check['error']}")
+            if check.get("available_models"):
+                lines.append(f"  the server offers: {', '.join(check['available_models'])}")
     else:
         lines.append("")
         lines.append("Run with --check to send the model one short chat.")

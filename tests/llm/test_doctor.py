@@ -142,3 +142,10 @@ def test_doctor_as_a_subprocess(openai_server, tmp_path):
     )
     assert bad.returncode == 1 and "FAILED (ServerUnreachableError)" in bad.stdout
     assert "Traceback" not in bad.stderr
+
+
+def test_check_of_a_model_the_server_lacks_lists_what_it_has(capsys, openai_server):
+    assert _run(["--check", "--model", f"openai-compat:no-such@{openai_server.url}"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED (ModelNotFoundError)" in out and "no-such" in out
+    assert "the server offers: test-model, sub-model" in out
