@@ -5,7 +5,7 @@ A checkpoint is a folder::
     manifest.json       format, version, pattern, link type, agents (name, role, model,
                         hidden size), every inner link (per agent) and outer link (per hop)
     links.safetensors   the link weights, keys ``inner.<agent index>.<param>`` and
-                        ``outer.<source index>.<target index>.<param>``
+                        ``outer.<source index>_<target index>.<param>``
 
 Loading checks the manifest against the system it is loaded for (agent count, names,
 roles, hidden sizes, the hops the pattern needs) and refuses a mismatch with a
@@ -68,7 +68,7 @@ class LinkSet(nn.Module):
         norms = out_norms or [None] * len(dims)
         self.inner = nn.ModuleDict({str(i): make_inner(link_type, d, norms[i]) for i, d in enumerate(dims)})
         self.outer = nn.ModuleDict(
-            {f"{s}.{t}": make_outer(link_type, dims[s], dims[t], norms[t]) for s, t in self.edges}
+            {f"{s}_{t}": make_outer(link_type, dims[s], dims[t], norms[t]) for s, t in self.edges}
         )
         self.warnings: list[str] = []
 
@@ -76,7 +76,7 @@ class LinkSet(nn.Module):
         return self.inner[str(agent)]
 
     def outer_for(self, source: int, target: int) -> nn.Module:
-        return self.outer[f"{source}.{target}"]
+        return self.outer[f"{source}_{target}"]
 
     def flat_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
@@ -104,7 +104,7 @@ def describe(mas: RecursiveMAS, links: LinkSet, extra: dict[str, Any] | None = N
         ],
         "inner": [{"agent": i, "dim": d, "key": f"inner.{i}"} for i, d in enumerate(links.dims)],
         "outer": [
-            {"source": s, "target": t, "source_dim": links.dims[s], "target_dim": links.dims[t], "key": f"outer.{s}.{t}"}
+            {"source": s, "target": t, "source_dim": links.dims[s], "target_dim": links.dims[t], "key": f"outer.{s}_{t}"}
             for s, t in links.edges
         ],
         "weights": WEIGHTS,

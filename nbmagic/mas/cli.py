@@ -1,0 +1,131 @@
+"""``python -m nbmagic train-links``: train RecursiveMAS links on a JSONL dataset.
+
+Light to import (argparse only): torch, transformers and the training code load in
+:func:`run`. Prints one line per training step and writes a links checkpoint folder
+(``manifest.json`` + ``links.safetensors``) that ``RecursiveMAS(links=...)`` loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from nbmagic.errors import ConfigError
+
+EPILOG = """\
+dataset: one JSON object per line with "question" and "answer"; other string fields
+(e.g. "plan", "critique") are extra plain text for the inner loop of the agent whose
+role matches the field name.
+
+examples:
+  python -m nbmagic train-links --data train.jsonl --model hf:Qwen/Qwen2.5-0.5B-Instruct --out links/
+  python -m nbmagic train-links --data train.jsonl --agent planner=hf:Qwen/Qwen3-1.7B \\
+      --agent critic=hf:meta-llama/Llama-3.2-1B-Instruct --agent solver=hf:Qwen/Qwen3-1.7B
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument("--data", required=True, help="JSONL file with question/answer lines")
+    parser.add_argument("--model", help="one hf: model for all the pattern's default roles")
+    parser.add_argument(
+        "--agent", action="append", default=[], metavar="ROLE=SPEC",
+        help="an agent (repeat, in order), e.g. planner=hf:Qwen/Qwen2.5-0.5B-Instruct",
+    )
+    parser.add_argument("--pattern", default="sequential",
+                        choices=["sequential", "mixture", "distillation", "deliberation"])
+    parser.add_argument("--rounds", type=int, default=3, help="recursion rounds (default 3)")
+    parser.add_argument("--latent-steps", type=int, default=32, help="latent thoughts per agent (default 32)")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=3e-4, help="outer-loop learning rate (default 3e-4)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--warmup", type=float, default=0.1, help="fraction of steps for LR warmup")
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--grad-clip", type=float, default=1.0)
+    parser.add_argument("--inner-steps", type=int, default=0,
+                        help="cosine-alignment steps per agent before the outer loop (default 0)")
+    parser.add_argument("--inner-lr", type=float, default=1e-3)
+    parser.add_argument("--max-answer-tokens", type=int, default=64)
+    parser.add_argument("--max-steps", type=int, default=None, help="stop the outer loop after this many steps")
+    parser.add_argument("--link-type", default="ln", choices=["ln", "mlp"],
+                        help="LayerNorm-wrapped links (ln, default) or plain residual MLPs (mlp)")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="recompute agent passes in the backward pass to save memory")
+    parser.add_argument("--init", metavar="DIR", help="start from an existing links checkpoint")
+    parser.add_argument("--device", help="cuda, mps, xpu or cpu (default: detected)")
+    parser.add_argument("--dtype", help="float32, bfloat16 or float16 (default: per device)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="links", help="output folder (default ./links)")
+    parser.add_argument("--force", action="store_true", help="overwrite a checkpoint already in --out")
+
+
+def _agents(args: argparse.Namespace, load: Any) -> tuple[list[Any] | None, Any]:
+    from nbmagic.mas.system import Agent
+
+    if args.agent and args.model:
+        raise ConfigError("Give either --model (default roles) or --agent ROLE=SPEC, not both.")
+    if not args.agent and not args.model:
+        raise ConfigError("Name the models: --model hf:<repo or path>, or --agent ROLE=SPEC for each agent.")
+    if args.model:
+        return None, load(args.model)
+    agents = []
+    for item in args.agent:
+        role, sep, spec = item.partition("=")
+        if not sep or not role.strip() or not spec.strip():
+            raise ConfigError(f"--agent {item!r} must look like ROLE=SPEC, e.g. solver=hf:Qwen/Qwen2.5-0.5B-Instruct")
+        agents.append(Agent(load(spec.strip()), role.strip()))
+    return agents, None
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    out = Path(args.out).expanduser()
+    if (out / "manifest.json").exists() and not args.force:
+        raise ConfigError(f"{out} already holds a links checkpoint; choose another --out or pass --force.")
+    from nbmagic.mas.train import TrainConfig, load_jsonl
+
+    examples = load_jsonl(args.data)
+    cfg = TrainConfig(
+        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, warmup=args.warmup,
+        weight_decay=args.weight_decay, grad_clip=args.grad_clip, inner_steps=args.inner_steps,
+        inner_lr=args.inner_lr, max_answer_tokens=args.max_answer_tokens,
+        gradient_checkpointing=args.gradient_checkpointing, link_type=args.link_type, seed=args.seed,
+        max_steps=args.max_steps,
+    )
+    from nbmagic.llm.specs import load_model
+    from nbmagic.mas.checkpoint import save_links
+    from nbmagic.mas.system import RecursiveMAS
+    from nbmagic.mas.train import train_links
+
+    loaded: dict[str, Any] = {}
+
+    def load(spec: str) -> Any:
+        if spec not in loaded:
+            kw = {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v}
+            if not spec.startswith("hf:") and kw:
+                kw = {}
+            loaded[spec] = load_model(spec, **kw)
+        return loaded[spec]
+
+    agents, model = _agents(args, load)
+    mas = RecursiveMAS(agents, model=model, pattern=args.pattern, rounds=args.rounds,
+                       latent_steps=args.latent_steps, mode="latent", links=args.init)
+    print(f"training links for {mas!r} on {len(examples)} examples", flush=True)
+
+    def log(row: dict[str, Any]) -> None:
+        if row["phase"] == "inner":
+            print(f"inner {row['agent']} step {row['step']}/{row['total']} loss {row['loss']:.4f}", flush=True)
+        else:
+            print(f"step {row['step']}/{row['total']} loss {row['loss']:.4f} lr {row['lr']:.2e} "
+                  f"grad_norm {row['grad_norm']:.3f}", flush=True)
+
+    report = train_links(mas, examples, cfg, on_log=log)
+    summary = report.summary()
+    save_links(mas, report.links, out, force=args.force,
+               extra={**summary, "dataset": str(args.data), "config": vars(cfg)})
+    print(f"wrote {out} ({summary['parameters']:,} link parameters; loss {summary['first_loss']:.4f} -> "
+          f"{summary['last_loss']:.4f}; {summary['seconds']:.1f} s)", file=sys.stdout, flush=True)
+    return 0
