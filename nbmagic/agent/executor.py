@@ -139,10 +139,16 @@ def _json_data(data: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Tap(io.TextIOBase):
-    """A text stream that appends to the collector (stands in for sys.stdout/stderr)."""
+    """Stands in for sys.stdout/stderr: the running cell's writes go to the collector.
 
-    def __init__(self, collector: OutputCollector, name: str) -> None:
+    Writes from other threads (a progress display refreshing in the background)
+    go to the stream that was there before, so they never end up in a cell's output.
+    """
+
+    def __init__(self, collector: OutputCollector, name: str, original: Any) -> None:
         self._collector = collector
+        self._original = original
+        self._owner = threading.get_ident()
         self.name = name  # type: ignore[misc]
 
     def writable(self) -> bool:
@@ -151,8 +157,14 @@ class _Tap(io.TextIOBase):
     def write(self, text: str) -> int:  # type: ignore[override]
         if not isinstance(text, str):
             text = str(text)
+        if threading.get_ident() != self._owner and self._original is not None:
+            return self._original.write(text)
         self._collector.stream(self.name, text)
         return len(text)
+
+    def flush(self) -> None:
+        if threading.get_ident() != self._owner and self._original is not None:
+            self._original.flush()
 
     def isatty(self) -> bool:
         return False
@@ -165,7 +177,7 @@ class _Tap(io.TextIOBase):
 @contextmanager
 def _redirect_std(collector: OutputCollector) -> Iterator[None]:
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Tap(collector, "stdout"), _Tap(collector, "stderr")
+    sys.stdout, sys.stderr = _Tap(collector, "stdout", saved[0]), _Tap(collector, "stderr", saved[1])
     try:
         with warnings.catch_warnings():
             # Agg's "cannot be shown" warning: we capture the figure ourselves

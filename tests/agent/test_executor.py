@@ -119,3 +119,15 @@ def test_shell_state_restored(ipython_shell):
     ShellExecutor(ipython_shell).run("1/0")
     assert (ipython_shell.display_pub, ipython_shell.displayhook, sys.displayhook, sys.stdout) == hooks
     assert "_showtraceback" not in ipython_shell.__dict__
+
+
+def test_other_threads_do_not_write_into_the_cell(executor, capsys):
+    import sys as _sys
+
+    def background():
+        print("from the progress display", file=_sys.stdout)
+
+    executor.namespace["background"] = background
+    res = executor.run("import threading\nt = threading.Thread(target=background)\nt.start(); t.join()\nprint('cell')")
+    assert res.outputs == [{"output_type": "stream", "name": "stdout", "text": "cell\n"}]
+    assert "from the progress display" in capsys.readouterr().out
