@@ -136,12 +136,7 @@ def test_doctor_as_a_subprocess(openai_server, tmp_path):
     assert report["default_model"]["reason"] == "set by env NBMAGIC_MODEL"
     assert FAKE_KEY not in proc.stdout + proc.stderr
 
-    bad = subprocess.run(
-        [sys.executable, "-m", "nbmagic", "doctor", "--check", "--model", f"openai-compat:m@http://127.0.0.1:{_closed_port()}/v1"],
-        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
-    )
-    assert bad.returncode == 1 and "FAILED (ServerUnreachableError)" in bad.stdout
-    assert "Traceback" not in bad.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_check_of_a_model_the_server_lacks_lists_what_it_has(capsys, openai_server):
