@@ -194,13 +194,15 @@ class ChatModel(ABC):
         stops = _stop_tuple(stop if stop is not None else d.get("stop"))
         merged_extra = {k: v for k, v in d.items() if k not in _STANDARD_PARAMS}
         merged_extra.update(extra)
-        return GenerationParams(
+        params = GenerationParams(
             temperature=temperature if temperature is not None else d.get("temperature"),
             top_p=top_p if top_p is not None else d.get("top_p"),
             max_tokens=max_tokens if max_tokens is not None else d.get("max_tokens"),
             stop=stops,
             extra=merged_extra,
         )
+        _validate(params)
+        return params
 
     def _account(self, result: ChatResult, seconds: float) -> ChatResult:
         with self._usage_lock:
@@ -217,6 +219,18 @@ class ChatModel(ABC):
 
 
 _STANDARD_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "stop"})
+
+
+def _validate(params: GenerationParams) -> None:
+    """Refuse values every backend would reject (or, worse, read differently: llama.cpp takes
+    ``max_tokens=0`` as "no limit"), before anything is sent."""
+    t, p, n = params.temperature, params.top_p, params.max_tokens
+    if t is not None and (not isinstance(t, int | float) or isinstance(t, bool) or t < 0):
+        raise ConfigError(f"temperature must be a number >= 0, not {t!r}.")
+    if p is not None and (not isinstance(p, int | float) or isinstance(p, bool) or not 0 < p <= 1):
+        raise ConfigError(f"top_p must be a number in (0, 1], not {p!r}.")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise ConfigError(f"max_tokens must be a whole number >= 1, not {n!r}.")
 
 
 def _stop_tuple(stop: str | Sequence[str] | None) -> tuple[str, ...]:

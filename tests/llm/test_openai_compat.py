@@ -117,6 +117,23 @@ def test_max_tokens_limits_the_reply(openai_server, openai_model):
     assert result.finish_reason == "length"
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": 2.5}, "max_tokens"),
+        ({"temperature": -1}, "temperature"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+    ],
+)
+def test_bad_sampling_values_are_refused_before_sending(openai_server, openai_model, kwargs, word):
+    with pytest.raises(ConfigError, match=word):
+        openai_model.chat("x", **kwargs)
+    assert not openai_server.chat_requests()
+
+
 def test_bad_messages_are_a_config_error(openai_model):
     with pytest.raises(ConfigError, match="role"):
         openai_model.chat([{"role": "wizard", "content": "hi"}])
