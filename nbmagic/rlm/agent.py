@@ -118,7 +118,7 @@ class RLM:
         trajectory_path: str | None = None,
         on_event: EventHandler | None = None,
         turn_timeout: float | None = 60.0,
-        max_concurrency: int = 8,
+        max_concurrency: int = 16,
         memory_limit_mb: int | None = 4096,
         temperature: float | None = None,
         sub_max_tokens: int | None = None,

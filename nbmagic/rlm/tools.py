@@ -112,7 +112,7 @@ class Toolbox:
         budget: Budget,
         depth: int = 0,
         max_depth: int = 1,
-        max_concurrency: int = 8,
+        max_concurrency: int = 16,
         schema: Mapping[str, Any] | None = None,
         spawn_child: Callable[[str, Any], Any] | None = None,
         sub_max_tokens: int | None = None,

@@ -106,7 +106,8 @@ def _root_reply(request: dict[str, Any]) -> str:
         if t == 1:
             return code(
                 "import re\n"
-                f"hits = [m.group(0) for m in re.finditer(r'[^\\n]*vault {re.escape(key)}[^\\n]*', context)]\n"
+                f"hits = [context[context.rfind('\\n', 0, m.start()) + 1:context.find('\\n', m.end())]\n"
+                f"        for m in re.finditer(r'vault {re.escape(key)}\\b', context)]\n"
                 "print(len(hits), hits[:3])",
                 "Search for the vault's sentence with a regex.",
             )

@@ -1,0 +1,40 @@
+"""The kernel environment inside a real ipykernel: the user's variables, a runaway turn, the answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nbmagic.testing.openai_server import OpenAICompatServer
+from nbmagic.testing.rlm_scripts import ScriptedRoot, code
+
+
+def _run(kernel: Any, source: str) -> str:
+    out: list[str] = []
+
+    def hook(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "stream":
+            out.append(msg["content"]["text"])
+        elif msg["msg_type"] == "error":
+            out.append("ERROR: " + msg["content"]["ename"] + ": " + msg["content"]["evalue"])
+
+    reply = kernel.client.execute_interactive(source, output_hook=hook, timeout=120)
+    assert reply["content"]["status"] == "ok", out
+    return "".join(out)
+
+
+def test_rlm_over_a_dataframe_in_a_real_kernel(kernel: Any, openai_server: OpenAICompatServer) -> None:
+    openai_server.set_responder(ScriptedRoot([
+        code("print(context.shape)"),
+        code("while True:\n    pass"),  # runs in the kernel's main thread: SIGALRM must stop it
+        code("df = None\nsubmit(int(context['amount'][context['city'] == 'Oslo'].sum()))"),
+    ]))
+    out = _run(kernel, f"""
+import pandas as pd
+sales = pd.DataFrame({{"city": ["Oslo", "Lima"] * 500, "amount": range(1000)}})
+df = "mine"
+from nbmagic.rlm.agent import RLM
+res = RLM("openai-compat:test-model@{openai_server.url}", namespace=globals(), turn_timeout=1.0).query(
+    "Total amount in Oslo?", context="sales")
+print("ANSWER", res.answer, res.trajectory[1]["timed_out"], df, sales.shape, "res" in globals())
+""")
+    assert "ANSWER 249500 True mine (1000, 2) True" in out
