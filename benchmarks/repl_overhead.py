@@ -8,15 +8,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Any
 
-from nbmagic.rlm.repl import KernelEnvironment, SubprocessEnvironment
+from nbmagic.rlm.repl import Environment, KernelEnvironment, SubprocessEnvironment
 
 
 def _noop_helper(prompt: str) -> tuple[str, None]:
     return prompt, None
 
 
-def measure(env, context, turns: int) -> dict[str, float]:  # noqa: ANN001
+def measure(env: Environment, context: Any, turns: int) -> dict[str, float]:
     t0 = time.perf_counter()
     env.start({"context": context}, {"llm_query": _noop_helper})
     start = time.perf_counter() - t0
