@@ -84,6 +84,7 @@ class LlamaCppModel(ChatModel):
         kwargs = {"n_ctx": n_ctx, "chat_format": chat_format, "verbose": False, **llama_kwargs}
         if n_gpu_layers is None:
             n_gpu_layers = -1 if gpu_offload_supported() else 0
+        self.llm: Any = None
         log: list[str] = []
         try:
             with _quiet_native_logs(log):
@@ -115,18 +116,29 @@ class LlamaCppModel(ChatModel):
 
     @property
     def n_ctx(self) -> int:
-        return int(self.llm.n_ctx())
+        return int(self._live().n_ctx())
 
     def count_tokens(self, text: str) -> int:
         """Exact count with the model's own tokenizer (no BOS)."""
         if not text:
             return 0
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return len(self._live().tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def close(self) -> None:
+        """Free the model's memory; later calls raise instead of touching freed memory."""
         llm = getattr(self, "llm", None)
-        if llm is not None and hasattr(llm, "close"):
-            llm.close()
+        if llm is None:
+            return
+        with self._lock:
+            self.llm = None
+            if hasattr(llm, "close"):
+                llm.close()
+
+    def _live(self) -> Any:
+        llm = self.llm
+        if llm is None:
+            raise ConfigError(f"gguf:{self.name} was closed; load it again with load_model('gguf:...').")
+        return llm
 
     def __repr__(self) -> str:
         return f"<LlamaCppModel gguf:{self.name} on {self.device}>"
@@ -143,11 +155,12 @@ class LlamaCppModel(ChatModel):
         kwargs["logits_processor"] = llama_cpp.LogitsProcessorList([counter, *user_procs])
         self._check_fits(messages, params)
         with self._lock:
+            llm = self._live()
             try:
                 if on_token is None:
-                    resp = self.llm.create_chat_completion(messages=messages, **kwargs)
+                    resp = llm.create_chat_completion(messages=messages, **kwargs)
                     return self._from_response(resp)
-                return self._stream(messages, kwargs, on_token, counter, params)
+                return self._stream(llm, messages, kwargs, on_token, counter, params)
             except NbmagicError:
                 raise
             except (ValueError, RuntimeError) as exc:
@@ -155,6 +168,7 @@ class LlamaCppModel(ChatModel):
 
     def _stream(
         self,
+        llm: Any,
         messages: list[dict[str, str]],
         kwargs: dict[str, Any],
         on_token: TokenCallback,
@@ -164,7 +178,7 @@ class LlamaCppModel(ChatModel):
         parts: list[str] = []
         finish: str | None = None
         try:
-            for chunk in self.llm.create_chat_completion(messages=messages, stream=True, **kwargs):
+            for chunk in llm.create_chat_completion(messages=messages, stream=True, **kwargs):
                 for choice in chunk.get("choices", ()):
                     piece = (choice.get("delta") or {}).get("content")
                     if piece:

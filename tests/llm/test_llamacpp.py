@@ -223,3 +223,11 @@ def test_path_with_tilde(tiny_gguf, tmp_path, monkeypatch):
     model = load_model("gguf:~/m.gguf", n_ctx=256)
     assert model.path == tmp_path / "m.gguf"
     model.close()
+
+
+def test_closed_model_refuses_calls(tiny_gguf):
+    model = LlamaCppModel(tiny_gguf, n_ctx=256)
+    model.close()
+    model.close()  # twice is fine
+    with pytest.raises(ConfigError, match="was closed"):
+        model.chat(PROMPT, max_tokens=2)
