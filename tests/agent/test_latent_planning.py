@@ -1,0 +1,31 @@
+"""With a local Hugging Face model the agent plans in latent mode (RecursiveMAS decides, the agent records it)."""
+
+from __future__ import annotations
+
+from nbmagic.agent.core import NotebookAgent
+from nbmagic.events import AgentStarted, EventRecorder, Notice
+
+
+def test_plans_in_latent_mode_with_a_local_hf_model(tiny_hf_model_path, tmp_path):
+    from nbmagic.llm.specs import load_model
+
+    model = load_model(f"hf:{tiny_hf_model_path()}")
+    rec = EventRecorder()
+    agent = NotebookAgent(
+        model,
+        planner="mas",
+        mas_options={"rounds": 1, "latent_steps": 3, "max_new_tokens": 8},
+        dry_run=True,
+        max_fixes=0,
+        max_tokens=8,
+        on_event=rec,
+    )
+    result = agent.run("Say hello", {}, base_dir=tmp_path)
+    assert result.mode == "latent"
+    assert {e.mode for e in rec.of(AgentStarted)} == {"latent"}
+    assert len(rec.of(AgentStarted)) == 3  # planner, critic, solver
+    # random weights write no list and no code: the run degrades, it does not crash
+    assert result.plan == ["Say hello"]
+    assert any("held no list" in n.message for n in rec.of(Notice))
+    assert result.cells == [] and "Dry run" in result.summary
+    assert result.trajectory[1]["mode"] == "latent"
