@@ -85,16 +85,14 @@ def cmd_status(magics: Any, words: list[str]) -> None:
 
 def _sink_description(shell: Any) -> str:
     try:
-        from nbmagic.notebook import sinks
+        from nbmagic.notebook import live
     except Exception:
-        return "set_next_input (notebook support not installed)"
-    describe = getattr(sinks, "describe", None)
-    if callable(describe):
-        try:
-            return str(describe(shell))
-        except Exception:
-            pass
-    return "below the running cell when the JupyterLab extension answers, else as the next input"
+        return "one new code cell below (set_next_input)"
+    if live.frontend_present(shell):
+        return "inserted live below the running cell (nbmagic JupyterLab extension)"
+    if live.executing_cell_id(shell):
+        return "one new code cell below (the nbmagic frontend extension did not answer)"
+    return "one new code cell below (set_next_input), or a file with -o NAME.ipynb"
 
 
 def _served_models(base_url: str, timeout: float = 2.0) -> list[str] | str:

@@ -205,15 +205,18 @@ class NbMagic(Magics):
             return self._finish_interrupted(kind, renderer, getattr(exc, "partial", None), args.out, note)
         except NbmagicError as exc:
             _close_job(job)
+            message = exc.message
+            if exc.partial is not None and renderer is not None and args.out and ma.valid_name(args.out):
+                _sync_usage(renderer, exc.partial)
+                ns[args.out] = _to_result(kind, exc.partial, renderer, "failed", message)
+                message += f" (the partial result is in {args.out})"
             _safe_close(renderer, "failed", exc.message)
-            _fail(exc.message)
-            if exc.partial is not None and args.out and renderer is not None and ma.valid_name(args.out):
-                ns[args.out] = _to_result(kind, exc.partial, renderer, "failed", exc.message)
-                print(f"nbmagic: the partial result is in {args.out}", file=sys.stderr)
+            _fail(message)
             return None
         note = _close_job(job)
-        _safe_close(renderer, "done")
         assert renderer is not None
+        _sync_usage(renderer, raw)
+        _safe_close(renderer, "done")
         result = _to_result(kind, raw, renderer, "done", note)
         self.last = result
         if out:
@@ -226,6 +229,7 @@ class NbMagic(Magics):
         if renderer is None:
             _fail("interrupted before the run started; nothing to keep.")
             return None
+        _sync_usage(renderer, partial)
         _safe_close(renderer, "interrupted", "interrupted")
         result = _to_result(kind, partial, renderer, "interrupted", note)
         kept = _kept(result)
@@ -296,7 +300,9 @@ class _RlmJob:
         from nbmagic.rlm.agent import RLM
 
         rlm = RLM(**self.kwargs, namespace=self.shell.user_ns, on_event=renderer)
-        context: Any = dict(self.contexts) if self.contexts else None
+        # by name, so the REPL binds each context under the user's own variable name
+        names = list(self.contexts)
+        context: Any = None if not names else names[0] if len(names) == 1 else {n: n for n in names}
         return rlm.query(self.question, context=context)
 
     def close(self) -> str:
@@ -348,17 +354,32 @@ def _to_result(kind: str, raw: Any, renderer: Renderer, status: str, note: str =
         if getattr(raw, "ok", True) is False and status == "done":
             result.status = "failed"
     result.usage = getattr(raw, "usage", None)
+    if isinstance(result.usage, dict):  # RLM: per model; the total is what people ask for first
+        result.usage = getattr(raw, "total_usage", None) or result.usage
     if result.usage is None:
         from nbmagic.llm.base import Usage
 
         result.usage = Usage(state.prompt_tokens, state.completion_tokens, state.calls)
-    if raw is not None and getattr(raw, "seconds", None):
-        result.seconds = float(raw.seconds)
     messages = [m for m in (getattr(raw, "summary", None) if kind == "agent" else None, note) if m]
     if state.message and status != "done":
         messages.insert(0, state.message)
     result.message = " ".join(str(m) for m in messages)
     return result
+
+
+def _sync_usage(renderer: Renderer, raw: Any) -> None:
+    """Let the summary show the engine's own token count (it sees calls no event reported)."""
+    usage = getattr(raw, "usage", None)
+    if isinstance(usage, dict):
+        parts = [u for u in usage.values() if hasattr(u, "prompt_tokens")]
+    else:
+        parts = [usage] if hasattr(usage, "prompt_tokens") else []
+    if not parts:
+        return
+    state = renderer.state
+    state.prompt_tokens = sum(u.prompt_tokens for u in parts)
+    state.completion_tokens = sum(u.completion_tokens for u in parts)
+    state.calls = sum(getattr(u, "calls", 0) for u in parts) or state.calls
 
 
 def _iterations(state: Any) -> list[dict[str, Any]]:
@@ -457,10 +478,10 @@ def _instance(shell: Any) -> NbMagic | None:
 def _announce(shell: Any) -> None:
     """Tell the frontend extension (if any) that live cell insertion is available."""
     try:
-        from nbmagic.notebook import sinks
+        from nbmagic.notebook import live
     except Exception:
         return
-    hook = getattr(sinks, "announce", None)
+    hook = getattr(live, "announce", None)
     if callable(hook):
         try:
             hook(shell)

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from nbmagic.config import settings
 from nbmagic.magics import NbMagic, protect_questions
+from nbmagic.testing import agent_scripts
+from nbmagic.ui.summary import MagicResult
 
 
 @pytest.fixture
 def shell(ipython_shell, openai_server, tmp_path, monkeypatch):
     """A shell with nbmagic loaded, working in tmp_path, its model on the loopback server."""
     monkeypatch.chdir(tmp_path)
+    # the shared shell's namespace was restored by ipython_shell: line the output cache up with it,
+    # or IPython believes the user set `_` and stops updating it
+    for name in ("_", "__", "___"):
+        setattr(ipython_shell.displayhook, name, ipython_shell.user_ns.get(name, ""))
     ipython_shell.run_line_magic("load_ext", "nbmagic")
     ipython_shell.run_cell(f'%config NbMagic.model = "openai-compat:test-model@{openai_server.url}"')
     ipython_shell.run_cell("%config NbMagic.renderer = 'plain'")
@@ -144,3 +153,138 @@ def test_nbmagic_subcommands(shell, capsys, openai_server):
     result = run(shell, "%nbmagic frobnicate")
     assert "UsageError: %nbmagic frobnicate: unknown" in capsys.readouterr().err
     assert result.result is None
+
+
+# --- real runs in the shell ------------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+NEEDLE_Q = "What is the access code for vault QX-7731?"
+
+
+@pytest.fixture
+def long_log():
+    import sys
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from long_text import CODE, make_log
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    return make_log(800), CODE
+
+
+def test_rlm_line_magic_answers_into_underscore_and_out(shell, openai_server, long_log, capsys):
+    from nbmagic.testing import rlm_scripts
+
+    openai_server.set_responder(rlm_scripts.respond)
+    text, code = long_log
+    shell.user_ns["log"] = text
+    result = run(shell, f"%rlm --context log --out ans {NEEDLE_Q}")
+    out = capsys.readouterr()
+    assert isinstance(result.result, MagicResult) and result.result.answer == code
+    assert shell.user_ns["_"] is result.result and shell.user_ns["ans"] is result.result
+    assert result.result.status == "done" and len(result.result.trajectory) == 3
+    assert result.result.usage.calls == 4
+    assert "[nbmagic] iteration 2:" in out.out and "rlm done in" in out.out and "4 model calls" in out.out
+    assert out.err == ""
+    assert shell.user_ns["log"] is text  # the context is untouched
+    # the root model saw a description of `log`, never the whole text
+    root = openai_server.chat_requests()[0]
+    assert sum(len(m["content"]) for m in root["messages"]) < len(text) / 2
+
+
+def test_rlm_cell_magic_interpolates_the_question(shell, openai_server, long_log):
+    from nbmagic.testing import rlm_scripts
+
+    openai_server.set_responder(rlm_scripts.respond)
+    shell.user_ns["log"], code = long_log
+    shell.user_ns["vault"] = "QX-7731"
+    result = run(shell, "%%rlm --context log --max-iterations 5\nWhat is the access code for vault {vault}? {{literal}} {nope}")
+    assert result.result.answer == code
+    first_user = openai_server.chat_requests()[0]["messages"][1]["content"]
+    assert "vault QX-7731? {literal} {nope}" in first_user
+
+
+def test_rlm_several_contexts_keep_their_names(shell, openai_server):
+    from nbmagic.testing.rlm_scripts import ScriptedRoot, code
+
+    root = ScriptedRoot([code("print(len(left), len(right))\nsubmit(len(left) + len(right))")])
+    openai_server.set_responder(root)
+    shell.user_ns.update(left="abc", right=[1, 2])
+    result = run(shell, "%rlm -c left,right how long together")
+    assert result.result.answer == 5
+
+
+def test_agent_cell_magic_writes_cells_and_runs_them(shell, openai_server, capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    agent_scripts.write_sales_csv("sales.csv")
+    openai_server.set_responder(agent_scripts.respond)
+    shell.user_ns["region"] = "North"
+    result = run(shell, "%%agent --rounds 1 --out res -o analysis.ipynb\n"
+                        "Analyze sales.csv (focus {region}): top 5 products by revenue, monthly revenue plot")
+    out = capsys.readouterr()
+    res = result.result
+    assert isinstance(res, MagicResult) and res.status == "done", out
+    assert shell.user_ns["res"] is res  # (`_` after a run is checked in the rlm test and in the kernel)
+    assert len(res.cells) == 6 and [c["cell_type"] for c in res.cells[:2]] == ["markdown", "code"]
+    assert res.plan[1] == "Compute the top 5 products by revenue"
+    assert Path("analysis.ipynb").exists() and "written to" in res.message
+    assert list(shell.user_ns["top_products"].index)[:1]  # the cells ran in the user's namespace
+    assert "(focus North)" in json_dump(openai_server.chat_requests()[0])
+    assert "[nbmagic] plan: 1) Load the sales data" in out.out and "agent done in" in out.out
+    assert out.err == ""
+
+
+def test_agent_refuses_to_overwrite_a_notebook(shell, openai_server, capsys):
+    Path("analysis.ipynb").write_text("precious")
+    result = run(shell, "%%agent -o analysis.ipynb\nplot something")
+    err = capsys.readouterr().err
+    assert result.result is None and err.startswith("nbmagic: ") and len(err.strip().splitlines()) == 1
+    assert "--force" in err or "force" in err
+    assert Path("analysis.ipynb").read_text() == "precious"
+    assert openai_server.chat_requests() == []
+
+
+def json_dump(obj) -> str:
+    import json
+
+    return json.dumps(obj)
+
+
+def test_server_failing_mid_run_is_one_message_and_keeps_variables(shell, openai_server, capsys):
+    from nbmagic.testing.openai_server import Reply
+    from nbmagic.testing.rlm_scripts import code, is_root, turn
+
+    def respond(request):
+        if is_root(request) and turn(request) == 0:
+            return code("x = 1\nprint('looked')")
+        return Reply(status=500, error_message="the GPU caught fire")
+
+    openai_server.set_responder(respond)
+    shell.user_ns.update(data="some text", ans="old answer")
+    result = run(shell, "%rlm --context data --out ans what is in it?")
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nbmagic: ") and "Traceback" not in captured.err
+    assert "500" in err[0] or "server" in err[0].lower()
+    assert err[0].endswith("(the partial result is in ans)")
+    assert result.result is None and result.error_in_exec is None
+    partial = shell.user_ns["ans"]
+    assert partial.status == "failed" and len(partial.trajectory) == 1  # the finished iteration is kept
+    assert shell.user_ns["data"] == "some text"
+    assert "rlm done" not in captured.out and "rlm failed" not in captured.out
+
+
+def test_no_model_available_is_one_message(shell, capsys, monkeypatch):
+    shell.config.pop("NbMagic", None)
+    settings.reset()
+    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("HF_HOME", os.fspath(Path.cwd() / "hf-empty"))
+    shell.user_ns["t"] = "abc"
+    result = run(shell, "%rlm --context t what?")
+    err = capsys.readouterr().err
+    assert err.startswith("nbmagic: No model is available.") and len(err.strip().splitlines()) == 1
+    assert "OPENAI_API_KEY" in err and "--model" in err
+    assert result.result is None and shell.user_ns["t"] == "abc"

@@ -98,7 +98,12 @@ class Dashboard(Renderer):
         super().close(status, message)
         summary = RunSummary(self.state)
         if self.handle is not None:
-            self.handle.update(summary)
+            if self.state.status == "failed" and self.state.events == 0:
+                from IPython.display import HTML
+
+                self.handle.update(HTML(""))  # nothing happened: the error line says it all
+            else:
+                self.handle.update(summary)
         self.final = summary
         self._close_widgets()
 

@@ -79,5 +79,6 @@ class PlainLog(Renderer):
                 self.write(f"  {e.n} sub-calls{left}")
 
     def draw(self, final: bool) -> None:
-        if final:
+        # a failure is reported once, by the caller, as the error message itself
+        if final and self.state.status != "failed":
             self.write(summary_text(self.state))

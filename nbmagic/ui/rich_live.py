@@ -118,5 +118,7 @@ class RichLive(Renderer):
             if self.live is not None:
                 self.live.stop()
                 self.live = None
-            style = {"done": "green", "failed": "red", "interrupted": "yellow"}.get(self.state.status, "")
+            if self.state.status == "failed":
+                return  # the caller prints the error message: one line, not two
+            style = {"done": "green", "interrupted": "yellow"}.get(self.state.status, "")
             self.console.print(Text("nbmagic: " + summary_text(self.state), style=style))

@@ -39,7 +39,7 @@ def detect(shell: Any) -> str:
     cls = type(shell).__name__
     if cls == "ZMQInteractiveShell":
         meta = parent_metadata(shell)
-        if meta.get("cellId") or meta.get("cell_id"):
+        if meta.get("cellId") or meta.get("cell_id") or meta.get("nbmagic"):
             return "widgets"
         return "plain"
     if cls == "TerminalInteractiveShell":

@@ -174,7 +174,7 @@ class MagicResult:
         if self.answer is not None:
             text = str(self.answer)
             md = f"{text}\n\n<small>{html.escape(stats)}</small>" if stats else text
-            return {"text/plain": f"{text}\n[{stats}]", "text/markdown": md}
+            return {"text/plain": text, "text/markdown": md}
         lines = [stats]
         if self.message and self.message not in stats:
             lines.append(self.message)
