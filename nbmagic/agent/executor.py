@@ -430,12 +430,18 @@ class ShellExecutor:
 # --- plain namespace ---------------------------------------------------------------------------------
 
 
+_FORMATTER: Any = None
+
+
 def format_object(value: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Rich representations without a shell (DataFrames get text/html too)."""
+    global _FORMATTER
     try:
-        from IPython.core.formatters import DisplayFormatter
+        if _FORMATTER is None:
+            from IPython.core.formatters import DisplayFormatter
 
-        data, metadata = DisplayFormatter().format(value)
+            _FORMATTER = DisplayFormatter()
+        data, metadata = _FORMATTER.format(value)
         if data:
             return data, metadata
     except Exception:
