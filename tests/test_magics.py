@@ -288,3 +288,125 @@ def test_no_model_available_is_one_message(shell, capsys, monkeypatch):
     assert err.startswith("nbmagic: No model is available.") and len(err.strip().splitlines()) == 1
     assert "OPENAI_API_KEY" in err and "--model" in err
     assert result.result is None and shell.user_ns["t"] == "abc"
+
+
+# --- a real kernel ------------------------------------------------------------------------------------------
+
+
+def kernel_exec(kc, code: str, *, metadata: dict | None = None, timeout: float = 60, on_msg=None) -> tuple[dict, list[dict]]:
+    """Send an execute_request (optionally with frontend metadata, as JupyterLab does); collect its iopub."""
+    import queue
+    import time
+
+    msg = kc.session.msg("execute_request", {"code": code, "silent": False, "store_history": True,
+                                             "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
+                         metadata=metadata or {})
+    kc.shell_channel.send(msg)
+    msg_id = msg["header"]["msg_id"]
+    outputs: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            m = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"no idle from the kernel for {code!r}; got {[o['msg_type'] for o in outputs]}") from None
+        if m["parent_header"].get("msg_id") != msg_id:
+            continue
+        if on_msg is not None:
+            on_msg(m)
+        if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+            break
+        outputs.append(m)
+    reply = kc.get_shell_msg(timeout=timeout)
+    return reply["content"], outputs
+
+
+def _stream(outputs: list[dict], name: str) -> str:
+    return "".join(o["content"]["text"] for o in outputs if o["msg_type"] == "stream" and o["content"]["name"] == name)
+
+
+def _needle_text() -> str:
+    lines = [f"line {i}: routine entry" for i in range(3000)]
+    lines.insert(1700, "The access code for vault QX-7731 is 640219.")
+    return "\n".join(lines)
+
+
+def _start_nbmagic(kc, url: str) -> None:
+    for code in ("%load_ext nbmagic", f'%config NbMagic.model = "openai-compat:test-model@{url}"',
+                 f"log = {_needle_text()!r}"):
+        reply, _ = kernel_exec(kc, code)
+        assert reply["status"] == "ok", reply
+
+
+def test_kernel_dashboard_in_a_notebook_frontend(kernel, openai_server):
+    """A request carrying a cellId (a notebook frontend) gets the widget dashboard, then the summary."""
+    from nbmagic.testing import rlm_scripts
+
+    openai_server.set_responder(rlm_scripts.respond)
+    kc = kernel.client
+    _start_nbmagic(kc, openai_server.url)
+    reply, out = kernel_exec(kc, f"%rlm --context log --out ans {NEEDLE_Q}", metadata={"cellId": "cell-1"})
+    assert reply["status"] == "ok"
+    kinds = [o["msg_type"] for o in out]
+    widget_views = [o for o in out if o["msg_type"] == "display_data"
+                    and "application/vnd.jupyter.widget-view+json" in o["content"]["data"]]
+    assert len(widget_views) == 1
+    display_id = widget_views[0]["content"]["transient"]["display_id"]
+    assert kinds.count("comm_msg") >= 3  # live widget updates while the run went on
+    updates = [o for o in out if o["msg_type"] == "update_display_data"]
+    assert updates and updates[-1]["content"]["transient"]["display_id"] == display_id
+    final = updates[-1]["content"]["data"]
+    assert "rlm done in" in final["text/plain"] and "3 iterations" in final["text/html"]
+    result = next(o for o in out if o["msg_type"] == "execute_result")["content"]["data"]
+    assert result["text/plain"] == "640219" and "640219" in result["text/markdown"]
+    assert _stream(out, "stdout") == ""  # no log lines in a notebook with widgets
+    reply, out = kernel_exec(kc, "print(_.answer, ans.answer, ans.status, len(ans.trajectory))")
+    assert _stream(out, "stdout").strip() == "640219 640219 done 3"
+
+
+def test_kernel_without_frontend_logs_plain_lines(kernel, openai_server):
+    """No cellId (nbclient, plain clients): concise log lines, no widgets."""
+    from nbmagic.testing import rlm_scripts
+
+    openai_server.set_responder(rlm_scripts.respond)
+    kc = kernel.client
+    _start_nbmagic(kc, openai_server.url)
+    reply, out = kernel_exec(kc, f"%rlm --context log {NEEDLE_Q}")
+    assert reply["status"] == "ok"
+    assert not any(o["msg_type"] in ("comm_open", "comm_msg") for o in out)
+    text = _stream(out, "stdout")
+    assert text.startswith("[nbmagic] rlm: What is the access code") and "[nbmagic] rlm done in" in text
+
+
+def test_kernel_interrupt_keeps_finished_work(kernel, openai_server):
+    import threading
+    import time
+
+    from nbmagic.testing.openai_server import Reply
+    from nbmagic.testing.rlm_scripts import code, is_root, turn
+
+    def respond(request):
+        if is_root(request) and turn(request) == 0:
+            return code("n = len(log)\nprint(n)")
+        return Reply(code("submit('too late')"), delay=20)
+
+    openai_server.set_responder(respond)
+    kc = kernel.client
+    _start_nbmagic(kc, openai_server.url)
+
+    def interrupt_when_waiting():
+        deadline = time.monotonic() + 30
+        while len(openai_server.chat_requests()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # the kernel is now blocked on the slow reply
+        kernel.manager.interrupt_kernel()
+
+    threading.Thread(target=interrupt_when_waiting, daemon=True).start()
+    reply, out = kernel_exec(kc, "%rlm --context log --out part what is in the log?", timeout=40)
+    err = _stream(out, "stderr").strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("nbmagic: interrupted after") and "kept 1 finished iteration" in err[0]
+    assert "part" in err[0] and not any(o["msg_type"] == "error" for o in out)
+    _, out = kernel_exec(kc, "print(part.status, len(part.trajectory), part.answer, _ is part, len(log))")
+    # the slow reply never arrived ("too late" was not submitted); the finished iteration is kept
+    assert _stream(out, "stdout").split() == ["interrupted", "1", "None", "True", str(len(_needle_text()))]
