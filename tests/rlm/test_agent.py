@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from nbmagic.errors import BudgetExceededError, ConfigError
-from nbmagic.events import EventRecorder, Finished, ModelCall, RlmIteration, RunStarted, SubCall
+from nbmagic.errors import BudgetExceededError, ConfigError, RunInterrupted
+from nbmagic.events import EventRecorder, Failed, Finished, ModelCall, RlmIteration, RunStarted, SubCall
 from nbmagic.rlm.agent import RLM, extract_code
 from nbmagic.rlm.trajectory import read_trajectory
 from nbmagic.testing.openai_server import OpenAICompatServer, Reply
@@ -177,11 +177,22 @@ def test_user_namespace_untouched_and_export_is_opt_in(openai_server: OpenAIComp
 def test_token_budget_raises_with_partial(openai_server: OpenAICompatServer, models: Any) -> None:
     root, sub = models
     openai_server.set_responder(ScriptedRoot([code("print('step')")]))
+    rec = EventRecorder()
     with pytest.raises(BudgetExceededError) as info:
-        RLM(root, sub_model=sub, max_tokens=50).query("q")
+        RLM(root, sub_model=sub, max_tokens=50, on_event=rec).query("q")
     partial = info.value.partial
     assert partial.complete is False and partial.iterations == 1 and partial.trajectory[0]["output"] == "step\n"
     assert "token budget" in info.value.message
+    failed = rec.of(Failed)
+    assert len(failed) == 1 and failed[0].partial is partial and not rec.of(Finished)
+
+
+def test_interrupt_keeps_the_partial_result(openai_server: OpenAICompatServer, models: Any) -> None:
+    root, sub = models
+    openai_server.set_responder(ScriptedRoot([code("x = 1"), code("submit(x)\nraise KeyboardInterrupt")]))
+    with pytest.raises(RunInterrupted) as info:
+        RLM(root, sub_model=sub).query("q")
+    assert info.value.partial.iterations == 2 and info.value.partial.answer == 1
 
 
 def test_wall_clock_timeout_stops_a_hanging_turn(openai_server: OpenAICompatServer, models: Any) -> None:
