@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from nbmagic.errors import BudgetExceededError, ConfigError, RunInterrupted
-from nbmagic.events import EventRecorder, Failed, Finished, ModelCall, RlmIteration, RunStarted, SubCall
+from nbmagic.events import (
+    EventRecorder,
+    Failed,
+    Finished,
+    ModelCall,
+    RlmIteration,
+    RunStarted,
+    SubCall,
+)
 from nbmagic.rlm.agent import RLM, extract_code
 from nbmagic.rlm.trajectory import read_trajectory
 from nbmagic.testing.openai_server import OpenAICompatServer, Reply
