@@ -377,3 +377,28 @@ def test_azure_needs_endpoint_and_its_own_key(monkeypatch):
     with pytest.raises(AuthenticationError, match="AZURE_OPENAI_API_KEY") as info:
         load_model("azure:dep")
     _assert_no_keys(str(info.value))
+
+
+# -- the loopback server as its own process -----------------------------------------------------
+
+
+def test_loopback_server_runs_as_a_command():
+    """``python -m nbmagic.testing.openai_server`` (used by examples and browser tests)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nbmagic.testing.openai_server", "--model", "cli-model", "--api-key", OTHER_KEY],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
+        model = load_model(f"openai-compat:cli-model@{url}", api_key=OTHER_KEY, max_retries=0)
+        assert model.chat("over a real socket").text == "echo: over a real socket"
+        assert model.list_models() == ["cli-model"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
