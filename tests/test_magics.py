@@ -403,6 +403,7 @@ def test_kernel_interrupt_keeps_finished_work(kernel, openai_server):
 
     threading.Thread(target=interrupt_when_waiting, daemon=True).start()
     reply, out = kernel_exec(kc, "%rlm --context log --out part what is in the log?", timeout=40)
+    assert reply["status"] == "ok"  # reported, not raised
     err = _stream(out, "stderr").strip().splitlines()
     assert len(err) == 1, err
     assert err[0].startswith("nbmagic: interrupted after") and "kept 1 finished iteration" in err[0]
