@@ -61,22 +61,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite a checkpoint already in --out")
 
 
-def _agents(args: argparse.Namespace, load: Any) -> tuple[list[Any] | None, Any]:
-    from nbmagic.mas.system import Agent
-
+def _agent_args(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``--agent ROLE=SPEC`` pairs, checked before anything heavy is imported."""
     if args.agent and args.model:
         raise ConfigError("Give either --model (default roles) or --agent ROLE=SPEC, not both.")
     if not args.agent and not args.model:
         raise ConfigError("Name the models: --model hf:<repo or path>, or --agent ROLE=SPEC for each agent.")
-    if args.model:
-        return None, load(args.model)
-    agents = []
+    pairs = []
     for item in args.agent:
         role, sep, spec = item.partition("=")
         if not sep or not role.strip() or not spec.strip():
             raise ConfigError(f"--agent {item!r} must look like ROLE=SPEC, e.g. solver=hf:Qwen/Qwen2.5-0.5B-Instruct")
-        agents.append(Agent(load(spec.strip()), role.strip()))
-    return agents, None
+        pairs.append((role.strip(), spec.strip()))
+    return pairs
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     if (out / "manifest.json").exists() and not args.force:
         raise ConfigError(f"{out} already holds a links checkpoint; choose another --out or pass --force.")
+    if not Path(args.data).expanduser().is_file():
+        raise ConfigError(f"No dataset at {args.data}: give a JSONL file with one question/answer object per line.")
+    pairs = _agent_args(args)
     from nbmagic.mas.train import TrainConfig, load_jsonl
 
     examples = load_jsonl(args.data)
@@ -110,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
             loaded[spec] = load_model(spec, **kw)
         return loaded[spec]
 
-    agents, model = _agents(args, load)
+    from nbmagic.mas.system import Agent
+
+    agents = [Agent(load(spec), role) for role, spec in pairs] or None
+    model = load(args.model) if args.model else None
     mas = RecursiveMAS(agents, model=model, pattern=args.pattern, rounds=args.rounds,
                        latent_steps=args.latent_steps, mode="latent", links=args.init)
     print(f"training links for {mas!r} on {len(examples)} examples", flush=True)
