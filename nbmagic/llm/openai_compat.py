@@ -106,12 +106,14 @@ class OpenAICompatModel(ChatModel):
         if self._client is None:
             import openai
 
-            if self.provider == "azure":
-                self._client = openai.AzureOpenAI(
-                    azure_endpoint=self.base_url, api_version=self.api_version, **self._client_kwargs()
-                )
-            else:
-                self._client = openai.OpenAI(base_url=self.base_url, **self._client_kwargs())
+            with self._aclient_lock:  # threads racing on the first call share one client
+                if self._client is None:
+                    if self.provider == "azure":
+                        self._client = openai.AzureOpenAI(
+                            azure_endpoint=self.base_url, api_version=self.api_version, **self._client_kwargs()
+                        )
+                    else:
+                        self._client = openai.OpenAI(base_url=self.base_url, **self._client_kwargs())
         return self._client
 
     @property

@@ -172,6 +172,17 @@ def test_concurrent_achat_calls_overlap_and_all_count():
         assert model.usage.calls == 6
 
 
+def test_sync_chat_from_many_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    with OpenAICompatServer(models=["test-model"], latency=0.2) as srv:
+        model = _compat(srv)
+        with ThreadPoolExecutor(6) as pool:
+            texts = list(pool.map(lambda i: model.chat(f"t{i}").text, range(6)))
+        assert texts == [f"echo: t{i}" for i in range(6)]
+        assert srv.max_in_flight >= 2 and model.usage.calls == 6
+
+
 def test_achat_works_across_event_loops(openai_server, openai_model):
     """Each asyncio.run has its own loop; the model must not reuse a closed loop's pool."""
     for i in range(3):
