@@ -54,11 +54,13 @@ def resolve_output_path(path: str | os.PathLike[str], base_dir: str | os.PathLik
     if not text:
         raise ConfigError("The output path is empty: give a file name such as `-o analysis.ipynb`.")
     target = Path(text).expanduser()
-    if target.suffix == "":
-        target = target.with_suffix(".ipynb")
     if not target.is_absolute():
         base = Path(base_dir).expanduser() if base_dir is not None else notebook_dir(shell)
         target = (base or Path.cwd()) / target
+    if target.is_dir():
+        raise ConfigError(f"{target} is a folder; give a notebook file name inside it.")
+    if target.suffix == "":
+        target = target.with_suffix(".ipynb")
     return Path(os.path.abspath(target))
 
 

@@ -145,8 +145,6 @@ class FileSink(_Closing):
         self.path: Path = resolve_output_path(path, base_dir, shell)
         self.force = force
         self.metadata = dict(metadata or {})
-        if self.path.is_dir():
-            raise ConfigError(f"{self.path} is a folder; give a notebook file name inside it.")
         if not force:
             refuse_existing(self.path)
         self.cells: list[Any] = []

@@ -8,6 +8,7 @@ honest check that the notebook stands on its own.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,21 +82,36 @@ def verify_notebook(
     started = time.perf_counter()
     failed: int | None = None
     error: str | None = None
-    try:
-        client.execute()
-    except CellExecutionError as exc:
-        failed = current.get("index")
-        error = f"{exc.ename}: {exc.evalue}" if getattr(exc, "ename", None) else str(exc).strip()
-    except CellTimeoutError:
-        failed = current.get("index")
-        error = f"the cell did not finish within {timeout:g} s"
-    except DeadKernelError as exc:
-        failed = current.get("index")
-        error = f"the kernel died ({exc})"
-    except Exception as exc:  # e.g. no such kernel, kernel failed to start
-        error = f"{type(exc).__name__}: {exc}"
+    # The fresh kernel's own stdout/stderr (start-up warnings) go to a temp file:
+    # inherited, they would land in the output of the cell that called us.
+    with tempfile.TemporaryFile() as log:
+        try:
+            client.execute(stdout=log, stderr=log)
+        except CellExecutionError as exc:
+            failed = current.get("index")
+            error = f"{exc.ename}: {exc.evalue}" if getattr(exc, "ename", None) else str(exc).strip()
+        except CellTimeoutError:
+            failed = current.get("index")
+            error = f"the cell did not finish within {timeout:g} s"
+        except DeadKernelError as exc:
+            failed = current.get("index")
+            error = f"the kernel died ({exc}){_tail(log)}"
+        except Exception as exc:  # e.g. no such kernel, kernel failed to start
+            error = f"{type(exc).__name__}: {exc}{_tail(log)}"
     seconds = time.perf_counter() - started
     return VerifyResult(ok=error is None, failed_cell=failed, error=error, seconds=seconds, notebook=nb)
+
+
+def _tail(log: Any, limit: int = 400) -> str:
+    """The end of the kernel's own output, for errors where it explains something."""
+    try:
+        log.seek(0)
+        text = log.read().decode("utf-8", "replace").strip()
+    except (OSError, ValueError):
+        return ""
+    lines = [ln for ln in text.splitlines() if "running over TCP without encryption" not in ln]
+    text = "\n".join(lines).strip()
+    return f"; kernel output: {text[-limit:]}" if text else ""
 
 
 __all__ = ["VerifyResult", "verify_notebook"]
