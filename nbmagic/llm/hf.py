@@ -17,6 +17,7 @@ torch and transformers are imported when a model is constructed, never at import
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -85,6 +86,11 @@ def resolve_model_path(name_or_path: str, *, download: bool = True) -> Path:
             f"hf:{name_or_path} is not in the local cache and HF_HUB_OFFLINE is set. {how}"
         )
     endpoint = os.environ.get("HF_ENDPOINT") or None  # read now: the hub reads it at import
+    print(
+        f"nbmagic: downloading hf:{name_or_path} (first use; cached for next time)",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         return Path(
             snapshot_download(

@@ -125,13 +125,14 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_hub_repo_unreachable_or_offline_is_one_clear_error(monkeypatch):
+def test_hub_repo_unreachable_or_offline_is_one_clear_error(monkeypatch, capsys):
     repo = "nbmagic-tests/does-not-exist-tiny"
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
     with pytest.raises(NoModelAvailableError, match=r"could not be downloaded from http://127\.0\.0\.1") as err:
         HFChatModel(repo)
     assert "hf:<path>" in err.value.message
+    assert f"downloading hf:{repo}" in capsys.readouterr().err
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(NoModelAvailableError, match="HF_HUB_OFFLINE"):
         load_model(f"hf:{repo}")
@@ -144,3 +145,16 @@ def test_missing_transformers_names_the_extra(monkeypatch, tiny_hf_paths):
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(BackendNotInstalledError, match=r"pip install 'nbmagic\[local\]'"):
         HFChatModel(str(tiny_hf_paths["qwen2"]))
+
+
+def test_wrap_adopts_a_model_in_memory(tiny_hf_paths):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = tiny_hf_paths["llama"]
+    raw = AutoModelForCausalLM.from_pretrained(path)
+    raw.train()
+    m = HFChatModel.wrap(raw, AutoTokenizer.from_pretrained(path), name="mine")
+    assert m.name == "mine" and m.hidden_size == 96 and m.torch_device == "cpu"
+    assert not raw.training and not any(p.requires_grad for p in raw.parameters())
+    loaded = load_model(f"hf:{path}")
+    assert m.chat("hi", temperature=0, max_tokens=5).text == loaded.chat("hi", temperature=0, max_tokens=5).text
