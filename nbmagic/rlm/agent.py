@@ -71,6 +71,16 @@ class RLMResult:
     def __str__(self) -> str:
         return str(self.answer)
 
+    def __repr__(self) -> str:  # the trajectory can be long: keep the repr one line
+        answer = repr(self.answer)
+        answer = answer if len(answer) <= 200 else answer[:200] + "…"
+        flags = "" if self.complete else ", complete=False"
+        flags += ", final_step=True" if self.final_step else ""
+        return (
+            f"RLMResult(answer={answer}, iterations={self.iterations}, llm_calls={self.llm_calls}, "
+            f"tokens={self.total_usage.total_tokens}, seconds={self.seconds:.2f}{flags})"
+        )
+
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 _PY_TAGS = {"python", "python3", "py", "repl", "ipython"}

@@ -343,7 +343,7 @@ class SubprocessEnvironment(Environment):
             return self._died(t0, notes, "")
         while True:
             wait = None if hard is None else hard - time.monotonic()
-            if wait is not None and wait <= 0:
+            if wait is not None and wait <= 0 and not self._pending():
                 self._restart()
                 return TurnOutput(
                     output=timeout_message(timeout or 0, kept=False),
@@ -354,7 +354,7 @@ class SubprocessEnvironment(Environment):
                     notes=notes,
                 )
             try:
-                if not self.conn.poll(wait):
+                if not self.conn.poll(max(wait, 0) if wait is not None else None):
                     continue
                 msg = self.conn.recv()
             except (EOFError, OSError):
@@ -373,23 +373,33 @@ class SubprocessEnvironment(Environment):
                     notes=notes + payload["notes"],
                 )
 
+    def _pending(self) -> bool:
+        """A message already waiting (say, the worker's own soft-timeout report)?"""
+        try:
+            return bool(self.conn.poll(0))
+        except OSError:
+            return False
+
     def _service(self, msg: tuple[Any, ...]) -> None:
         """Run a helper the worker asked for and send back its result."""
         _, cid, name, args, kwargs = msg
         fn = self.helpers.get(name)
+        value: Any = None
+        notice: str | None = None
+        error: tuple[str, str] | None = None
         try:
             if fn is None:
                 raise NameError(f"no helper {name!r}")
             value, notice = fn(*args, **kwargs)
-        except TypeError as exc:
-            value, notice = None, f"TypeError: {exc}"
+        except (TypeError, ValueError, NameError) as exc:  # bad arguments: raised again in the worker
+            error = (type(exc).__name__, str(exc))
         except NbmagicError as exc:
-            value, notice = f"[error] {name} failed: {exc.message}", None
+            value = f"[error] {name} failed: {exc.message}"
         try:
-            self.conn.send(("reply", cid, value, notice))
+            self.conn.send(("reply", cid, value, notice, error))
         except (pickle.PicklingError, TypeError, AttributeError):
-            self.conn.send(("reply", cid, repr(value), notice))
-        except (OSError, BrokenPipeError):
+            self.conn.send(("reply", cid, repr(value), notice, error))
+        except OSError:
             pass  # the worker is gone; the caller notices on the next read
 
     def _died(self, t0: float, notes: list[str], output: str) -> TurnOutput:

@@ -68,9 +68,12 @@ class Worker:
         while True:
             msg = self.conn.recv()
             if msg[0] == "reply" and msg[1] == cid:
-                value, notice = msg[2], msg[3]
+                value, notice, error = msg[2], msg[3], msg[4]
                 if notice:
                     print(notice)
+                if error is not None:
+                    kind = {"TypeError": TypeError, "ValueError": ValueError}.get(error[0], NameError)
+                    raise kind(error[1])
                 return value
             # a stale reply to a call an interrupted turn abandoned: drop it
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +26,12 @@ def _submit(answer: Any) -> tuple[None, str]:
     return None, "Answer submitted."
 
 
-HELPERS = {"llm_query": _llm_query, "submit": _submit}
+def _slow(seconds: float) -> tuple[str, None]:
+    time.sleep(seconds)
+    return "slow done", None
+
+
+HELPERS = {"llm_query": _llm_query, "submit": _submit, "slow_helper": _slow}
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +42,7 @@ def user_ns() -> dict[str, Any]:
 @pytest.fixture(scope="module", params=["kernel", "subprocess"])
 def env(request: pytest.FixtureRequest, user_ns: dict[str, Any]) -> Iterator[Any]:
     """One environment per kind for the whole module (the worker is shared: it is the slow part)."""
-    e = KernelEnvironment(user_ns) if request.param == "kernel" else SubprocessEnvironment(memory_limit_mb=1024)
+    e = KernelEnvironment(user_ns) if request.param == "kernel" else SubprocessEnvironment(memory_limit_mb=1024, grace=1.0)
     e.start({"context": "the context text", **({"data": user_ns["data"]} if request.param == "subprocess" else {})},
             HELPERS)
     yield e
@@ -58,6 +64,11 @@ def test_helpers_answer_and_print_notices(env: Any) -> None:
     out = run(env, "r = llm_query('q1')\nprint(r)\nsubmit(r)").output
     assert out == "answer to q1\nAnswer submitted.\n"
     assert CALLS == [("llm_query", "q1"), ("submit", "answer to q1")]
+
+
+def test_bad_helper_arguments_raise_the_same_way_in_both(env: Any) -> None:
+    res = run(env, "llm_query(prompt=1, extra=2)")
+    assert res.error.startswith("TypeError") and "extra" in res.output
 
 
 def test_exception_gives_short_traceback_and_repl_survives(env: Any) -> None:
@@ -86,6 +97,13 @@ def test_infinite_loop_is_stopped_and_state_kept(env: Any) -> None:
     res = run(env, "while True:\n    pass", timeout=0.5)
     assert res.timed_out and "0.5 s limit" in res.output
     assert run(env, "print(before)").output == "kept\n"
+
+
+def test_turn_limit_holds_while_a_helper_is_slow(env: Any) -> None:
+    run(env, "kept_too = 1")
+    res = run(env, "slow_helper(1.5)", timeout=0.4)
+    assert res.timed_out and not res.restarted  # soft stop: the worker (if any) survives
+    assert run(env, "print(kept_too, slow_helper(0))").output == "1 slow done\n"
 
 
 def test_reassigned_helpers_are_refused_and_restored(env: Any) -> None:
