@@ -22,4 +22,7 @@ else
   "$BIN/jupyter" labextension build . --core-package-file="$CORE"
 fi
 cp install.json "$ROOT/nbmagic/labextension/install.json"
+# Fingerprint of the sources this build came from: tests/notebook/test_labextension.py
+# fails when frontend/ changed without a rebuild.
+"$PY" -c 'import sys; from nbmagic.notebook.extension import write_fingerprint; write_fingerprint()'
 echo "built: $(du -sh "$ROOT/nbmagic/labextension" | cut -f1) in nbmagic/labextension"
