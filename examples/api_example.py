@@ -22,7 +22,7 @@ sys.path.insert(0, str(HERE))
 
 from long_text import VAULT, make_log  # noqa: E402
 
-from nbmagic import NbmagicError, NotebookAgent, RLM, load_model  # noqa: E402
+from nbmagic import RLM, NbmagicError, NotebookAgent, load_model  # noqa: E402
 from nbmagic.events import RlmIteration  # noqa: E402
 from nbmagic.notebook.sinks import FileSink  # noqa: E402
 
