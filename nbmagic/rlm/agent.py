@@ -40,7 +40,7 @@ from nbmagic.events import EventHandler, Failed, Finished, ModelCall, RlmIterati
 from nbmagic.llm.base import ChatModel, Usage
 from nbmagic.rlm import prompts
 from nbmagic.rlm.context import resolve_contexts, summarize_all
-from nbmagic.rlm.execution import truncate
+from nbmagic.rlm.execution import outer_streams, truncate
 from nbmagic.rlm.repl import ENVIRONMENTS, Environment, make_environment
 from nbmagic.rlm.tools import Budget, Toolbox, check_schema, validate_schema
 from nbmagic.rlm.trajectory import TrajectoryWriter
@@ -153,7 +153,7 @@ class RLM:
             raise ConfigError("max_depth must be 0 or more.")
         self.max_depth = max_depth
         self.trajectory_path = trajectory_path
-        self.on_event = on_event
+        self.on_event: EventHandler | None = _outside_turns(on_event) if on_event is not None else None
         self.turn_timeout = turn_timeout
         self.max_concurrency = max_concurrency
         self.memory_limit_mb = memory_limit_mb
@@ -441,6 +441,16 @@ class RLM:
             self.namespace[name] = value
             exported.append(name)
         return exported, notes
+
+
+def _outside_turns(handler: EventHandler) -> EventHandler:
+    """Run the renderer with the notebook's streams, even when called from inside a turn."""
+
+    def handle(event: Any) -> None:
+        with outer_streams():
+            emit(handler, event)
+
+    return handle
 
 
 def _positive(name: str, value: int | None, default: int) -> int:

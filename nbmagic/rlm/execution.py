@@ -18,6 +18,7 @@ import ctypes
 import io
 import linecache
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -225,6 +226,7 @@ def execute_code(code: str, namespace: dict[str, Any], *, filename: str, out: Ca
         last = ast.Expression(tree.body.pop().value)
     lines = code.splitlines(keepends=True)
     linecache.cache[filename] = (len(code), None, lines, filename)
+    _outer.append((sys.stdout, sys.stderr))
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         try:
             exec(compile(tree, filename, "exec"), namespace)
@@ -244,7 +246,30 @@ def execute_code(code: str, namespace: dict[str, Any], *, filename: str, out: Ca
             tb = short_traceback(exc, filename)
             out.write(tb)
             result["error"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()[-500:]
+        finally:
+            _outer.pop()
     return result
+
+
+_outer: list[tuple[Any, Any]] = []  # the streams each running turn replaced (nested for child RLMs)
+
+
+@contextlib.contextmanager
+def outer_streams() -> Iterator[None]:
+    """Print to the streams that were current before the first running turn redirected them.
+
+    Progress renderers called from a helper (a sub-call event, a child RLM's
+    iteration) must write to the notebook, not into the output the model reads.
+    """
+    if not _outer:
+        yield
+        return
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _outer[0]
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 # --- time limits -----------------------------------------------------------------------

@@ -143,6 +143,22 @@ def test_rlm_query_spawns_a_child_until_max_depth(openai_server: OpenAICompatSer
     assert res.trajectory[0]["sub_calls"][0]["helper"] == "rlm_query"
 
 
+def test_renderer_output_never_reaches_the_model(
+    openai_server: OpenAICompatServer, models: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, sub = models
+    script = ScriptedRoot([code("print(llm_query('a'))"), code("submit(1)")])
+    openai_server.set_responder(script)
+
+    def printing_renderer(event: Any) -> None:
+        print(f"RENDERED {type(event).__name__}")
+
+    RLM(root, sub_model=sub, on_event=printing_renderer).query("q")
+    fed = last_user(script.root_requests[1])
+    assert "RENDERED" not in fed and "sub: a" in fed
+    assert "RENDERED SubCall" in capsys.readouterr().out
+
+
 def test_schema_validation_lets_the_model_retry(openai_server: OpenAICompatServer, models: Any) -> None:
     root, sub = models
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
