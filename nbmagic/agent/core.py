@@ -306,12 +306,16 @@ class _Run:
         ]
         messages = list(base_messages)
         draft: CellDraft | None = None
+        explanation = ""
         last_run: ExecResult | None = None
         while step.attempts < 1 + a.max_fixes:
             step.attempts += 1
             reply = self._ask(model, messages)
             try:
                 draft = parse_cell(reply)
+                # the first explanation describes the step; a fix reply's prose only describes the fix
+                explanation = explanation or draft.markdown
+                draft = CellDraft(explanation, draft.code)
             except MalformedOutputError as exc:
                 self._record_attempt(step, None, None, error=exc.message)
                 messages = [*base_messages, {"role": "assistant", "content": reply},

@@ -268,3 +268,9 @@ def test_bad_options_are_config_errors(env):
         NotebookAgent(env.model, mas_options={"bogus": 1})
     with pytest.raises(ConfigError):
         NotebookAgent(env.model).run("   ")
+
+
+def test_fixed_cell_keeps_the_steps_explanation(env):
+    result = env.run("fix")
+    assert "Group by product, add up revenue" in result.cells[2].source
+    assert "lowercase" not in result.cells[2].source
