@@ -207,6 +207,10 @@ class SubprocessEnvironment(Environment):
         startup_timeout: float = 60.0,
         python: str | None = None,
     ) -> None:
+        if os.name == "nt":
+            raise ConfigError(
+                "environment='subprocess' needs a POSIX system (Linux, macOS); use environment='kernel'."
+            )
         self.memory_limit_mb = memory_limit_mb
         self.grace = grace
         self.startup_timeout = startup_timeout
