@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from nbmagic.errors import BudgetExceededError, ConfigError, RunInterrupted
+from nbmagic.errors import BudgetExceededError, ConfigError, MalformedOutputError, RunInterrupted
 from nbmagic.events import (
     EventRecorder,
     Failed,
@@ -74,6 +74,20 @@ def test_iteration_cap_triggers_final_step(openai_server: OpenAICompatServer, mo
     assert res.answer == "The answer is 7" and res.final_step and res.iterations == 2
     assert "You have used all 2 turns" in last_user(script.root_requests[2])
     assert res.trajectory[-1]["kind"] == "final"
+
+
+def test_final_step_with_schema_retries_once_then_fails_clearly(
+    openai_server: OpenAICompatServer, models: Any
+) -> None:
+    root, sub = models
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    openai_server.set_responder(ScriptedRoot([code("print(1)"), "not json", '```json\n{"n": 2}\n```']))
+    res = RLM(root, sub_model=sub, max_iterations=1).query("q", schema=schema)
+    assert res.answer == {"n": 2} and res.final_step
+    openai_server.set_responder(ScriptedRoot([code("print(1)"), "still not json"]))
+    with pytest.raises(MalformedOutputError) as info:
+        RLM(root, sub_model=sub, max_iterations=1).query("q", schema=schema)
+    assert info.value.partial.complete is False and len(info.value.partial.trajectory) == 3
 
 
 def test_output_truncated_for_the_model(openai_server: OpenAICompatServer, models: Any) -> None:
