@@ -300,6 +300,9 @@ class _Run:
         a = self.agent
         total = len(self.steps)
         emit(self.events, StepStarted(step.index, total, step.title))
+        made = self._new_variables_text()
+        if made:
+            context = f"{context}\n\nVariables created by earlier steps:\n{made}"
         base_messages = [
             {"role": "system", "content": SYSTEM},
             {"role": "user", "content": code_prompt(self.request, context, self.plan, step.index, self.done[-4:])},
@@ -361,6 +364,14 @@ class _Run:
             self.done.append(_done_entry(step, draft, last_run))
         else:
             emit(self.events, StepFinished(step.index, False, step.attempts))
+
+    def _new_variables_text(self) -> str:
+        """What earlier steps created (columns and dtypes matter for the next step's code)."""
+        limits = self.agent.context_limits
+        names = [n for n in ctx.user_names(self.ns, self.hidden)
+                 if n not in self.before or self.ns[n] is not self.before[n]]
+        summary = ctx.summarize_namespace({n: self.ns[n] for n in names}, limits)
+        return summary[: limits.namespace_chars // 2]
 
     def _ask(self, model: ChatModel, messages: list[dict[str, str]]) -> str:
         on_token = None

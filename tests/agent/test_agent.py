@@ -94,6 +94,10 @@ def test_works_first_time(env):
     # the code prompt carried the CSV's columns
     code_prompt = _user_prompts(env.server, CODE_HEADING)[0]
     assert "columns: date, product, region, units, unit_price, revenue" in code_prompt
+    # later steps see what earlier steps made
+    third = _user_prompts(env.server, CODE_HEADING)[2]
+    assert "Variables created by earlier steps:" in third
+    assert "sales: DataFrame 84 rows × 6 columns" in third and "top_products: Series 5 values" in third
 
 
 def test_failing_cell_is_fixed(env):
