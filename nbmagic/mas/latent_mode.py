@@ -23,6 +23,7 @@ left-padded batch (mixture's specialists think side by side).
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -125,12 +126,21 @@ def build_inputs(model: HFChatModel, rows: Sequence[tuple[list[list[int]], list[
 # -- links ---------------------------------------------------------------------------------
 
 
+#: training-free links per model, computed once per loaded model (the ridge solve runs over
+#: the whole vocabulary: seconds for a 150k-token model on CPU), dropped with the model
+_FREE_LINKS: weakref.WeakKeyDictionary[Any, dict[Any, nn.Module]] = weakref.WeakKeyDictionary()
+
+
+def free_links(model: HFChatModel) -> dict[Any, nn.Module]:
+    """The training-free links computed so far with ``model`` as the source."""
+    return _FREE_LINKS.setdefault(model, {})
+
+
 class LinkProvider:
     """The inner link of an agent and the outer link of a hop: trained if given, else training-free."""
 
     def __init__(self, mas: RecursiveMAS, links: LinkSet | None) -> None:
         self.links = links
-        self.cache: dict[tuple[Any, ...], nn.Module] = mas.__dict__.setdefault("_free_links", {})
 
     def inner(self, m: Member) -> nn.Module:
         if self.links is not None:
@@ -142,16 +152,23 @@ class LinkProvider:
             return self.links.outer_for(src.index, dst.index)
         if src.model is dst.model:
             return self._realign(dst.model)
-        key = ("bridge", id(src.model), id(dst.model))
-        if key not in self.cache:
-            self.cache[key] = VocabBridge.from_models(src.model, dst.model)
-        return self.cache[key]
+        cache = free_links(src.model)
+        key = ("bridge", id(dst.model))
+        hit = cache.get(key)
+        if hit is None or hit.__dict__["dst_ref"]() is not dst.model:  # ids may be reused
+            with torch.inference_mode(False), torch.no_grad():
+                hit = VocabBridge.from_models(src.model, dst.model)
+            hit.__dict__["dst_ref"] = weakref.ref(dst.model)
+            cache[key] = hit
+        return hit
 
-    def _realign(self, model: HFChatModel) -> nn.Module:
-        key = ("realign", id(model))
-        if key not in self.cache:
-            self.cache[key] = Realignment.from_model(model)
-        return self.cache[key]
+    @staticmethod
+    def _realign(model: HFChatModel) -> nn.Module:
+        cache = free_links(model)
+        if "realign" not in cache:
+            with torch.inference_mode(False), torch.no_grad():
+                cache["realign"] = Realignment.from_model(model)
+        return cache["realign"]
 
 
 class RowLinks(nn.Module):

@@ -100,9 +100,16 @@ def test_heterogeneous_hidden_sizes_are_bridged(qwen, llama):
     assert [m.model.hidden_size for m in mas.members] == [64, 96, 64]
     result = mas.run("hello")
     assert result.mode == "latent" and result.agents[2].tokens >= 1
-    kinds = {k[0] for k in mas._free_links}
-    assert kinds == {"realign", "bridge"}  # Realignment per model, a bridge for each model pair
-    assert sum(1 for k in mas._free_links if k[0] == "bridge") == 2  # qwen->llama and llama->qwen
+    from nbmagic.mas.latent_mode import free_links
+    from nbmagic.mas.links import Realignment, VocabBridge
+
+    q_model, l_model = mas.members[0].model, mas.members[1].model
+    # a Realignment per model, a bridge for each direction between the two models
+    for src, dst in ((q_model, l_model), (l_model, q_model)):
+        cache = free_links(src)
+        assert isinstance(cache["realign"], Realignment)
+        bridge = cache[("bridge", id(dst))]
+        assert isinstance(bridge, VocabBridge) and bridge.W.shape == (src.hidden_size, dst.hidden_size)
 
 
 def test_mixture_specialists_think_as_one_batch(qwen):
