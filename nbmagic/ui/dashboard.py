@@ -126,6 +126,8 @@ class Dashboard(Renderer):
         if s.stream_agent or s.stream_text:
             self.stream_label.value = f"<b>{html.escape(s.stream_agent or 'output')}</b> writes:"
             self.stream.value = _pre(s.stream_text, STREAM_SHOW, tail=True)
+        else:
+            self.stream.value = ""
         _show(self._stream_box, bool(s.stream_text) and not final)
         p = plan_html(s)
         if p != self.plan.value:
@@ -156,7 +158,7 @@ class Dashboard(Renderer):
             if s.title:
                 bits.append(html.escape(s.title if len(s.title) < 120 else s.title[:119] + "…"))
             if s.model:
-                bits.append(f"<code>{html.escape(s.model)}</code>")
+                bits.append(f"<code>{html.escape(s.model.split('@')[0])}</code>")
             bits.append(f"{s.elapsed:.1f} s")
             if s.tokens:
                 bits.append(f"{s.tokens:,} tokens")

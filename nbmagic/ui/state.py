@@ -171,7 +171,11 @@ class RunState:
                 self.agents.append(agent)
         return self.grid[key]
 
+    def _reset_stream(self) -> None:
+        self.stream_agent, self.stream_text = "", ""
+
     def _on_AgentStarted(self, e: ev.AgentStarted) -> None:
+        self._reset_stream()  # each agent's text is shown on its own
         if self.mas_runs == 0:
             self.mas_runs = 1
         self.round = max(self.round, e.round)
@@ -216,6 +220,7 @@ class RunState:
         return self.plan[index]
 
     def _on_StepStarted(self, e: ev.StepStarted) -> None:
+        self._reset_stream()  # the coder's text of this step only
         step = self._plan_step(e.index, e.title)
         step.status = "running"
         if e.title:
