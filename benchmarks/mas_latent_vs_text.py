@@ -29,11 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import torch
+import torch  # noqa: E402
 
-from nbmagic.events import EventRecorder, LatentStep
-from nbmagic.llm.hf import HFChatModel
-from nbmagic.mas.system import MASResult, RecursiveMAS
+from nbmagic.events import EventRecorder, LatentStep  # noqa: E402
+from nbmagic.llm.hf import HFChatModel  # noqa: E402
+from nbmagic.mas.system import MASResult, RecursiveMAS  # noqa: E402
 
 QWEN2_05B = dict(  # Qwen2.5-0.5B-Instruct's shape
     vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
