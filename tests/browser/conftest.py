@@ -7,8 +7,9 @@ Reusable by any browser test:
   ``.root``, ``.api(method, path, body)``, ``.write_notebook(name, cells)``.
 * ``browser`` (session): Debian's ``/usr/bin/chromium`` driven by playwright.
 * ``lab`` (per test): a fresh page plus helpers: ``lab.open_notebook(name)``
-  (waits for the kernel), ``lab.cells()``, ``lab.run_cell(i)``,
-  ``lab.wait_idle()``, ``lab.screenshot(path)``; ``lab.page`` is the playwright page.
+  (JupyterLab, or ``ui="notebook"`` for Notebook 7; waits for the kernel),
+  ``lab.cells()``, ``lab.run_cell(i)``, ``lab.wait_executed(i)``,
+  ``lab.wait_idle(name)``, ``lab.screenshot(path)``; ``lab.page`` is the page.
 """
 
 from __future__ import annotations
@@ -83,6 +84,18 @@ class LabServer:
         where = f"/lab/tree/{path}" if path else "/lab"
         return f"{self.url}{where}?reset&token={self.token}"
 
+    def notebook7_url(self, path: str) -> str:
+        """The same notebook in Notebook 7's UI (served by the same server)."""
+        return f"{self.url}/notebooks/{path}?token={self.token}"
+
+    def kernel_ready(self, path: str) -> bool:
+        """A browser is connected to the notebook's kernel, and the kernel is idle."""
+        for session in self.api("GET", "/api/sessions") or []:
+            kernel = session.get("kernel") or {}
+            if session.get("path") == path:
+                return kernel.get("execution_state") == "idle" and kernel.get("connections", 0) > 0
+        return False
+
     def shutdown_kernels(self) -> None:
         for kernel in self.api("GET", "/api/kernels") or []:
             try:
@@ -122,7 +135,7 @@ def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         "--allow-root", "--no-browser",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
-        f"--LabApp.extra_labextensions_path={extdir}",
+        f"--LabServerApp.extra_labextensions_path={extdir}",  # JupyterLab and Notebook 7
         f"--LabApp.user_settings_dir={base / 'settings'}",
         f"--LabApp.workspaces_dir={base / 'workspaces'}",
         "--LabApp.news_url=None",
@@ -181,27 +194,30 @@ class Lab:
     def __init__(self, page: Any, server: LabServer):
         self.page, self.server = page, server
 
-    def open_notebook(self, name: str, timeout: float = 60) -> None:
-        """Open ``name`` and wait until its kernel is idle."""
-        self.page.goto(self.server.lab_url(name))
+    def open_notebook(self, name: str, timeout: float = 60, *, ui: str = "lab") -> None:
+        """Open ``name`` in JupyterLab (``ui="lab"``) or Notebook 7 (``ui="notebook"``);
+        wait until its kernel is connected and idle."""
+        url = self.server.lab_url(name) if ui == "lab" else self.server.notebook7_url(name)
+        self.page.goto(url)
         self.page.wait_for_selector(self.CELLS, timeout=timeout * 1000)
-        self.wait_idle(timeout)
+        self.wait_idle(name, timeout)
 
-    def wait_idle(self, timeout: float = 60) -> None:
-        """Wait until the notebook's kernel is connected and idle.
-
-        Both the toolbar indicator and the status bar must say so: right after
-        page load the indicator flashes "idle" before the kernel connects.
-        """
+    def wait_idle(self, name: str, timeout: float = 60) -> None:
+        """Wait until the server says a browser is connected to ``name``'s idle kernel
+        and the page agrees (right after load the page's indicator flashes "idle"
+        before the kernel connects, so the page alone is not enough)."""
+        deadline = time.monotonic() + timeout
+        while not self.server.kernel_ready(name):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the kernel of {name} did not become ready")
+            time.sleep(0.2)
         self.page.wait_for_function(
             """() => {
                 const s = document.querySelector(
                   '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator');
-                const bar = document.querySelector('.jp-StatusBar-Widget, #jp-main-statusbar');
-                return s && s.getAttribute('data-status') === 'idle' &&
-                       bar && /\\bIdle\\b/.test(bar.innerText);
+                return !s || s.getAttribute('data-status') === 'idle';
             }""",
-            timeout=timeout * 1000,
+            timeout=max(1.0, deadline - time.monotonic()) * 1000,
         )
 
     def wait_executed(self, index: int, timeout: float = 60) -> None:
