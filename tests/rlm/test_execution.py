@@ -89,13 +89,11 @@ def test_execute_code_reports_errors_exit_and_echoes_last_expression() -> None:
 
 def test_time_limit_main_thread_stops_loops_even_with_bare_except() -> None:
     ns = LayeredNamespace({}, {})
-    t0 = time.monotonic()
     with pytest.raises(TurnTimeout), time_limit(0.3):
         execute_code(
             "n = 0\nwhile True:\n    try:\n        n += 1\n    except:\n        pass",
             ns, filename="<loop>", out=CappedWriter(100),
         )
-    assert time.monotonic() - t0 < 5
     assert ns["n"] > 0  # state before the interruption survives
     time.sleep(0.35)  # no stray alarm after the limit is gone
 
