@@ -146,9 +146,13 @@ def cmd_doctor(magics: Any, words: list[str]) -> None:
     if doctor is not None and hasattr(doctor, "run"):
         import argparse
 
-        parser = argparse.ArgumentParser(prog="nbmagic doctor")
+        parser = argparse.ArgumentParser(prog="%nbmagic doctor")
         doctor.add_arguments(parser)
-        doctor.run(parser.parse_args(words))
+        try:
+            args = parser.parse_args(words)
+        except SystemExit:  # argparse already printed the one-line usage error
+            return
+        doctor.run(args)
         return
     cmd_status(magics, words)
 

@@ -411,3 +411,13 @@ def test_kernel_interrupt_keeps_finished_work(kernel, openai_server):
     _, out = kernel_exec(kc, "print(part.status, len(part.trajectory), part.answer, _ is part, len(log))")
     # the slow reply never arrived ("too late" was not submitted); the finished iteration is kept
     assert _stream(out, "stdout").split() == ["interrupted", "1", "None", "True", str(len(_needle_text()))]
+
+
+def test_profile_config_applies_at_load(ipython_shell):
+    """``c.NbMagic.x`` from an IPython profile reaches the settings when the extension loads."""
+    ipython_shell.config.NbMagic.rounds = 4
+    try:
+        ipython_shell.run_line_magic("load_ext", "nbmagic")
+        assert settings.get("rounds").value == 4 and settings.get("rounds").source == "%config"
+    finally:
+        ipython_shell.config.pop("NbMagic", None)

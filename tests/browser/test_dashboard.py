@@ -55,7 +55,6 @@ def test_agent_and_rlm_dashboards_in_jupyterlab(lab, jupyterlab, openai_server, 
     ]
     jupyterlab.write_notebook("dashboard.ipynb", cells)
     lab.open_notebook("dashboard.ipynb")
-    page = lab.page
     lab.run_cell(0)
     lab.wait_executed(0)
 
