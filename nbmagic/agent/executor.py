@@ -95,17 +95,29 @@ class Executor(Protocol):
 # --- capture plumbing -------------------------------------------------------------------------
 
 
+#: stream text kept per cell; a cell printing in a loop until its timeout must not eat the memory
+MAX_STREAM_CHARS = 1_000_000
+
+
 class OutputCollector:
     """Ordered outputs; consecutive writes to one stream merge into one output."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_stream_chars: int = MAX_STREAM_CHARS) -> None:
         self.outputs: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        self.stream_chars = 0
+        self.max_stream_chars = max_stream_chars
 
     def stream(self, name: str, text: str) -> None:
         if not text:
             return
         with self.lock:
+            room = self.max_stream_chars - self.stream_chars
+            if room <= 0:
+                return
+            if len(text) > room:
+                text = text[:room] + f"\n… (output cut at {self.max_stream_chars} characters)\n"
+            self.stream_chars += len(text)
             last = self.outputs[-1] if self.outputs else None
             if last and last["output_type"] == "stream" and last["name"] == name:
                 last["text"] += text

@@ -131,3 +131,18 @@ def test_other_threads_do_not_write_into_the_cell(executor, capsys):
     res = executor.run("import threading\nt = threading.Thread(target=background)\nt.start(); t.join()\nprint('cell')")
     assert res.outputs == [{"output_type": "stream", "name": "stdout", "text": "cell\n"}]
     assert "from the progress display" in capsys.readouterr().out
+
+
+def test_endless_printing_is_cut_and_timed_out(executor):
+    res = executor.run("while True:\n    print('x' * 1000)", timeout=0.5)
+    assert res.timed_out
+    text = res.outputs[0]["text"]
+    assert len(text) < 1_000_100 and text.endswith("(output cut at 1000000 characters)\n")
+
+
+def test_magics_in_shell_and_commented_in_plain_namespace(ipython_shell):
+    code = "%config InlineBackend.figure_format = 'png'\nvalue = 3\nvalue"
+    assert ShellExecutor(ipython_shell).run(code).outputs[-1]["data"]["text/plain"] == "3"
+    ns = {}
+    res = NamespaceExecutor(ns).run(code)
+    assert res.ok and ns["value"] == 3
