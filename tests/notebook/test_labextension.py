@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 
 import nbmagic
 from nbmagic.notebook import live
@@ -14,11 +13,6 @@ from nbmagic.notebook.extension import (
     build_is_current,
     source_fingerprint,
 )
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 def test_built_extension_is_complete_and_loadable():
@@ -55,6 +49,17 @@ def test_protocol_constants_agree_between_kernel_and_frontend():
 
 
 def test_wheel_installs_the_extension_where_jupyter_looks():
-    config = tomllib.loads((FRONTEND_DIR.parent / "pyproject.toml").read_text())
-    shared = config["tool"]["hatch"]["build"]["targets"]["wheel"]["shared-data"]
-    assert shared["nbmagic/labextension"] == "share/jupyter/labextensions/nbmagic"
+    text = (FRONTEND_DIR.parent / "pyproject.toml").read_text()
+    section = text.split("[tool.hatch.build.targets.wheel.shared-data]", 1)[1].split("\n[", 1)[0]
+    assert '"nbmagic/labextension" = "share/jupyter/labextensions/nbmagic"' in section
+
+
+def test_installed_locations_follow_jupyters_data_path(tmp_path, monkeypatch):
+    from nbmagic.notebook.extension import installed_locations
+
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    before = installed_locations()
+    assert tmp_path / "labextensions" / "nbmagic" not in before
+    (tmp_path / "labextensions").mkdir()
+    (tmp_path / "labextensions" / "nbmagic").symlink_to(LABEXTENSION_DIR)
+    assert tmp_path / "labextensions" / "nbmagic" in installed_locations()
