@@ -421,3 +421,45 @@ def test_profile_config_applies_at_load(ipython_shell):
         assert settings.get("rounds").value == 4 and settings.get("rounds").source == "%config"
     finally:
         ipython_shell.config.pop("NbMagic", None)
+
+
+def test_kernel_interrupt_of_agent_keeps_finished_cells(kernel, openai_server, tmp_path):
+    import threading
+    import time
+
+    from nbmagic.agent.prompts import CODE_HEADING
+    from nbmagic.testing.openai_server import Reply
+
+    def code_requests():
+        return [r for r in openai_server.chat_requests() if CODE_HEADING in json_dump(r)]
+
+    def respond(request):
+        text = agent_scripts.respond(request)
+        slow = CODE_HEADING in json_dump(request) and len(code_requests()) >= 2
+        return Reply(text, delay=20) if slow else text
+
+    openai_server.set_responder(respond)
+    csv = agent_scripts.write_sales_csv(tmp_path / "sales.csv")
+    kc = kernel.client
+    _start_nbmagic(kc, openai_server.url)
+
+    def interrupt_when_waiting():
+        deadline = time.monotonic() + 60
+        while len(code_requests()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        kernel.manager.interrupt_kernel()
+
+    threading.Thread(target=interrupt_when_waiting, daemon=True).start()
+    reply, out = kernel_exec(kc, f"%%agent --rounds 1 --out part -o {tmp_path / 'a.ipynb'}\n"
+                                 f"Analyze {csv}: top 5 products by revenue and a monthly revenue plot", timeout=60)
+    assert reply["status"] == "ok"
+    err = _stream(out, "stderr").strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nbmagic: interrupted after"), err
+    assert "kept 2 finished cells" in err[0]
+    _, out = kernel_exec(kc, "print(part.status, len(part.cells), type(sales).__name__)")
+    assert _stream(out, "stdout").split() == ["interrupted", "2", "DataFrame"]  # step 1 ran and is kept
+    import nbformat
+
+    nb = nbformat.read(tmp_path / "a.ipynb", as_version=4)
+    assert [c.cell_type for c in nb.cells] == ["markdown", "code"]  # the file holds what was finished
