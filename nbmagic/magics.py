@@ -351,8 +351,6 @@ def _to_result(kind: str, raw: Any, renderer: Renderer, status: str, note: str =
         result.cells = list(getattr(raw, "cells", None) or state.cells)
         result.plan = list(getattr(raw, "plan", None) or [s.title for s in state.plan])
         result.trajectory = list(getattr(raw, "trajectory", None) or [])
-        if getattr(raw, "ok", True) is False and status == "done":
-            result.status = "failed"
     result.usage = getattr(raw, "usage", None)
     if isinstance(result.usage, dict):  # RLM: per model; the total is what people ask for first
         result.usage = getattr(raw, "total_usage", None) or result.usage

@@ -154,7 +154,8 @@ class MagicResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == "done"
+        """Finished, and (for the agent) every step succeeded."""
+        return self.status == "done" and getattr(self.raw, "ok", True) is not False
 
     @property
     def partial(self) -> bool:
@@ -170,16 +171,14 @@ class MagicResult:
         return f"<nbmagic {self.kind} result {self.status}: {what}, {self.seconds:.1f} s>"
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        stats = self.summary or f"{self.kind} {self.status} in {self.seconds:.1f} s"
+        # the facts line (time, tokens, ...) is already in the output above, left by the
+        # progress display; the result shows what was asked for: the answer, or what was done
         if self.answer is not None:
             text = str(self.answer)
-            md = f"{text}\n\n<small>{html.escape(stats)}</small>" if stats else text
-            return {"text/plain": text, "text/markdown": md}
-        lines = [stats]
-        if self.message and self.message not in stats:
-            lines.append(self.message)
-        body = html.escape("\n".join(lines)).replace("\n", "<br>")
-        return {"text/plain": "\n".join(lines), "text/html": f"<div class='nbm-result'>{body}</div>"}
+            return {"text/plain": text, "text/markdown": text}
+        body = self.message or self.summary or f"{self.kind} {self.status}"
+        html_body = html.escape(body).replace("\n", "<br>")
+        return {"text/plain": body, "text/html": f"<div class='nbm-result'>{html_body}</div>"}
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -97,6 +97,8 @@ def test_agent_and_rlm_dashboards_in_jupyterlab(lab, jupyterlab, openai_server, 
     final = _text(rlm_out)
     assert "rlm done in" in final and "3 iterations" in final and "1/50 sub-calls" in final
     assert "640219" in final
+    lab.cells().nth(rlm_cell).scroll_into_view_if_needed()
+    lab.screenshot(tmp_path / "after.png")  # the end state, for a person looking at a failure
 
     shot = tmp_path / "dashboard.png"
     assert shot.stat().st_size > 10_000

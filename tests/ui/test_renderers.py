@@ -221,5 +221,6 @@ def test_summary_text_and_result_bundles():
     assert bundle["text/markdown"].startswith("7 chapters") and str(r) == "7 chapters"
     a = MagicResult(kind="agent", cells=[{}, {}], summary="agent done", message="Done: 1 step.\n  1. x — ok")
     b = a._repr_mimebundle_()
-    assert "Done: 1 step.<br>" in b["text/html"] and a.ok and not a.partial
+    assert b["text/html"].startswith("<div class='nbm-result'>Done: 1 step.<br>") and a.ok and not a.partial
+    assert "agent done" not in b["text/plain"]  # the facts line is the progress display's job
     assert "cells=2" in repr(a)
