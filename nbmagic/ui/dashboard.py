@@ -13,6 +13,7 @@ HTML summary, so a saved notebook shows the summary and no dead widget.
 from __future__ import annotations
 
 import html
+import threading
 from typing import Any
 
 import ipywidgets as widgets
@@ -55,6 +56,8 @@ class Dashboard(Renderer):
         self._display = display
         self.handle: Any = None
         self.final: RunSummary | None = None
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
         self.header = widgets.HTML()
         self.grid = widgets.HTML()
         self.stream_label = widgets.HTML()
@@ -91,10 +94,25 @@ class Dashboard(Renderer):
             from IPython.display import display
 
             self.handle = display(self.box, display_id=True)
+            self._ticker = threading.Thread(target=self._tick, name="nbmagic-dashboard", daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        """Once a second: flush coalesced updates and move the clocks, even while a model call blocks."""
+        while not self._stop.wait(1.0):
+            with self.lock:
+                if self.closed:
+                    return
+                try:
+                    self._dirty = True
+                    self.flush()
+                except Exception:  # pragma: no cover - a display problem must not kill the run
+                    return
 
     def close(self, status: str = "done", message: str = "") -> None:
         if self.closed:
             return
+        self._stop.set()
         super().close(status, message)
         summary = RunSummary(self.state)
         if self.handle is not None:

@@ -10,6 +10,7 @@ second, and :meth:`Renderer.close` always draws the final state.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -299,15 +300,18 @@ class Renderer:
         self._dirty = False
         self.draws = 0
         self.closed = False
+        #: held while the state changes or is drawn, so a ticker thread may draw too
+        self.lock = threading.RLock()
 
     def __call__(self, event: ev.Event) -> None:
-        self.state.apply(event)
-        self.on_event(event)
-        now = time.monotonic()
-        if isinstance(event, FREQUENT) and now - self._last_draw < self.interval:
-            self._dirty = True  # coalesced into the next draw
-            return
-        self._redraw(now)
+        with self.lock:
+            self.state.apply(event)
+            self.on_event(event)
+            now = time.monotonic()
+            if isinstance(event, FREQUENT) and now - self._last_draw < self.interval:
+                self._dirty = True  # coalesced into the next draw
+                return
+            self._redraw(now)
 
     def _redraw(self, now: float | None = None) -> None:
         self._last_draw = now or time.monotonic()
@@ -317,8 +321,9 @@ class Renderer:
 
     def flush(self) -> None:
         """Draw now if coalesced updates are pending."""
-        if self._dirty:
-            self._redraw()
+        with self.lock:
+            if self._dirty:
+                self._redraw()
 
     def start(self, title: str = "", *, engine: str = "", model: str = "") -> None:
         """Show the (empty) view before the engine emits anything."""
@@ -332,11 +337,12 @@ class Renderer:
 
     def close(self, status: str = "done", message: str = "") -> None:
         """End the live view and leave the compact summary in its place."""
-        if self.closed:
-            return
-        self.closed = True
-        self.state.finish(status, message)
-        self.draw(final=True)
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            self.state.finish(status, message)
+            self.draw(final=True)
 
     # -- for subclasses ------------------------------------------------------------------
 

@@ -224,3 +224,24 @@ def test_summary_text_and_result_bundles():
     assert b["text/html"].startswith("<div class='nbm-result'>Done: 1 step.<br>") and a.ok and not a.partial
     assert "agent done" not in b["text/plain"]  # the facts line is the progress display's job
     assert "cells=2" in repr(a)
+
+
+def test_dashboard_ticker_moves_the_clock_while_nothing_happens():
+    """A blocked model call emits no events; the header's elapsed time still advances."""
+    import threading
+    import time
+
+    dash = Dashboard(display=False)
+    dash.start("slow call", engine="rlm")
+    dash(ev.RoundStarted(1, 1))
+    dash(ev.AgentStarted("solver", "solver", "text"))
+    before = dash.header.value
+    ticker = threading.Thread(target=dash._tick, daemon=True)
+    ticker.start()
+    deadline = time.monotonic() + 20
+    while dash.header.value == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert dash.header.value != before and "running" in dash.grid.value
+    dash.close("done")
+    ticker.join(timeout=5)
+    assert not ticker.is_alive()  # close() stops it
