@@ -463,3 +463,19 @@ def test_kernel_interrupt_of_agent_keeps_finished_cells(kernel, openai_server, t
 
     nb = nbformat.read(tmp_path / "a.ipynb", as_version=4)
     assert [c.cell_type for c in nb.cells] == ["markdown", "code"]  # the file holds what was finished
+
+
+def test_rlm_options_reach_the_engine(shell, openai_server):
+    """--repl subprocess runs the code in a worker (not this namespace); --trajectory writes JSONL."""
+    import json
+
+    from nbmagic.testing.rlm_scripts import ScriptedRoot, code
+
+    root = ScriptedRoot([code("import os\nsubmit(f'{len(data)} in pid {os.getpid()}')")])
+    openai_server.set_responder(root)
+    shell.user_ns["data"] = list(range(7))
+    result = run(shell, "%rlm --repl subprocess --trajectory traj.jsonl --max-llm-calls 3 -c data count it")
+    answer = result.result.answer
+    assert answer.startswith("7 in pid ") and answer != f"7 in pid {os.getpid()}"
+    lines = [json.loads(x) for x in Path("traj.jsonl").read_text().splitlines()]
+    assert len(lines) >= 2 and "max_llm_calls" in json.dumps(lines[0]) and '"max_llm_calls": 3' in json.dumps(lines[0])
