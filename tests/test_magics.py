@@ -479,3 +479,15 @@ def test_rlm_options_reach_the_engine(shell, openai_server):
     assert answer.startswith("7 in pid ") and answer != f"7 in pid {os.getpid()}"
     lines = [json.loads(x) for x in Path("traj.jsonl").read_text().splitlines()]
     assert len(lines) >= 2 and "max_llm_calls" in json.dumps(lines[0]) and '"max_llm_calls": 3' in json.dumps(lines[0])
+
+
+@pytest.mark.parametrize(("flag", "word"), [("--dry-run", "code written, not run"), ("--confirm", "skipped")])
+def test_agent_dry_run_and_confirm_run_nothing(shell, openai_server, flag, word):
+    agent_scripts.write_sales_csv("sales.csv")
+    openai_server.set_responder(agent_scripts.respond)
+    result = run(shell, f"%%agent {flag} --rounds 1 -o out.ipynb\nAnalyze sales.csv: top 5 products by revenue")
+    res = result.result
+    assert word in res.message
+    assert "sales" not in shell.user_ns and "top_products" not in shell.user_ns  # nothing ran
+    if flag == "--dry-run":
+        assert len(res.cells) == 6 and all(c.get("outputs", []) == [] for c in res.cells if c["cell_type"] == "code")
