@@ -80,7 +80,7 @@ def cmd_status(magics: Any, words: list[str]) -> None:
     print(f"  cells go: {_sink_description(magics.shell)}")
     last = getattr(magics, "last", None)
     if last is not None:
-        print(f"  last run: {last.kind} {last.status}: {last.summary}")
+        print(f"  last run: {last.summary}")
 
 
 def _sink_description(shell: Any) -> str:

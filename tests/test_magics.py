@@ -491,3 +491,25 @@ def test_agent_dry_run_and_confirm_run_nothing(shell, openai_server, flag, word)
     assert "sales" not in shell.user_ns and "top_products" not in shell.user_ns  # nothing ran
     if flag == "--dry-run":
         assert len(res.cells) == 6 and all(c.get("outputs", []) == [] for c in res.cells if c["cell_type"] == "code")
+
+
+def test_terminal_ipython_uses_the_rich_display(openai_server, tmp_path):
+    """`ipython` (a TerminalInteractiveShell) picks the rich renderer and ends with one summary line."""
+    import subprocess
+    import sys
+
+    from nbmagic.testing import rlm_scripts
+
+    openai_server.set_responder(rlm_scripts.respond)
+    code = (f"log = {_needle_text()!r}\n%load_ext nbmagic\n"
+            f"%rlm --context log --out ans {NEEDLE_Q}\nprint('ANSWER', ans.answer)\n%nbmagic status")
+    env = {**os.environ, "NBMAGIC_MODEL": f"openai-compat:test-model@{openai_server.url}",
+           "IPYTHONDIR": str(tmp_path / "ipython"), "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-m", "IPython", "--colors=NoColor", "--no-banner", "-c", code],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "renderer: rich  (detected)" in out
+    assert "nbmagic: rlm done in" in out and "3 iterations" in out
+    assert "ANSWER 640219" in out
+    assert "[nbmagic]" not in out  # not the plain log
