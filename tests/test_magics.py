@@ -17,15 +17,10 @@ from nbmagic.ui.summary import MagicResult
 def shell(ipython_shell, openai_server, tmp_path, monkeypatch):
     """A shell with nbmagic loaded, working in tmp_path, its model on the loopback server."""
     monkeypatch.chdir(tmp_path)
-    # the shared shell's namespace was restored by ipython_shell: line the output cache up with it,
-    # or IPython believes the user set `_` and stops updating it
-    for name in ("_", "__", "___"):
-        setattr(ipython_shell.displayhook, name, ipython_shell.user_ns.get(name, ""))
     ipython_shell.run_line_magic("load_ext", "nbmagic")
     ipython_shell.run_cell(f'%config NbMagic.model = "openai-compat:test-model@{openai_server.url}"')
     ipython_shell.run_cell("%config NbMagic.renderer = 'plain'")
     yield ipython_shell
-    ipython_shell.config.pop("NbMagic", None)  # %config persists in the (singleton) shell's config
 
 
 def run(shell, source: str):
