@@ -61,11 +61,12 @@ def build(shape: dict, device: str, dtype: torch.dtype) -> HFChatModel:
     return HFChatModel.wrap(model, tok, name="random-qwen2-0.5b" if shape is QWEN2_05B else "random-qwen2-small")
 
 
-def run(model: HFChatModel, mode: str, args: argparse.Namespace, rounds: int | None = None,
-        max_new: int | None = None) -> tuple[MASResult, float, int]:
+def run(model: HFChatModel, mode: str, args: argparse.Namespace, *, warmup: bool = False
+        ) -> tuple[MASResult, float, int]:
     mas = RecursiveMAS(
-        model=model, rounds=rounds or args.rounds, latent_steps=args.latent_steps, mode=mode,
-        message_tokens=args.message_tokens, max_new_tokens=max_new or args.max_new_tokens,
+        model=model, rounds=1 if warmup else args.rounds, latent_steps=4 if warmup else args.latent_steps,
+        mode=mode, message_tokens=4 if warmup else args.message_tokens,
+        max_new_tokens=4 if warmup else args.max_new_tokens,
     )
     rec = EventRecorder()
     if args.device.startswith("cuda"):
@@ -87,6 +88,8 @@ def main() -> None:
     p.add_argument("--latent-steps", type=int, default=32)
     p.add_argument("--message-tokens", type=int, default=128)
     p.add_argument("--max-new-tokens", type=int, default=128, help="final answer length (both modes)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="interleaved latent/text runs; the fastest of each is compared (shared machines)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -102,10 +105,17 @@ def main() -> None:
     print(f"system: planner -> critic -> solver on one model, {args.rounds} rounds; latent m = {args.latent_steps}; "
           f"text messages <= {args.message_tokens} tokens; final answer <= {args.max_new_tokens} tokens")
     for mode in ("latent", "text"):  # warm up kernels and caches (also computes the realignment)
-        run(model, mode, args, rounds=1, max_new=4)
+        run(model, mode, args, warmup=True)
 
-    latent, t_latent, steps = run(model, "latent", args)
-    text, t_text, _ = run(model, "text", args)
+    times: dict[str, list[float]] = {"latent": [], "text": []}
+    for _ in range(max(1, args.repeats)):  # interleaved, so a load change hits both modes
+        latent, t_latent, steps = run(model, "latent", args)
+        text, t_text, _ = run(model, "text", args)
+        times["latent"].append(t_latent)
+        times["text"].append(t_text)
+    t_latent, t_text = min(times["latent"]), min(times["text"])
+    if args.repeats > 1:
+        print("runs (s): " + "; ".join(f"{k} " + ", ".join(f"{t:.1f}" for t in v) for k, v in times.items()))
 
     def row(name: str, r: MASResult, secs: float, latent_steps: int) -> str:
         return (f"{name:<7} {secs:>9.2f} {r.generated_tokens:>10} {latent_steps:>8} {r.usage.prompt_tokens:>9} "

@@ -64,7 +64,7 @@ def latent_user(question: str, sources: Sequence[Thoughts], final: bool) -> str:
     parts = [f"Question:\n{question.strip()}"]
     for k, src in enumerate(sources):
         parts.append(
-            f"Latent thoughts from the {role_title(src.member.role)} ({src.member.name}, round {src.round}): "
+            f"Latent thoughts from the {role_title(src.member.role)} ({src.member.name}): "
             + SLOT.format(k)
         )
     parts.append("Now give the final answer to the question." if final else "Think through your part of the problem.")
@@ -193,10 +193,26 @@ def think(
     steps: int,
     link: nn.Module,
     on_step: Callable[[int, int], None] | None = None,
+    prefixes: dict[Any, L.LatentState] | None = None,
 ) -> tuple[Tensor, L.LatentState]:
-    """One agent pass for a batch of rows: prefill the prompts, then ``steps`` latent thoughts."""
-    embeds, mask = build_inputs(model, rows)
-    state = L.prefill(model, embeds, mask)
+    """One agent pass for a batch of rows: prefill the prompts, then ``steps`` latent thoughts.
+
+    With ``prefixes`` (inference, one row), the prompt text before the first thought slot —
+    system prompt and question, the same for an agent in every round — is read once and its
+    KV cache reused (forked) in later rounds; only the thoughts and the text after them are new.
+    """
+    if prefixes is not None and len(rows) == 1 and len(rows[0][0]) > 1 and rows[0][0][0]:
+        segs, blocks = rows[0]
+        key = (id(model), tuple(segs[0]))
+        base = prefixes.get(key)
+        if base is None:
+            ids = torch.tensor([segs[0]], dtype=torch.long, device=model.torch_device)
+            base = prefixes[key] = L.prefill(model, model.embed_ids(ids), torch.ones_like(ids))
+        embeds, mask = build_inputs(model, [([[], *segs[1:]], blocks)])
+        state = L.prefill(model, embeds, mask, L.fork(base))
+    else:
+        embeds, mask = build_inputs(model, rows)
+        state = L.prefill(model, embeds, mask)
     return L.latent_rollout(model, state, steps, link, on_step)
 
 
@@ -247,13 +263,14 @@ def _run(mas: RecursiveMAS, question: str, book: Bookkeeper, limit: int) -> tupl
     plan, members, total, steps = mas.plan, mas.members, mas.rounds, mas.latent_steps
     feedback: list[Thoughts] = []
     answer = ""
+    prefixes: dict[Any, L.LatentState] = {}
     for r in range(1, total + 1):
         book.event(RoundStarted(r, total))
         incoming = feedback
         for stage in plan.stages:
             outs: list[Thoughts] = []
             for group in _groups([members[i] for i in stage]):
-                thoughts, pending = _group_pass(mas, prov, book, group, question, incoming, r, steps)
+                thoughts, pending = _group_pass(mas, prov, book, group, question, incoming, r, steps, prefixes)
                 outs.extend(thoughts)
                 if pending is not None:  # the last agent of the last round: decode the answer
                     answer = _decode_answer(mas, book, pending, limit, r, question)
@@ -292,6 +309,7 @@ def _group_pass(
     incoming: list[Thoughts],
     round_: int,
     steps: int,
+    prefixes: dict[Any, L.LatentState],
 ) -> tuple[list[Thoughts], _Pending | None]:
     model = group[0].model
     final = round_ == mas.rounds and group[0].index == mas.plan.final
@@ -309,7 +327,7 @@ def _group_pass(
             book.event(LatentStep(m.name, k, n))
 
     t0 = time.perf_counter()
-    thoughts, state = think(model, rows, steps, link, on_step)
+    thoughts, state = think(model, rows, steps, link, on_step, prefixes)
     seconds = time.perf_counter() - t0
     outs, pending = [], None
     for k, m in enumerate(group):

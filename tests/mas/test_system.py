@@ -183,3 +183,34 @@ def test_text_mode_on_purpose_with_local_model(qwen):
     assert result.mode == "text"
     assert [a.tokens <= 3 for a in result.agents[:2]] == [True, True] and result.agents[2].tokens <= 5
     assert result.usage.calls == 3
+
+
+def test_prompt_prefix_is_read_once_and_reused_exactly(qwen):
+    """Rounds 2+ reuse the KV cache of the system prompt + question: same thoughts as a full prefill."""
+    from nbmagic.mas.latent_mode import segments, think
+    from nbmagic.mas.links import Realignment
+
+    mas = RecursiveMAS(model=qwen, rounds=1)
+    model = mas.members[0].model
+    link = Realignment.from_model(model)
+    segs = segments(model, "You are the Critic.", "Question: 2+2?\n\nThoughts: <<nbmagic-latent-0>>\n\nGo.", 1)
+    prefixes: dict = {}
+    with torch.inference_mode():
+        full, _ = think(model, [(segs, [torch.randn(3, model.hidden_size)])], 2, link)
+        block = torch.randn(3, model.hidden_size)
+        ref, _ = think(model, [(segs, [block])], 2, link)
+        first, _ = think(model, [(segs, [block])], 2, link, prefixes=prefixes)
+        (base,) = prefixes.values()
+        length = base.length
+        again, _ = think(model, [(segs, [block])], 2, link, prefixes=prefixes)
+    assert len(prefixes) == 1 and base.length == length == len(segs[0])  # the cached prefix is never grown
+    assert torch.allclose(first, ref, atol=1e-4) and torch.allclose(again, ref, atol=1e-4)
+    assert not torch.allclose(full, ref, atol=1e-3)  # the thoughts do depend on the incoming block
+
+
+def test_latent_deliberation_and_distillation_run_all_rounds(qwen):
+    delib = RecursiveMAS(model=qwen, pattern="deliberation", rounds=2, latent_steps=2, max_new_tokens=3).run("q")
+    assert [t["agent"] for t in delib.transcript] == ["reflector", "tool_caller"] * 2 and delib.rounds == 2
+    assert delib.agents[1].tokens >= 1 and delib.agents[0].tokens == 0
+    dist = RecursiveMAS(model=qwen, pattern="distillation", rounds=1, latent_steps=2, max_new_tokens=3).run("q")
+    assert [(t["agent"], t["sees"]) for t in dist.transcript] == [("expert", []), ("learner", ["expert@1"])]
