@@ -204,3 +204,22 @@ def test_fork_branches_a_state(models):
     torch.testing.assert_close(two, again)
     assert not torch.allclose(one, two)
     assert after.cache.get_seq_length() == fresh.length + 3
+
+
+def test_each_latent_step_is_one_token_forward_without_the_lm_head(models):
+    m = models["qwen2"]
+    calls: list[tuple[int, int]] = []
+    head_calls: list[int] = []
+    h1 = m.decoder.register_forward_hook(
+        lambda mod, args, kwargs, out: calls.append(tuple(kwargs["inputs_embeds"].shape[:2])), with_kwargs=True
+    )
+    h2 = m.model.get_output_embeddings().register_forward_hook(lambda *a: head_calls.append(1))
+    try:
+        with torch.inference_mode():
+            st = L.prefill(m, *L.embed_prompts(m, [m.chat_ids("a"), m.chat_ids("bb")]))
+            calls.clear()
+            L.latent_rollout(m, st, 5, InnerLink(m.hidden_size))
+    finally:
+        h1.remove()
+        h2.remove()
+    assert calls == [(2, 1)] * 5 and head_calls == []
