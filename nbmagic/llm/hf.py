@@ -119,6 +119,14 @@ def resolve_model_path(name_or_path: str, *, download: bool = True) -> Path:
         ) from None
 
 
+def _dtype_kwarg(dtype: Any) -> dict[str, Any]:
+    """``dtype=`` for transformers >= 4.56, ``torch_dtype=`` before (renamed in 4.56)."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+
+
 class TextStream:
     """Incremental detokenisation with stop strings, shared by chat and latent decode.
 
@@ -241,7 +249,7 @@ class HFChatModel(ChatModel):
                 self.path, trust_remote_code=trust_remote_code
             )
             model = AutoModelForCausalLM.from_pretrained(
-                self.path, dtype=self.dtype, trust_remote_code=trust_remote_code
+                self.path, trust_remote_code=trust_remote_code, **_dtype_kwarg(self.dtype)
             )
         except ValueError as exc:  # unknown architecture, remote code refused, ...
             raise ConfigError(f"hf:{name_or_path} cannot be loaded: {exc}") from None

@@ -76,7 +76,10 @@ def new_cache(model: HFChatModel) -> Any:
     """An empty transformers ``DynamicCache`` for ``model`` (v5: a Cache object, not tuples)."""
     from transformers import DynamicCache
 
-    return DynamicCache(config=model.model.config)
+    try:  # transformers 5: per-layer types (sliding windows) come from the config
+        return DynamicCache(config=model.model.config)
+    except TypeError:  # transformers 4.x
+        return DynamicCache()
 
 
 def positions_from_mask(mask: Tensor, new: int) -> Tensor:

@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from nbmagic import load_model
-from nbmagic.errors import BackendNotInstalledError, ModelNotFoundError, NoModelAvailableError
+from nbmagic.errors import (
+    BackendNotInstalledError,
+    ConfigError,
+    ModelNotFoundError,
+    NoModelAvailableError,
+)
 from nbmagic.llm.hf import HFChatModel, TextStream
 
 
@@ -158,3 +163,15 @@ def test_wrap_adopts_a_model_in_memory(tiny_hf_paths):
     assert not raw.training and not any(p.requires_grad for p in raw.parameters())
     loaded = load_model(f"hf:{path}")
     assert m.chat("hi", temperature=0, max_tokens=5).text == loaded.chat("hi", temperature=0, max_tokens=5).text
+
+
+def test_device_and_dtype_choices(tiny_hf_paths):
+    path = tiny_hf_paths["qwen2"]
+    half = load_model(f"hf:{path}", device="cpu", dtype="bf16")
+    assert half.dtype == torch.bfloat16 and next(half.model.parameters()).dtype == torch.bfloat16
+    assert half.embed_ids([[1, 2]]).dtype == torch.bfloat16
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="not available"):
+            load_model(f"hf:{path}", device="cuda")
+    with pytest.raises(ConfigError, match="Unknown dtype"):
+        load_model(f"hf:{path}", dtype="int3")

@@ -223,3 +223,17 @@ def test_each_latent_step_is_one_token_forward_without_the_lm_head(models):
         h1.remove()
         h2.remove()
     assert calls == [(2, 1)] * 5 and head_calls == []
+
+
+def test_bf16_model_runs_links_in_float32(tiny_hf_paths):
+    m = load_model(f"hf:{tiny_hf_paths['qwen2']}", dtype="bf16")
+    link = _trained_like(InnerLink(m.hidden_size))
+    seen: list[torch.dtype] = []
+    link.register_forward_pre_hook(lambda mod, args: seen.append(args[0].dtype))
+    with torch.inference_mode():
+        st = L.prefill(m, *L.embed_prompts(m, [m.chat_ids("hi there")]))
+        thoughts, st = L.latent_rollout(m, st, 3, link)
+        text = L.decode(m, st, None, None, max_new_tokens=3)
+    assert seen == [torch.float32] * 3
+    assert thoughts.dtype == torch.bfloat16 and torch.isfinite(thoughts.float()).all()
+    assert isinstance(text[0], str)
