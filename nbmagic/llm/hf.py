@@ -133,6 +133,10 @@ class TextStream:
     Tokens go in one at a time; text comes out through ``on_token`` as soon as it is final:
     not while it ends in half a UTF-8 character, and not while its tail could still become
     a stop string (so a stop string is never streamed, even in part).
+
+    Each token costs O(1): only a short window of ids is decoded, the way vLLM and
+    transformers' streamers do it (``decode(ids[prefix:]) - decode(ids[prefix:read])``), so
+    tokenizers that drop a leading space at the start of a decode (SentencePiece) stay right.
     """
 
     def __init__(
@@ -145,30 +149,50 @@ class TextStream:
         self.text = ""
         self.emitted = 0
         self.stopped = False
+        self._prefix = 0  # ids[_prefix:_read] were decoded as context for the next delta
+        self._read = 0
+        self._longest_stop = max((len(s) for s in self.stop), default=0)
+
+    def _delta(self) -> str:
+        """Text the ids after ``_read`` add ("" while they end in half a character)."""
+        decode = self.tokenizer.decode
+        before = decode(self.ids[self._prefix : self._read], skip_special_tokens=True)
+        after = decode(self.ids[self._prefix :], skip_special_tokens=True)
+        if len(after) <= len(before) or after.endswith("\ufffd"):
+            return ""
+        self._prefix, self._read = self._read, len(self.ids)
+        return after[len(before) :]
 
     def push(self, token_id: int) -> bool:
         """Add one token; return True once a stop string has appeared."""
         if self.stopped:
             return True
         self.ids.append(int(token_id))
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # half a character: wait for its other bytes
+        delta = self._delta()
+        if not delta:
             return False
-        cut = min((i for s in self.stop if (i := text.find(s)) >= 0), default=-1)
+        search_from = max(0, len(self.text) - self._longest_stop + 1)
+        self.text += delta
+        cut = min((i for s in self.stop if (i := self.text.find(s, search_from)) >= 0), default=-1)
         if cut >= 0:
-            self.text = text[:cut]
+            self.text = self.text[:cut]
             self.stopped = True
             self._emit(len(self.text))
             return True
-        self.text = text
-        self._emit(len(text) - self._held_back(text))
+        self._emit(len(self.text) - self._held_back(self.text))
         return False
 
     def finish(self) -> str:
-        """No more tokens: flush what was held back; return the final text."""
-        if not self.stopped and self.ids:
-            text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-            self.text = text
+        """No more tokens: flush what was held back (a dangling half character included)."""
+        if not self.stopped and self._read < len(self.ids):
+            decode = self.tokenizer.decode
+            before = decode(self.ids[self._prefix : self._read], skip_special_tokens=True)
+            after = decode(self.ids[self._prefix :], skip_special_tokens=True)
+            self.text += after[len(before) :]
+            self._prefix = self._read = len(self.ids)
+            cut = min((i for s in self.stop if (i := self.text.find(s)) >= 0), default=-1)
+            if cut >= 0:
+                self.text, self.stopped = self.text[:cut], True
         self._emit(len(self.text))
         return self.text
 

@@ -175,3 +175,31 @@ def test_device_and_dtype_choices(tiny_hf_paths):
             load_model(f"hf:{path}", device="cuda")
     with pytest.raises(ConfigError, match="Unknown dtype"):
         load_model(f"hf:{path}", dtype="int3")
+
+
+def _metaspace_tokenizer():
+    """A SentencePiece-style tokenizer (▁ for spaces, dropped at the start of a decode)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = "▁abcdefghijklmnopqrstuvwxyzé,.!"
+    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(["<unk>", *chars])}, merges=[], unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+
+
+@pytest.mark.parametrize("kind", ["byte-level", "metaspace"])
+def test_text_stream_equals_one_full_decode(qwen, kind):
+    tok = qwen.tokenizer if kind == "byte-level" else _metaspace_tokenizer()
+    text = "hello wörld, héllo again. done!" if kind == "byte-level" else "hello world, héllo again. done!"
+    ids = tok(text, add_special_tokens=False).input_ids
+    out: list[str] = []
+    s = TextStream(tok, on_token=out.append)
+    for t in ids:
+        s.push(t)
+    assert s.finish() == tok.decode(ids) == text
+    assert "".join(out) == text and len(out) > 5  # streamed in many pieces
+    naive = "".join(tok.decode([t]) for t in ids)
+    if kind == "metaspace":
+        assert naive != text  # decoding token by token loses the spaces: the window keeps them
