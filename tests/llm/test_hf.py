@@ -16,6 +16,7 @@ from nbmagic.errors import (
     ModelNotFoundError,
     NoModelAvailableError,
 )
+from nbmagic.llm.devices import detect_device
 from nbmagic.llm.hf import HFChatModel, TextStream
 
 
@@ -33,10 +34,11 @@ def test_loads_frozen_on_cpu_with_latent_accessors(qwen, llama):
     assert isinstance(qwen, HFChatModel) and qwen.backend == "hf" and qwen.supports_latent
     for m, d in ((qwen, 64), (llama, 96)):
         assert m.hidden_size == d
-        assert m.torch_device == "cpu" and m.dtype == torch.float32
+        assert m.torch_device == detect_device().torch_device
+        assert m.dtype == (torch.float32 if m.torch_device == "cpu" else m.dtype)
         assert not m.model.training
         assert all(not p.requires_grad for p in m.model.parameters())
-        ids = torch.tensor([m.chat_ids("hi")])
+        ids = torch.tensor([m.chat_ids("hi")], device=m.torch_device)
         emb = m.embed_ids(ids)
         assert emb.shape == (1, ids.shape[1], d)
         assert torch.equal(emb, m.model.get_input_embeddings()(ids))
@@ -159,15 +161,15 @@ def test_wrap_adopts_a_model_in_memory(tiny_hf_paths):
     raw = AutoModelForCausalLM.from_pretrained(path)
     raw.train()
     m = HFChatModel.wrap(raw, AutoTokenizer.from_pretrained(path), name="mine")
-    assert m.name == "mine" and m.hidden_size == 96 and m.torch_device == "cpu"
+    assert m.name == "mine" and m.hidden_size == 96 and m.torch_device == "cpu"  # stays where it was
     assert not raw.training and not any(p.requires_grad for p in raw.parameters())
-    loaded = load_model(f"hf:{path}")
+    loaded = load_model(f"hf:{path}", device="cpu")
     assert m.chat("hi", temperature=0, max_tokens=5).text == loaded.chat("hi", temperature=0, max_tokens=5).text
 
 
 def test_device_and_dtype_choices(tiny_hf_paths):
     path = tiny_hf_paths["qwen2"]
-    half = load_model(f"hf:{path}", device="cpu", dtype="bf16")
+    half = load_model(f"hf:{path}", device="cpu", dtype="bf16")  # CPU: bf16 only when asked
     assert half.dtype == torch.bfloat16 and next(half.model.parameters()).dtype == torch.bfloat16
     assert half.embed_ids([[1, 2]]).dtype == torch.bfloat16
     if not torch.cuda.is_available():

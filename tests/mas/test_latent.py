@@ -16,10 +16,11 @@ ATOL = 1e-4
 
 @pytest.fixture(scope="module")
 def models(tiny_hf_paths, tiny_hf_model_path):
+    # float32 everywhere (also with NBMAGIC_TEST_DEVICE=cuda): the comparisons are exact-ish
     return {
-        "qwen2": load_model(f"hf:{tiny_hf_paths['qwen2']}"),
-        "llama": load_model(f"hf:{tiny_hf_paths['llama']}"),
-        "gemma3": load_model(f"hf:{tiny_hf_model_path('gemma3', 64)}"),
+        "qwen2": load_model(f"hf:{tiny_hf_paths['qwen2']}", dtype="float32"),
+        "llama": load_model(f"hf:{tiny_hf_paths['llama']}", dtype="float32"),
+        "gemma3": load_model(f"hf:{tiny_hf_model_path('gemma3', 64)}", dtype="float32"),
     }
 
 
@@ -33,7 +34,7 @@ def _trained_like(link: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 def reference_thoughts(model, ids: list[int], steps: int, link) -> torch.Tensor:
     """The seed's way: re-run the whole growing embedding sequence each step, no cache."""
-    e = model.embed_ids(torch.tensor([ids]))
+    e = model.embed_ids(torch.tensor([ids], device=model.torch_device))
     out = []
     for t in range(steps + 1):
         h = model.model(inputs_embeds=e, output_hidden_states=True, use_cache=False).hidden_states[-1][:, -1]
@@ -49,7 +50,7 @@ PROMPTS = ["Plan: add two numbers, then check the sum.", "hi"]
 @pytest.mark.parametrize("kind", ["qwen2", "llama", "gemma3"])
 def test_cached_rollout_matches_full_recompute_batch_1(models, kind):
     m = models[kind]
-    link = _trained_like(InnerLink(m.hidden_size))
+    link = _trained_like(InnerLink(m.hidden_size)).to(m.torch_device)
     ids = m.chat_ids(PROMPTS[0])
     with torch.inference_mode():
         state = L.prefill(m, *L.embed_prompts(m, [ids]))
@@ -64,7 +65,7 @@ def test_cached_rollout_matches_full_recompute_batch_1(models, kind):
 @pytest.mark.parametrize("kind", ["qwen2", "gemma3"])
 def test_left_padded_batch_equals_each_sequence_alone(models, kind):
     m = models[kind]
-    link = _trained_like(InnerLink(m.hidden_size))
+    link = _trained_like(InnerLink(m.hidden_size)).to(m.torch_device)
     prompts = [m.chat_ids(p) for p in PROMPTS]
     assert len(prompts[0]) > len(prompts[1]) + 16  # real padding, beyond gemma's window of 16
     with torch.inference_mode():
@@ -80,7 +81,7 @@ def test_left_padded_batch_equals_each_sequence_alone(models, kind):
 def test_prefill_appends_to_a_state_with_padding_in_the_middle(models):
     """Round 2 shape: [prompt A][thoughts][feedback B]; a padded second chunk changes nothing."""
     m = models["llama"]
-    link = _trained_like(InnerLink(m.hidden_size))
+    link = _trained_like(InnerLink(m.hidden_size)).to(m.torch_device)
     a = [m.chat_ids("first question"), m.chat_ids("a much longer first question here")]
     b = [m.chat_ids("short", add_generation_prompt=False), m.chat_ids("x")]
     with torch.inference_mode():
@@ -102,7 +103,7 @@ def test_on_step_progress_and_zero_steps(models):
     seen: list[tuple[int, int]] = []
     with torch.inference_mode():
         st = L.prefill(m, *L.embed_prompts(m, [m.chat_ids("hi")]))
-        th, st2 = L.latent_rollout(m, st, 4, InnerLink(m.hidden_size), on_step=lambda k, n: seen.append((k, n)))
+        th, st2 = L.latent_rollout(m, st, 4, InnerLink(m.hidden_size).to(m.torch_device), on_step=lambda k, n: seen.append((k, n)))
         empty, st3 = L.latent_rollout(m, st2, 0, None)
     assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert th.shape == (1, 4, 64) and empty.shape == (1, 0, 64) and st3.length == st2.length
@@ -124,16 +125,16 @@ def test_gradients_reach_every_link_through_two_agents(models):
     """Outer-loop shape: A thinks (inner link), outer link hands thoughts to B, B thinks and
     answers; a loss on B's answer logits must reach A's inner link, the outer link and B's."""
     a, b = models["qwen2"], models["llama"]
-    inner_a = _trained_like(InnerLink(a.hidden_size), 1)
-    outer = _trained_like(OuterLink(a.hidden_size, b.hidden_size), 2)
-    inner_b = _trained_like(InnerLink(b.hidden_size), 3)
+    inner_a = _trained_like(InnerLink(a.hidden_size), 1).to(a.torch_device)
+    outer = _trained_like(OuterLink(a.hidden_size, b.hidden_size), 2).to(b.torch_device)
+    inner_b = _trained_like(InnerLink(b.hidden_size), 3).to(b.torch_device)
     st_a = L.prefill(a, *L.embed_prompts(a, [a.chat_ids("q")]))
     thoughts_a, _ = L.latent_rollout(a, st_a, 3, inner_a)
     handoff = outer(thoughts_a.float())
     e_b, mask_b = L.embed_prompts(b, [b.chat_ids("q")])
-    st_b = L.prefill(b, torch.cat([handoff.to(b.dtype), e_b], 1), torch.cat([torch.ones(1, 3, dtype=torch.long), mask_b], 1))
+    st_b = L.prefill(b, torch.cat([handoff.to(b.dtype), e_b], 1), torch.cat([torch.ones(1, 3, dtype=torch.long, device=mask_b.device), mask_b], 1))
     _, st_b = L.latent_rollout(b, st_b, 3, inner_b)
-    answer = torch.tensor([b.tokenizer("42", add_special_tokens=False).input_ids])
+    answer = torch.tensor([b.tokenizer("42", add_special_tokens=False).input_ids], device=b.torch_device)
     hidden, _ = L.extend(b, b.embed_ids(answer[:, :-1]), torch.ones_like(answer[:, :-1]), st_b)
     logits = b.model.get_output_embeddings()(torch.cat([st_b.last_hidden[:, None], hidden], 1))
     loss = torch.nn.functional.cross_entropy(logits[0].float(), answer[0])
@@ -193,7 +194,7 @@ def test_bad_inputs_are_clear_errors(models):
 
 def test_fork_branches_a_state(models):
     m = models["qwen2"]
-    link = _trained_like(InnerLink(m.hidden_size))
+    link = _trained_like(InnerLink(m.hidden_size)).to(m.torch_device)
     with torch.inference_mode():
         base = L.prefill(m, *L.embed_prompts(m, [m.chat_ids("shared question")]))
         branch = L.fork(base)
@@ -218,7 +219,7 @@ def test_each_latent_step_is_one_token_forward_without_the_lm_head(models):
         with torch.inference_mode():
             st = L.prefill(m, *L.embed_prompts(m, [m.chat_ids("a"), m.chat_ids("bb")]))
             calls.clear()
-            L.latent_rollout(m, st, 5, InnerLink(m.hidden_size))
+            L.latent_rollout(m, st, 5, InnerLink(m.hidden_size).to(m.torch_device))
     finally:
         h1.remove()
         h2.remove()
@@ -226,8 +227,8 @@ def test_each_latent_step_is_one_token_forward_without_the_lm_head(models):
 
 
 def test_bf16_model_runs_links_in_float32(tiny_hf_paths):
-    m = load_model(f"hf:{tiny_hf_paths['qwen2']}", dtype="bf16")
-    link = _trained_like(InnerLink(m.hidden_size))
+    m = load_model(f"hf:{tiny_hf_paths['qwen2']}", device="cpu", dtype="bf16")
+    link = _trained_like(InnerLink(m.hidden_size)).to(m.torch_device)
     seen: list[torch.dtype] = []
     link.register_forward_pre_hook(lambda mod, args: seen.append(args[0].dtype))
     with torch.inference_mode():
