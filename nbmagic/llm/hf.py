@@ -331,12 +331,17 @@ class HFChatModel(ChatModel):
                 ids.update(int(i) for i in source)
         return ids
 
-    def chat_ids(self, messages: MessagesLike, add_generation_prompt: bool = True) -> list[int]:
-        """Token ids of ``messages`` rendered with the chat template (or a plain fallback)."""
+    def chat_ids(
+        self, messages: MessagesLike, add_generation_prompt: bool = True, **template_kwargs: Any
+    ) -> list[int]:
+        """Token ids of ``messages`` rendered with the chat template (or a plain fallback).
+
+        ``template_kwargs`` reach the template (e.g. ``enable_thinking=False`` for Qwen3).
+        """
         msgs = _normalize(messages)
         if getattr(self.tokenizer, "chat_template", None):
             text = self.tokenizer.apply_chat_template(
-                msgs, tokenize=False, add_generation_prompt=add_generation_prompt
+                msgs, tokenize=False, add_generation_prompt=add_generation_prompt, **template_kwargs
             )
             return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         text = fallback_chat_text(msgs, add_generation_prompt)
@@ -374,11 +379,11 @@ class HFChatModel(ChatModel):
     ) -> ChatResult:
         import torch
 
-        ids = self.chat_ids(messages)
-        max_new = int(params.max_tokens or DEFAULT_MAX_TOKENS)
-        stream = TextStream(self.tokenizer, params.stop, on_token)
         extra = dict(params.extra)
         seed = extra.pop("seed", None)
+        ids = self.chat_ids(messages, **(extra.pop("chat_template_kwargs", None) or {}))
+        max_new = int(params.max_tokens or DEFAULT_MAX_TOKENS)
+        stream = TextStream(self.tokenizer, params.stop, on_token)
         gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new}
         if params.temperature is None:  # the model's own generation_config decides
             gen_kwargs["do_sample"] = bool(self.model.generation_config.do_sample)

@@ -205,3 +205,16 @@ def test_text_stream_equals_one_full_decode(qwen, kind):
     naive = "".join(tok.decode([t]) for t in ids)
     if kind == "metaspace":
         assert naive != text  # decoding token by token loses the spaces: the window keeps them
+
+
+def test_chat_template_kwargs_reach_the_template(tiny_hf_paths):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = tiny_hf_paths["qwen2"]
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.chat_template = "{% if terse %}T:{% endif %}{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    m = HFChatModel.wrap(AutoModelForCausalLM.from_pretrained(path), tok)
+    assert tok.decode(m.chat_ids("hi", terse=True)) == "T:hi"
+    assert tok.decode(m.chat_ids("hi")) == "hi"
+    r = m.chat("hi", temperature=0, max_tokens=2, chat_template_kwargs={"terse": True})
+    assert r.usage.prompt_tokens == 4
