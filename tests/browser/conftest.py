@@ -104,7 +104,7 @@ class LabServer:
                 pass
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     base = tmp_path_factory.mktemp("jupyterlab")
     root, extdir = base / "root", base / "labextensions"
@@ -168,7 +168,9 @@ def jupyterlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
             proc.kill()
 
 
-@pytest.fixture(scope="session")
+# package scope: the sync Playwright API keeps an event loop running in the main thread while
+# it is started, which would break asyncio.run() in every later test outside tests/browser
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail(
