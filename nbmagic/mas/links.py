@@ -20,6 +20,7 @@ do not lose the small residual corrections the links learn.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -166,27 +167,42 @@ def embedding_norm(model: HFChatModel, chunk: int = 8192) -> float:
     return total / n
 
 
-def _embedding_matrix(model: HFChatModel, rows: Tensor | None = None, chunk: int = 8192) -> Tensor:
-    """``[V, d]`` float32 table of what the embedding module outputs for each token id."""
-    ids = rows if rows is not None else torch.arange(_vocab_rows(model))
-    ids = ids.to(model.torch_device)
-    parts = [model.embed_ids(ids[None, s : s + chunk])[0].float() for s in range(0, len(ids), chunk)]
-    return torch.cat(parts)
+def _embed_rows(model: HFChatModel, ids: Tensor) -> Tensor:
+    """float32 ``[n, d]``: what the embedding module outputs for ``ids``."""
+    return model.embed_ids(ids.to(model.torch_device)[None])[0].float()
 
 
-def _output_matrix(model: HFChatModel, rows: Tensor | None = None) -> Tensor:
+def _head_rows(model: HFChatModel, ids: Tensor) -> Tensor:
+    """float32 ``[n, d]``: the LM-head rows (output embeddings) of ``ids``."""
     head = model.model.get_output_embeddings()
     if head is None:
-        raise ConfigError(f"{model.name} has no LM head: realignment needs one.")
-    w = head.weight[: _vocab_rows(model)] if rows is None else head.weight[rows.to(head.weight.device)]
-    return w.float()
+        raise ConfigError(f"{model.name} has no LM head: training-free realignment needs one.")
+    return head.weight[ids.to(head.weight.device)].float()
 
 
 def ridge_solve(a: Tensor, b: Tensor, lam: float = RIDGE_LAMBDA) -> Tensor:
     """``argmin_X ||a·X − b||² + λ||X||²`` = ``(aᵀa + λI)⁻¹ aᵀb``, in float32."""
-    a, b = a.float(), b.float()
-    gram = a.T @ a + lam * torch.eye(a.shape[1], device=a.device)
-    return torch.linalg.solve(gram, a.T @ b).float()
+    return ridge_from_chunks([(a, b)], lam)
+
+
+def ridge_from_chunks(chunks: Iterable[tuple[Tensor, Tensor]], lam: float = RIDGE_LAMBDA) -> Tensor:
+    """:func:`ridge_solve` over row chunks ``(a_k, b_k)``: accumulates ``aᵀa`` and ``aᵀb``
+    (d×d each), so a 150 k-token vocabulary never needs a float32 copy of its tables."""
+    gram: Tensor | None = None
+    cross: Tensor | None = None
+    for a, b in chunks:
+        a, b = a.float(), b.float().to(a.device)
+        gram = a.T @ a if gram is None else gram + a.T @ a
+        cross = a.T @ b if cross is None else cross + a.T @ b
+    if gram is None or cross is None:
+        raise ConfigError("Nothing to fit: no rows.")
+    eye = torch.eye(gram.shape[0], device=gram.device)
+    return torch.linalg.solve(gram + lam * eye, cross)
+
+
+def _chunks(n: int, size: int = 8192) -> Iterator[Tensor]:
+    for start in range(0, n, size):
+        yield torch.arange(start, min(n, start + size))
 
 
 class Realignment(nn.Module):
@@ -208,9 +224,9 @@ class Realignment(nn.Module):
         """Solve once per loaded model (a d×d system over the vocabulary) and remember it."""
         memo: dict[float, Realignment] = model.__dict__.setdefault("_nbmagic_realignment", {})
         if lam not in memo:
-            W_out = _output_matrix(model)  # [V, d]
-            W_in = _embedding_matrix(model)  # [V, d]
-            memo[lam] = cls(ridge_solve(W_out, W_in, lam), embedding_norm(model)).to(model.torch_device)
+            rows = _chunks(_vocab_rows(model))  # W_out = LM head [V, d], W_in = embeddings [V, d]
+            W_a = ridge_from_chunks(((_head_rows(model, ids), _embed_rows(model, ids)) for ids in rows), lam)
+            memo[lam] = cls(W_a, embedding_norm(model)).to(model.torch_device)
         return memo[lam]
 
     def forward(self, h: Tensor) -> Tensor:
@@ -247,10 +263,12 @@ class VocabBridge(nn.Module):
                 "so no training-free bridge exists between them: use agents with the same "
                 "tokenizer family, or train outer links (python -m nbmagic train-links)."
             )
-        W_a = ridge_solve(_output_matrix(src), _embedding_matrix(src), lam)  # [d_src, d_src]
-        E_src = _embedding_matrix(src, src_ids)  # [S, d_src]
-        E_dst = _embedding_matrix(dst, dst_ids).to(E_src.device)  # [S, d_dst]
-        M = ridge_solve(E_src, E_dst, lam)  # [d_src, d_dst]
+        W_a = Realignment.from_model(src, lam).W_a  # [d_src, d_src]
+        pairs = (
+            (_embed_rows(src, src_ids[k : k + 8192]), _embed_rows(dst, dst_ids[k : k + 8192]))
+            for k in range(0, len(src_ids), 8192)
+        )
+        M = ridge_from_chunks(pairs, lam)  # [d_src, d_dst]: E_src·M ≈ E_dst over shared tokens
         return cls(W_a @ M, embedding_norm(dst), len(src_ids)).to(dst.torch_device)
 
     def forward(self, h: Tensor) -> Tensor:
