@@ -167,6 +167,13 @@ def embedding_norm(model: HFChatModel, chunk: int = 8192) -> float:
     return total / n
 
 
+def _tied(model: HFChatModel) -> bool:
+    """Input embeddings and LM head share one weight tensor (Qwen2.5 ≤ 3B, Gemma, ...)."""
+    head = model.model.get_output_embeddings()
+    emb = model.model.get_input_embeddings()
+    return head is not None and head.weight.data_ptr() == emb.weight.data_ptr()
+
+
 def _embed_rows(model: HFChatModel, ids: Tensor) -> Tensor:
     """float32 ``[n, d]``: what the embedding module outputs for ``ids``."""
     return model.embed_ids(ids.to(model.torch_device)[None])[0].float()
@@ -209,8 +216,10 @@ class Realignment(nn.Module):
     """Training-free inner link: ``e = rescale(h·W_a)`` with ``W_a = (W_outᵀW_out + λI)⁻¹W_outᵀW_in``.
 
     ``W_a`` maps the output space onto the input space in the least-squares sense over the
-    whole vocabulary; for tied embeddings it is ≈ I and the rescale to ``target_norm`` (the
-    mean norm of real input embeddings) is what matters. No trainable parameters.
+    whole vocabulary (float32, accumulated in chunks). For tied embeddings the solution is I
+    up to λ (times Gemma's √d, which the rescale removes), so no solve is run and the rescale
+    to ``target_norm`` (the mean norm of real input embeddings) is what matters. No
+    trainable parameters.
     """
 
     def __init__(self, W_a: Tensor, target_norm: float) -> None:
@@ -224,8 +233,12 @@ class Realignment(nn.Module):
         """Solve once per loaded model (a d×d system over the vocabulary) and remember it."""
         memo: dict[float, Realignment] = model.__dict__.setdefault("_nbmagic_realignment", {})
         if lam not in memo:
-            rows = _chunks(_vocab_rows(model))  # W_out = LM head [V, d], W_in = embeddings [V, d]
-            W_a = ridge_from_chunks(((_head_rows(model, ids), _embed_rows(model, ids)) for ids in rows), lam)
+            if _tied(model):  # W_out = W_in (up to a scale the rescale removes): W_a = I, no solve
+                W_a = torch.eye(model.hidden_size, device=model.torch_device)
+            else:
+                rows = _chunks(_vocab_rows(model))  # W_out: LM head [V, d]; W_in: embeddings [V, d]
+                pairs = ((_head_rows(model, ids), _embed_rows(model, ids)) for ids in rows)
+                W_a = ridge_from_chunks(pairs, lam)
             memo[lam] = cls(W_a, embedding_norm(model)).to(model.torch_device)
         return memo[lam]
 
