@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nbmagic.events import LatentStep, RoundFinished, RoundStarted, TextDelta, ToolCalled
+from nbmagic.events import LatentStep, Notice, RoundFinished, RoundStarted, TextDelta, ToolCalled
 from nbmagic.llm.hf import fallback_chat_text
 from nbmagic.mas import latent as L
 from nbmagic.mas.links import Realignment, VocabBridge, apply_link
@@ -257,8 +257,6 @@ def _run(mas: RecursiveMAS, question: str, book: Bookkeeper, limit: int) -> tupl
     prov = LinkProvider(mas, mas.links)
     if mas.links is not None:
         for w in mas.links.warnings:
-            from nbmagic.events import Notice
-
             book.event(Notice(f"links: {w}", "warning"))
     plan, members, total, steps = mas.plan, mas.members, mas.rounds, mas.latent_steps
     feedback: list[Thoughts] = []

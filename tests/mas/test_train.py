@@ -165,3 +165,18 @@ def test_training_needs_latent_mode(openai_server):
     mas = RecursiveMAS(model=f"openai-compat:test-model@{openai_server.url}")
     with pytest.raises(ConfigError, match="latent mode"):
         T.train_links(mas, [T.Example("q", "a")])
+
+
+def test_same_dims_other_model_loads_with_a_warning(tiny_hf_paths, tiny_hf_model_path, tmp_path):
+    from nbmagic.events import EventRecorder, Notice
+
+    q = f"hf:{tiny_hf_paths['qwen2']}"
+    other = f"hf:{tiny_hf_model_path('qwen2', 64, seed=1)}"
+    mas = RecursiveMAS([Agent(q, "expert"), Agent(q, "learner")], pattern="distillation", rounds=1, latent_steps=1)
+    out = save_links(mas, T.new_links(mas), tmp_path / "ck")
+    rec = EventRecorder()
+    again = RecursiveMAS([Agent(other, "expert"), Agent(q, "learner")], pattern="distillation", rounds=1,
+                         latent_steps=1, max_new_tokens=2, links=out, on_event=rec)
+    again.run("hi")
+    warnings = [n.message for n in rec.of(Notice) if n.level == "warning"]
+    assert len(warnings) == 1 and "expert" in warnings[0] and "trained with" in warnings[0]
