@@ -65,6 +65,16 @@ def test_train_links_cli_trains_prints_losses_and_writes_a_checkpoint(tiny_hf_pa
     again = _run(args, tmp_path)
     assert again.returncode == 2 and "already holds" in again.stderr and "Traceback" not in again.stderr
 
+    # continue training from the checkpoint (in-process: the same entry point, no second interpreter)
+    from nbmagic.cli import main
+
+    out2 = tmp_path / "links2"
+    more = [a if a != str(out) else str(out2) for a in args]
+    more[more.index("--epochs") + 1] = "1"
+    assert main(["train-links", *more, "--init", str(out), "--inner-steps", "0"]) == 0
+    m1 = json.loads((out2 / "manifest.json").read_text())
+    assert m1["training"]["outer_steps"] == 2 and m1["training"]["first_loss"] < manifest["training"]["first_loss"]
+
 
 @pytest.mark.parametrize(
     ("extra", "needle"),
