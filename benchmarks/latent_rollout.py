@@ -30,26 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
+from benchmarks.random_models import QUICK, QWEN2_05B, build_random_qwen2
 from nbmagic.llm.devices import detect_device, dtype_name, torch_dtype
 from nbmagic.llm.hf import HFChatModel
 from nbmagic.mas import latent as L
 from nbmagic.mas.links import InnerLink
 
-QWEN2_05B = dict(  # Qwen2.5-0.5B-Instruct's shape
-    vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-    num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
-    rope_theta=1_000_000.0, tie_word_embeddings=True, rms_norm_eps=1e-6,
-)
-QUICK = dict(QWEN2_05B, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
-             num_attention_heads=4, num_key_value_heads=2)
-
 
 def build(shape: dict, device: str, dtype: torch.dtype) -> HFChatModel:
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(Qwen2Config(**shape), dtype=dtype)
-    return HFChatModel.wrap(model.to(device), tokenizer=None, name="random-qwen2")
+    return build_random_qwen2(shape, device, dtype)
 
 
 def sync(device: str) -> None:

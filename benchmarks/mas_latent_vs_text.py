@@ -31,17 +31,11 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from benchmarks.random_models import QUICK, QWEN2_05B, build_random_qwen2  # noqa: E402
 from nbmagic.events import EventRecorder, LatentStep  # noqa: E402
 from nbmagic.llm.hf import HFChatModel  # noqa: E402
 from nbmagic.mas.system import MASResult, RecursiveMAS  # noqa: E402
 
-QWEN2_05B = dict(  # Qwen2.5-0.5B-Instruct's shape
-    vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-    num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
-    rope_theta=1_000_000.0, tie_word_embeddings=True, rms_norm_eps=1e-6,
-)
-QUICK = dict(QWEN2_05B, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
-             num_attention_heads=4, num_key_value_heads=2)
 QUESTION = (
     "A train leaves at 9:40 and arrives at 13:05 after travelling 273 km. "
     "What was its average speed in km/h? Explain briefly."
@@ -49,16 +43,9 @@ QUESTION = (
 
 
 def build(shape: dict, device: str, dtype: torch.dtype) -> HFChatModel:
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
     from tests.fixtures.hf_models import build_tokenizer
 
-    tok = build_tokenizer()
-    torch.manual_seed(0)
-    config = Qwen2Config(**shape, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id)
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype).to(device)
-    return HFChatModel.wrap(model, tok, name="random-qwen2-0.5b" if shape is QWEN2_05B else "random-qwen2-small")
+    return build_random_qwen2(shape, device, dtype, build_tokenizer())
 
 
 def run(model: HFChatModel, mode: str, args: argparse.Namespace, *, warmup: bool = False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -12,15 +11,6 @@ from nbmagic.errors import CheckpointMismatchError, ConfigError
 from nbmagic.mas import train as T
 from nbmagic.mas.checkpoint import load_links, read_manifest, save_links
 from nbmagic.mas.system import Agent, RecursiveMAS
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Two busy-waiting BLAS threads on a shared 2-core box are ~15x slower than one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture
