@@ -7,13 +7,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 REQUEST ?= Analyze examples/sales_data.csv: the top 5 products by revenue and a monthly revenue trend plot
 OUT ?= analysis.ipynb
+MODEL ?=
 PYTEST_ARGS ?=
 
 .PHONY: run test lint bench
 
 run:
 	@bash scripts/bootstrap.sh run
-	$(PY) -m nbmagic generate "$(REQUEST)" -o "$(OUT)"
+	$(PY) -m nbmagic generate "$(REQUEST)" -o "$(OUT)" $(if $(MODEL),--model "$(MODEL)")
 
 test:
 	@bash scripts/bootstrap.sh test

@@ -199,7 +199,8 @@ def load_model(spec: str | ModelSpec | ChatModel | None = None, **kwargs: Any) -
     except (NoModelAvailableError, BackendNotInstalledError) as exc:
         # the automatic last resort (a local HF model) failed: say every way out, not just this one
         if resolution is not None and resolution.tried and parsed.backend == "hf":
-            raise NoModelAvailableError(no_model_message([*resolution.tried, exc.message])) from None
+            reason = exc.message.split(". ")[0]  # its advice is part of the full list below
+            raise NoModelAvailableError(no_model_message([*resolution.tried, reason])) from None
         raise
 
 
