@@ -33,8 +33,8 @@ if [ "$target" = "test" ]; then
       CMAKE_BUILD_PARALLEL_LEVEL="$(nproc 2>/dev/null || echo 2)" \
         pip wheel -q --no-deps -w "$WHEELS" "llama-cpp-python==$LLAMA_VERSION"
     fi
+    pip install -q "numpy>=1.20" "diskcache>=5.6" "jinja2>=2.11" "typing-extensions>=4.5"
     pip install -q --no-deps "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
-    pip install -q "diskcache>=5.6" "jinja2>=2.11" "typing-extensions>=4.5"
   fi
   echo "== installing nbmagic[all,test]"
   pip install -q -e ".[all,test]"
