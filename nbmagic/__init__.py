@@ -15,25 +15,27 @@ from nbmagic.errors import NbmagicError
 
 __version__ = "0.1.0"
 
+#: public name -> (module, attribute), imported on first access
 _LAZY = {
-    "load_model": "nbmagic.llm.specs",
-    "resolve_default_model": "nbmagic.llm.specs",
-    "ChatModel": "nbmagic.llm.base",
-    "RecursiveMAS": "nbmagic.mas.system",
-    "Agent": "nbmagic.mas.system",
-    "RLM": "nbmagic.rlm.agent",
-    "NotebookAgent": "nbmagic.agent.core",
-    "settings": "nbmagic.config",
+    "load_model": ("nbmagic.llm.specs", "load_model"),
+    "resolve_default_model": ("nbmagic.llm.specs", "resolve_default"),
+    "ChatModel": ("nbmagic.llm.base", "ChatModel"),
+    "RecursiveMAS": ("nbmagic.mas.system", "RecursiveMAS"),
+    "Agent": ("nbmagic.mas.system", "Agent"),
+    "RLM": ("nbmagic.rlm.agent", "RLM"),
+    "NotebookAgent": ("nbmagic.agent.core", "NotebookAgent"),
+    "settings": ("nbmagic.config", "settings"),
 }
 
 __all__ = ["NbmagicError", "__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
+    target = _LAZY.get(name)
+    if target is None:
         raise AttributeError(f"module 'nbmagic' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    module, attribute = target
+    value = getattr(importlib.import_module(module), attribute)
     globals()[name] = value
     return value
 

@@ -81,3 +81,11 @@ def test_modules_import_light(module):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_every_public_name_resolves() -> None:
+    """The lazy re-exports of ``nbmagic`` all point at real objects."""
+    import nbmagic
+
+    for name in nbmagic.__all__:
+        assert getattr(nbmagic, name) is not None, name
