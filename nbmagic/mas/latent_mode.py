@@ -32,12 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nbmagic.events import LatentStep, Notice, RoundFinished, RoundStarted, TextDelta, ToolCalled
+from nbmagic.events import LatentStep, Notice, RoundFinished, RoundStarted, TextDelta
 from nbmagic.llm.hf import fallback_chat_text
 from nbmagic.mas import latent as L
 from nbmagic.mas.links import Realignment, VocabBridge, apply_link
-from nbmagic.mas.pytool import run_blocks
-from nbmagic.mas.text import role_title
+from nbmagic.mas.text import follow_tool_calls, role_title
 
 if TYPE_CHECKING:
     from nbmagic.llm.hf import HFChatModel
@@ -353,29 +352,12 @@ def _decode_answer(mas: RecursiveMAS, book: Bookkeeper, p: _Pending, limit: int,
     answer, tokens = res.texts[0], res.tokens[0]
     book.model_call(m, p.prompt_tokens, tokens, time.perf_counter() - t0)
     book.partial_answer = answer
-    reply = answer
-    calls = 0
-    while m.role == "tool_caller" and calls < mas.max_tool_calls:
-        run = run_blocks(reply, timeout=mas.tool_timeout)
-        if run is None:
-            break
-        calls += 1
-        book.event(ToolCalled(m.name, run.code, run.output, run.ok, run.seconds, round_))
-        follow = m.model.chat(
-            [
-                {"role": "system", "content": m.system},
-                {"role": "user", "content": f"Question:\n{question.strip()}"},
-                {"role": "assistant", "content": answer},
-                {"role": "user", "content": f"Python output:\n```text\n{run.output}\n```\nUse it and state the final answer."},
-            ],
-            temperature=mas.temperature,
-            max_tokens=limit,
-            on_token=lambda piece: book.event(TextDelta(m.name, piece)),
-        )
-        book.model_call(m, follow.usage.prompt_tokens, follow.usage.completion_tokens, follow.seconds)
-        reply = follow.text
-        tokens += follow.usage.completion_tokens
-        answer += f"\n\nPython output:\n```text\n{run.output}\n```\n\n{reply}"
+    conversation = [
+        {"role": "system", "content": m.system},
+        {"role": "user", "content": f"Question:\n{question.strip()}"},
+    ]
+    extra, more = follow_tool_calls(mas, book, m, conversation, answer, round_, True, limit)
+    answer, tokens = answer + extra, tokens + more
     p.entry.update(content=answer, tokens=tokens)
     book.agent_finished(m, round_, p.started, tokens=tokens, latent_steps=mas.latent_steps)
     return answer

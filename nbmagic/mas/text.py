@@ -120,8 +120,42 @@ def _run_agent(
         {"role": "user", "content": compose(question, incoming, task_line(final, mas.message_tokens))},
     ]
     reply, tokens = _chat(mas, book, m, messages, max_tokens)
-    content = reply
-    calls = 0
+    extra, more = follow_tool_calls(mas, book, m, messages, reply, round_, final, max_tokens)
+    content, tokens = reply + extra, tokens + more
+    book.record(
+        {
+            "round": round_,
+            "agent": m.name,
+            "role": m.role,
+            "sees": [f"{x.agent}@{x.round}" for x in incoming],
+            "content": content,
+            "tokens": tokens,
+            "final": final,
+        }
+    )
+    book.agent_finished(m, round_, started, tokens=tokens)
+    return Message(m.name, m.role, round_, content)
+
+
+def follow_tool_calls(
+    mas: RecursiveMAS,
+    book: Bookkeeper,
+    m: Member,
+    messages: list[dict[str, str]],
+    reply: str,
+    round_: int,
+    final: bool,
+    max_tokens: int,
+) -> tuple[str, int]:
+    """Let a tool-caller run the Python in its reply and continue with the output.
+
+    Up to ``mas.max_tool_calls`` times: run the reply's python blocks, show the agent their
+    output after the conversation so far (``messages`` then its reply), and take its next
+    reply. Returns the text to append to the agent's message and the tokens it spent; both
+    modes use this (latent mode's final agent decodes its reply first, then follows here).
+    """
+    extra, tokens, calls = "", 0, 0
+    messages = list(messages)
     while m.role == "tool_caller" and calls < mas.max_tool_calls:
         run = run_blocks(reply, timeout=mas.tool_timeout)
         if run is None:
@@ -138,20 +172,8 @@ def _run_agent(
         ]
         reply, more = _chat(mas, book, m, messages, max_tokens)
         tokens += more
-        content += f"\n\nPython output:\n```text\n{run.output}\n```\n\n{reply}"
-    book.record(
-        {
-            "round": round_,
-            "agent": m.name,
-            "role": m.role,
-            "sees": [f"{x.agent}@{x.round}" for x in incoming],
-            "content": content,
-            "tokens": tokens,
-            "final": final,
-        }
-    )
-    book.agent_finished(m, round_, started, tokens=tokens)
-    return Message(m.name, m.role, round_, content)
+        extra += f"\n\nPython output:\n```text\n{run.output}\n```\n\n{reply}"
+    return extra, tokens
 
 
 def _chat(
