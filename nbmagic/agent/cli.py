@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from nbmagic.config import settings
     from nbmagic.errors import ConfigError, NotebookExistsError, RunInterrupted
 
+    if not args.request.strip():
+        raise ConfigError('The request is empty: say what the notebook should do, e.g. "Load sales.csv and plot revenue".')
     out = Path(args.output).expanduser()
     if out.suffix != ".ipynb":
         raise ConfigError(f"The output {args.output!r} should be a .ipynb file.")

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             with open(args.json, "w", encoding="utf-8") as f:
                 json.dump(suite.results_json(runs), f, indent=1)
-        return 0
+        return 1 if runs and all(r.error for r in runs) else 0  # nothing ran: say so in the status
     finally:
         if server is not None:
             server.stop()

@@ -289,6 +289,14 @@ def format_table(tasks: list[Task], runs: list[Run]) -> str:
             f"{m:<9} accuracy {s['correct']}/{s['tasks']} ({100 * s['accuracy']:.0f}%), "
             f"calls {s['calls']}, tokens {s['tokens']:,}, time {s['seconds']:.2f} s"
         )
+    failed = [r for r in runs if r.error]
+    if failed:  # say why each ERR happened: one line per distinct message
+        lines += ["", "errors:"]
+        seen: set[tuple[str, str]] = set()
+        for r in failed:
+            if (r.method, r.error or "") not in seen:
+                seen.add((r.method, r.error or ""))
+                lines.append(f"  {r.method} {r.task}: {r.error}")
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 
@@ -72,3 +73,10 @@ def test_generate_without_any_model_says_how_to_get_one(tmp_path):
     assert p.stderr.startswith("nbmagic: No model is available.")
     assert "OPENAI_API_KEY" in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "out.ipynb").exists()
+
+
+def test_generate_refuses_an_empty_request_before_anything_else(tmp_path: Path) -> None:
+    from nbmagic.cli import main
+
+    assert main(["generate", "   ", "-o", str(tmp_path / "x.ipynb")]) == 2
+    assert not (tmp_path / "x.ipynb").exists()

@@ -83,3 +83,19 @@ def test_rlm_cli_answers_about_a_file(openai_server: OpenAICompatServer, tmp_pat
     assert traj.exists()
     with pytest.raises(ConfigError, match="no such file"):
         main(["rlm", "q", "--context", str(tmp_path / "missing.txt"), "--model", "openai:x"])
+
+
+def test_eval_against_a_dead_server_says_why_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every task erroring is reported with its reason and a non-zero status, not a quiet 0%."""
+    import socket
+
+    from nbmagic.eval.__main__ import main as eval_main
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    status = eval_main(["rlm", "--model", f"openai-compat:x@http://127.0.0.1:{port}/v1",
+                        "--sizes", "1KB", "--records", "50", "--tasks", "needle"])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "errors:" in out and "Cannot reach" in out
