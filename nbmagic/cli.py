@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 
 from nbmagic.errors import NbmagicError
 from nbmagic.secrets import redact
@@ -33,17 +34,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_guarded(prog: str, command: Callable[[], int | None]) -> int:
+    """Run a command the way every entry point must: a user error is one line and status 2,
+    Ctrl-C is one line and status 130, never a traceback."""
+    try:
+        return int(command() or 0)
+    except NbmagicError as exc:
+        print(f"{prog}: {redact(exc.message)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    try:
-        return int(importlib.import_module(args._module).run(args) or 0)
-    except NbmagicError as exc:
-        print(f"nbmagic: {redact(exc.message)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("nbmagic: interrupted", file=sys.stderr)
-        return 130
+    return run_guarded("nbmagic", lambda: importlib.import_module(args._module).run(args))

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from nbmagic.errors import NbmagicError
-from nbmagic.secrets import redact
+from nbmagic.cli import run_guarded
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,14 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "suite", None):
         parser.print_help()
         return 2
-    try:
-        return int(args._run(args) or 0)
-    except NbmagicError as exc:
-        print(f"nbmagic.eval: {redact(exc.message)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("nbmagic.eval: interrupted", file=sys.stderr)
-        return 130
+    return run_guarded("nbmagic.eval", lambda: args._run(args))
 
 
 if __name__ == "__main__":

@@ -88,6 +88,14 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    def standard(self) -> dict[str, Any]:
+        """The standard parameters that are set, under the OpenAI names most backends share."""
+        named = {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens}
+        out: dict[str, Any] = {k: v for k, v in named.items() if v is not None}
+        if self.stop:
+            out["stop"] = list(self.stop)
+        return out
+
 
 @dataclass(frozen=True)
 class ChatResult:

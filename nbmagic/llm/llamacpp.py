@@ -211,15 +211,7 @@ class LlamaCppModel(ChatModel):
         )
 
     def _kwargs(self, params: GenerationParams) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {}
-        if params.temperature is not None:
-            kwargs["temperature"] = params.temperature
-        if params.top_p is not None:
-            kwargs["top_p"] = params.top_p
-        if params.max_tokens is not None:
-            kwargs["max_tokens"] = params.max_tokens
-        if params.stop:
-            kwargs["stop"] = list(params.stop)
+        kwargs = params.standard()
         unknown = sorted(k for k in params.extra if k not in self._sampling_args)
         if unknown:
             raise ConfigError(

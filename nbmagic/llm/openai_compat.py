@@ -151,15 +151,7 @@ class OpenAICompatModel(ChatModel):
     # -- calls -----------------------------------------------------------------------------
 
     def _request(self, messages: list[dict[str, str]], params: GenerationParams, stream: bool) -> dict[str, Any]:
-        req: dict[str, Any] = {"model": self.name, "messages": messages}
-        if params.temperature is not None:
-            req["temperature"] = params.temperature
-        if params.top_p is not None:
-            req["top_p"] = params.top_p
-        if params.max_tokens is not None:
-            req["max_tokens"] = params.max_tokens
-        if params.stop:
-            req["stop"] = list(params.stop)
+        req: dict[str, Any] = {"model": self.name, "messages": messages, **params.standard()}
         extra = dict(params.extra)
         known = {"seed", "presence_penalty", "frequency_penalty", "response_format", "logit_bias", "n", "user"}
         for k in list(extra):
