@@ -302,10 +302,14 @@ def _signal_guard(guard: _Guard) -> Iterator[_Guard]:
     try:
         yield guard
     finally:
+        # Disarm before any call: a handler runs only at calls and loop edges, so a timer
+        # firing as the cell ends can no longer skip the restore below (and then raise
+        # CellTimeout into the user's kernel every 0.5 s).
+        guard.armed = False
         with deferred_interrupts():
-            guard.armed = False
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, old_handler)
+            # None: the old handler was not set from Python and cannot be put back
+            signal.signal(signal.SIGALRM, signal.SIG_DFL if old_handler is None else old_handler)
             if outer_deadline is not None:
                 signal.setitimer(signal.ITIMER_REAL, max(1e-3, outer_deadline - time.monotonic()), old_interval)
 
@@ -334,9 +338,14 @@ def _thread_guard(guard: _Guard) -> Iterator[_Guard]:
     try:
         yield guard
     finally:
-        with lock:
-            guard.armed = False
-            set_async(ctypes.c_ulong(target), None)  # drop an exception not yet delivered
+        while True:  # an injected exception may land on the way in here: disarm until it sticks
+            try:
+                with lock:
+                    guard.armed = False
+                    set_async(ctypes.c_ulong(target), None)  # drop an exception not yet delivered
+                break
+            except CellTimeout:
+                continue
         done.set()
         timer.join(timeout=1)
 
@@ -481,15 +490,15 @@ class NamespaceExecutor:
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         collector = OutputCollector()
         t0 = time.perf_counter()
-        try:
+        try:  # compile() finds what parse() lets through: `return`/`await`/`break` outside their place
             tree = ast.parse(code, filename)
+            last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+            body = compile(ast.Module(body=tree.body, type_ignores=[]), filename, "exec")
+            expr = compile(ast.Expression(body=last.value), filename, "eval") if last is not None else None
         except SyntaxError as exc:
             tb = traceback.format_exception_only(type(exc), exc)
             collector.error(type(exc).__name__, str(exc), tb)
             return ExecResult(collector.outputs, False, "".join(tb), type(exc).__name__, str(exc), seconds=0.0)
-        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-        body = compile(ast.Module(body=tree.body, type_ignores=[]), filename, "exec")
-        expr = compile(ast.Expression(body=last.value), filename, "eval") if last is not None else None
         before = {id(f) for f in _open_figures()}
         old_cwd = os.getcwd() if self.cwd else None
         error: BaseException | None = None

@@ -146,3 +146,35 @@ def test_magics_in_shell_and_commented_in_plain_namespace(ipython_shell):
     ns = {}
     res = NamespaceExecutor(ns).run(code)
     assert res.ok and ns["value"] == 3
+
+
+@pytest.mark.parametrize("code", ["return 1", "x = 1\nbreak", "yield 3", "nonlocal q"])
+def test_compile_time_syntax_errors_are_results_not_crashes(executor, code):
+    res = executor.run(code)
+    assert not res.ok and res.ename == "SyntaxError"
+    assert [o["output_type"] for o in res.outputs] == ["error"]
+
+
+def test_timeout_puts_back_the_alarm_handler_and_an_outer_timer(executor):
+    import signal
+
+    fired = []
+
+    def outer(signum, frame):
+        fired.append(signum)
+
+    saved = signal.signal(signal.SIGALRM, outer)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        assert executor.run("while True:\n    pass", timeout=0.3).timed_out
+        assert signal.getsignal(signal.SIGALRM) is outer
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # no timer left running
+
+        signal.setitimer(signal.ITIMER_REAL, 30)  # an outer deadline (pytest-timeout style)
+        assert executor.run("while True:\n    pass", timeout=0.3).timed_out
+        assert signal.getsignal(signal.SIGALRM) is outer
+        assert 20 < signal.getitimer(signal.ITIMER_REAL)[0] <= 30  # still armed, not restarted
+        assert fired == []
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, saved)
