@@ -17,6 +17,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
+from nbmagic.rlm.execution import truncate
+
 _BLOCK = re.compile(r"```(?:python|py|python3)[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
 
@@ -43,47 +45,81 @@ def _limits(cpu_seconds: int, memory_bytes: int) -> None:  # pragma: no cover - 
         pass
 
 
-def truncate(text: str, max_chars: int) -> str:
-    """Keep head and tail of long output, saying how much was cut."""
-    if len(text) <= max_chars:
-        return text
-    half = max(1, max_chars // 2)
-    return f"{text[:half]}\n… (truncated, {len(text) - 2 * half} chars omitted)\n{text[-half:]}"
-
-
 def run_python(
     code: str, *, timeout: float = 10.0, max_chars: int = 4000, memory_mb: int = 1024
 ) -> ToolRun:
-    """Run ``code`` in a fresh interpreter; return its stdout+stderr (truncated) and success."""
+    """Run ``code`` in a fresh interpreter; return its stdout+stderr (truncated) and success.
+
+    The child leads its own process group, and the whole group is killed when the program
+    ends or times out: processes it started in the background do not outlive the call (nor
+    hold its output pipes open), and what it printed before a timeout is kept.
+    """
     import time
 
     t0 = time.perf_counter()
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONIOENCODING": "utf-8"}
+    posix = os.name == "posix"
     preexec = None
-    if os.name == "posix":
+    if posix:
         cpu, mem = int(timeout) + 1, memory_mb * 1024 * 1024
         preexec = lambda: _limits(cpu, mem)  # noqa: E731
+    timed_out = False
     with tempfile.TemporaryDirectory(prefix="nbmagic-tool-") as cwd:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", code],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            cwd=cwd,
+            env=env,
+            preexec_fn=preexec,
+            start_new_session=posix,
+        )
+        deadline = time.monotonic() + timeout
         try:
-            proc = subprocess.run(
-                [sys.executable, "-I", "-c", code],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                cwd=cwd,
-                env=env,
-                preexec_fn=preexec,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired as exc:
-            out = (exc.stdout or "") if isinstance(exc.stdout, str) else ""
-            msg = f"{out}\nError: the code ran longer than {timeout:g} s and was stopped."
-            return ToolRun(code, truncate(msg.strip(), max_chars), False, time.perf_counter() - t0)
-    output = (proc.stdout or "") + (proc.stderr or "")
-    if proc.returncode != 0 and not proc.stderr:
+            while True:
+                try:  # in slices: a program that exits while a background child holds its pipes open is done
+                    out, err = proc.communicate(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+                    break
+                except subprocess.TimeoutExpired:
+                    if proc.poll() is None and time.monotonic() < deadline:
+                        continue
+                    timed_out = proc.poll() is None
+                    _kill_group(proc)
+                    try:
+                        out, err = proc.communicate(timeout=2)
+                    except subprocess.TimeoutExpired:  # a descendant left the group and keeps the pipes
+                        out, err = "", ""
+                    break
+        finally:
+            _kill_group(proc)
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    seconds = time.perf_counter() - t0
+    output = (out or "") + (err or "")
+    if timed_out:
+        msg = f"{output}\nError: the code ran longer than {timeout:g} s and was stopped."
+        return ToolRun(code, truncate(msg.strip(), max_chars), False, seconds)
+    if proc.returncode != 0 and not err:
         output += f"\nError: exit status {proc.returncode}"
-    return ToolRun(code, truncate(output.strip() or "(no output)", max_chars), proc.returncode == 0,
-                   time.perf_counter() - t0)
+    return ToolRun(code, truncate(output.strip() or "(no output)", max_chars), proc.returncode == 0, seconds)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the child's process group (POSIX); the child alone elsewhere."""
+    if os.name == "posix":
+        import signal
+
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass  # the group is gone already
+    elif proc.poll() is None:
+        proc.kill()
 
 
 def run_blocks(text: str, *, timeout: float = 10.0, max_chars: int = 4000) -> ToolRun | None:

@@ -186,6 +186,35 @@ def test_python_tool_times_out_and_reports_errors():
     assert two is not None and two.output == "3"
 
 
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for its reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_python_tool_keeps_partial_output_and_leaves_no_process_behind(tmp_path):
+    from nbmagic.mas.pytool import run_python
+
+    pidfile = tmp_path / "pid"
+    spawn = (
+        "import subprocess, sys, time, pathlib\n"
+        f"p = pathlib.Path({str(pidfile)!r})\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        "p.write_text(str(child.pid))\n"
+        "print('started', flush=True)\n"
+    )
+    slow = run_python(spawn + "while True: pass", timeout=2.0)
+    assert not slow.ok and slow.output.startswith("started") and "longer than 2 s" in slow.output
+    assert _gone(int(pidfile.read_text()))  # the background child died with the program
+    # a program that ends while its background child still holds the output pipes is done
+    quick = run_python(spawn + "print('done')", timeout=60)
+    assert quick.ok and quick.output == "started\ndone"
+    assert _gone(int(pidfile.read_text()))
+
+
 def test_single_agent_one_round_fast_path(openai_server, spec):
     openai_server.set_responder(lambda b: "four")
     mas = RecursiveMAS(agents=[Agent(spec, "solver")], rounds=1, max_new_tokens=9)
