@@ -156,11 +156,35 @@ def read_manifest(path: str | Path) -> tuple[dict[str, Any], Path]:
         raise CheckpointMismatchError(f"{mpath} is not a readable links manifest ({exc}).") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointMismatchError(f"{mpath} is not an nbmagic RecursiveMAS links manifest.")
+    _check_shape(data, mpath)
     if int(data.get("version", 0)) > VERSION:
         raise CheckpointMismatchError(
             f"{mpath} was written by a newer nbmagic (format version {data.get('version')}); upgrade nbmagic."
         )
     return data, mpath.parent / str(data.get("weights") or WEIGHTS)
+
+
+def _check_shape(data: dict[str, Any], mpath: Path) -> None:
+    """Refuse a manifest whose fields have the wrong types (hand-edited, truncated) up front,
+    so the checks after it can index freely."""
+    try:
+        int(data.get("version", 0))
+        if data.get("link_type", "ln") not in LINK_TYPES:
+            raise ValueError(f"unknown link type {data.get('link_type')!r}")
+        agents, outer = data.get("agents") or [], data.get("outer") or []
+        if not isinstance(agents, list) or not isinstance(outer, list):
+            raise TypeError("'agents' and 'outer' must be lists")
+        for a in agents:
+            int(a["hidden_size"])
+        for o in outer:
+            if not (0 <= int(o["source"]) < len(agents) and 0 <= int(o["target"]) < len(agents)):
+                raise ValueError(f"outer link {o['source']}->{o['target']} names an agent that is not listed")
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise CheckpointMismatchError(
+            f"{mpath} is a malformed links manifest ({detail}): save the links again (python -m nbmagic "
+            "train-links) or restore the file."
+        ) from None
 
 
 def check_fit(manifest: dict[str, Any], mas: RecursiveMAS, dims: list[int]) -> list[str]:
@@ -219,9 +243,11 @@ def load_links(path: str | Path, mas: RecursiveMAS) -> LinkSet:
         raise CheckpointMismatchError(f"{weights} cannot be read as safetensors ({exc}).") from None
     try:
         links.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointMismatchError(f"{weights} does not match its manifest: {first}") from None
+    except RuntimeError as exc:  # "Error(s) in loading state_dict ...:" then one line per problem
+        lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()] or [str(exc)]
+        detail = "; ".join(lines)
+        detail = detail if len(detail) <= 400 else detail[:400] + " …"
+        raise CheckpointMismatchError(f"{weights} does not match its manifest: {detail}") from None
     links.warnings = warnings
     first = mas.members[0].model
     links.to(device=getattr(first, "torch_device", "cpu"))

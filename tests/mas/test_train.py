@@ -135,6 +135,34 @@ def test_checkpoint_round_trip_and_mismatches(hetero, tiny_hf_paths, tmp_path):
         RecursiveMAS(model=q, links=tmp_path / "bad")
 
 
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda m: m.update(version="two"), "malformed"),
+        (lambda m: m["outer"][0].pop("source"), "missing field 'source'"),
+        (lambda m: m.update(outer="0_1"), "must be lists"),
+        (lambda m: m["agents"][0].update(hidden_size="big"), "malformed"),
+        (lambda m: m["outer"].append({"source": 0, "target": 7}), "not listed"),
+        (lambda m: m.update(link_type="conv"), "unknown link type 'conv'"),
+        (lambda m: m.update(link_type="mlp"), "Unexpected key(s)"),  # weights of the other kind
+    ],
+)
+def test_damaged_checkpoints_are_one_clear_error(tiny_hf_paths, tmp_path, edit, needle):
+    q = f"hf:{tiny_hf_paths['qwen2']}"
+
+    def build(links=None):
+        return RecursiveMAS([Agent(q, "expert"), Agent(q, "learner")], pattern="distillation", rounds=1,
+                            latent_steps=1, links=links)
+
+    out = save_links(build(), T.new_links(build()), tmp_path / "ck")
+    manifest = json.loads((out / "manifest.json").read_text())
+    edit(manifest)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointMismatchError) as err:
+        build(out)
+    assert needle in err.value.message
+
+
 def test_load_jsonl_validates_lines(tmp_path):
     good = tmp_path / "d.jsonl"
     good.write_text('{"question": "q", "answer": "a", "plan": "p", "n": 3}\n\n{"question": "q2", "answer": "a2"}\n')
