@@ -75,12 +75,7 @@ class AgentResult:
 
     def notebook(self) -> Any:
         """The cells as a new nbformat v4 notebook."""
-        import nbformat
-
-        nb = nbformat.v4.new_notebook()
-        nb.cells = list(self.cells)
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        return nb
+        return _cells_module().new_notebook(self.cells)
 
 
 @dataclass

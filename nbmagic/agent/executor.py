@@ -19,7 +19,6 @@ where available, else an asynchronous exception from a timer thread).
 from __future__ import annotations
 
 import ast
-import base64
 import ctypes
 import io
 import linecache
@@ -125,7 +124,10 @@ class OutputCollector:
                 self.outputs.append({"output_type": "stream", "name": name, "text": text})
 
     def display(self, data: dict[str, Any], metadata: dict[str, Any] | None = None, kind: str = "display_data") -> None:
-        out: dict[str, Any] = {"output_type": kind, "data": _json_data(data), "metadata": dict(metadata or {})}
+        # nbformat loads with it: once, when a cell first displays something
+        from nbmagic.notebook.cells import mime_bundle
+
+        out: dict[str, Any] = {"output_type": kind, "data": mime_bundle(data or {}), "metadata": dict(metadata or {})}
         if kind == "execute_result":
             out["execution_count"] = None
         with self.lock:
@@ -138,16 +140,6 @@ class OutputCollector:
     def clear(self) -> None:
         with self.lock:
             self.outputs.clear()
-
-
-def _json_data(data: dict[str, Any]) -> dict[str, Any]:
-    """Bytes images become base64 text, as nbformat stores them."""
-    clean: dict[str, Any] = {}
-    for mime, value in (data or {}).items():
-        if isinstance(value, bytes):
-            value = base64.b64encode(value).decode("ascii") if not mime.startswith("text/") else value.decode("utf-8", "replace")
-        clean[mime] = value
-    return clean
 
 
 class _Tap(io.TextIOBase):

@@ -20,8 +20,12 @@ from nbformat import v4
 _BINARY_PREFIXES = ("image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf")
 
 
-def _mime_bundle(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Copy a mime bundle, base64-encoding raw bytes the way nbformat stores them."""
+def mime_bundle(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy a mime bundle, base64-encoding raw bytes the way nbformat stores them.
+
+    Binary types (PNG, JPEG, PDF, ...) become base64 text; bytes of text types
+    (SVG, JSON, HTML) are decoded, as nbformat stores those as plain strings.
+    """
     bundle: dict[str, Any] = {}
     for mime, value in data.items():
         if isinstance(value, (bytes, bytearray)):
@@ -82,7 +86,7 @@ def display_data(
     data: Mapping[str, Any], metadata: Mapping[str, Any] | None = None
 ) -> nbformat.NotebookNode:
     """A ``display_data`` output from a mime bundle (bytes for images are encoded)."""
-    return v4.new_output("display_data", data=_mime_bundle(data), metadata=dict(metadata or {}))
+    return v4.new_output("display_data", data=mime_bundle(data), metadata=dict(metadata or {}))
 
 
 def execute_result(
@@ -93,7 +97,7 @@ def execute_result(
     """An ``execute_result`` output (the value of the cell's last expression)."""
     return v4.new_output(
         "execute_result",
-        data=_mime_bundle(data),
+        data=mime_bundle(data),
         execution_count=execution_count,
         metadata=dict(metadata or {}),
     )
@@ -166,6 +170,7 @@ __all__ = [
     "error",
     "execute_result",
     "markdown_cell",
+    "mime_bundle",
     "new_notebook",
     "png",
     "provenance",

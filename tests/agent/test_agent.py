@@ -255,6 +255,12 @@ def test_plain_namespace_and_sink(env):
     assert "sales" in ns and "sales" not in env.shell.user_ns
     assert sink.cells == result.cells and sink.closed
     assert result.summary.endswith("6 cells delivered")
+    nb = result.notebook()  # the cells as a notebook that nbformat accepts
+    import nbformat
+
+    nbformat.validate(nb)
+    assert [c.source for c in nb.cells] == [c.source for c in result.cells]
+    assert nb.metadata["kernelspec"]["name"] == "python3"
 
 
 def test_files_written_are_reported(env):

@@ -178,3 +178,12 @@ def test_timeout_puts_back_the_alarm_handler_and_an_outer_timer(executor):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, saved)
+
+
+def test_svg_bytes_stay_text_and_png_bytes_become_base64(ipython_shell):
+    code = ("from IPython.display import display\n"
+            "display({'image/svg+xml': b'<svg/>', 'image/png': b'\\x89PNG', 'text/plain': 'pic'}, raw=True)")
+    res = ShellExecutor(ipython_shell).run(code)
+    data = res.outputs[0]["data"]
+    assert data["image/svg+xml"] == "<svg/>"
+    assert base64.b64decode(data["image/png"]) == b"\x89PNG"
