@@ -138,7 +138,8 @@ class LayeredNamespace(dict):
         self.reserved: dict[str, Any] = dict(reserved or {})
         dict.__setitem__(self, "__builtins__", builtins)
         dict.__setitem__(self, "__name__", "__rlm__")
-        dict.__setitem__(self, "input", _no_input)
+        for name, fn in _SHADOWED.items():
+            dict.__setitem__(self, name, fn)
         self.restore()
 
     def __missing__(self, key: str) -> Any:
@@ -178,12 +179,21 @@ class LayeredNamespace(dict):
         return {
             k: v
             for k, v in self.items()
-            if not k.startswith("_") and k not in self.reserved and k not in skip and v is not _no_input
+            if not k.startswith("_") and k not in self.reserved and k not in skip and v is not _SHADOWED.get(k)
         }
 
 
 def _no_input(*_args: Any, **_kwargs: Any) -> str:
     raise RuntimeError("input() is not available in the RLM REPL: nobody is there to type.")
+
+
+def _exit(code: Any = None) -> None:
+    raise SystemExit(code)
+
+
+#: Names the layer always defines itself. ``exit``/``quit`` matter in a kernel: the
+#: user's namespace holds IPython's exiter there, and calling it shuts the kernel down.
+_SHADOWED: dict[str, Callable[..., Any]] = {"input": _no_input, "exit": _exit, "quit": _exit}
 
 
 # --- running a turn ---------------------------------------------------------------------

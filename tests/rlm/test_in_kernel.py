@@ -8,7 +8,7 @@ from nbmagic.testing.openai_server import OpenAICompatServer
 from nbmagic.testing.rlm_scripts import ScriptedRoot, code
 
 
-def _run(kernel: Any, source: str) -> str:
+def _run(kernel: Any, source: str, timeout: float = 120) -> str:
     out: list[str] = []
 
     def hook(msg: dict[str, Any]) -> None:
@@ -17,14 +17,14 @@ def _run(kernel: Any, source: str) -> str:
         elif msg["msg_type"] == "error":
             out.append("ERROR: " + msg["content"]["ename"] + ": " + msg["content"]["evalue"])
 
-    reply = kernel.client.execute_interactive(source, output_hook=hook, timeout=120)
+    reply = kernel.client.execute_interactive(source, output_hook=hook, timeout=timeout)
     assert reply["content"]["status"] == "ok", out
     return "".join(out)
 
 
 def test_rlm_over_a_dataframe_in_a_real_kernel(kernel: Any, openai_server: OpenAICompatServer) -> None:
     openai_server.set_responder(ScriptedRoot([
-        code("print(context.shape)"),
+        code("print(context.shape)\nquit()"),  # the kernel's own exiter would shut the kernel down
         code("while True:\n    pass"),  # runs in the kernel's main thread: SIGALRM must stop it
         code("df = None\nsubmit(int(context['amount'][context['city'] == 'Oslo'].sum()))"),
     ]))
@@ -38,3 +38,5 @@ res = RLM("openai-compat:test-model@{openai_server.url}", namespace=globals(), t
 print("ANSWER", res.answer, res.trajectory[1]["timed_out"], df, sales.shape, "res" in globals())
 """)
     assert "ANSWER 249500 True mine (1000, 2) True" in out
+    # quit() ended only the model's turn; the user's kernel lives on
+    assert "SystemExit(None)" in _run(kernel, "print(res.trajectory[0]['output'])", timeout=30)
