@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         gradient_checkpointing=args.gradient_checkpointing, link_type=args.link_type, seed=args.seed,
         max_steps=args.max_steps,
     )
+    cfg.validate()  # before any model loads
     from nbmagic.llm.specs import load_model
     from nbmagic.mas.checkpoint import save_links
     from nbmagic.mas.system import RecursiveMAS

@@ -79,6 +79,22 @@ class TrainConfig:
     seed: int = 0
     max_steps: int | None = None
 
+    def validate(self) -> None:
+        """Refuse settings that would crash late (after the models loaded) or train backwards."""
+        for name in ("epochs", "batch_size", "max_answer_tokens", "max_text_tokens"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be at least 1.")
+        if self.max_steps is not None and int(self.max_steps) < 1:
+            raise ConfigError("max_steps must be at least 1 (or left unset).")
+        if self.inner_steps < 0:
+            raise ConfigError("inner_steps must be 0 or more.")
+        if self.lr <= 0 or self.inner_lr <= 0:
+            raise ConfigError("Learning rates must be positive.")
+        if self.grad_clip <= 0:
+            raise ConfigError("grad_clip must be positive (a negative clip would flip the gradients).")
+        if not 0 <= self.warmup <= 1:
+            raise ConfigError("warmup is a fraction of the outer steps, from 0 to 1.")
+
 
 @dataclass
 class TrainReport:
@@ -275,11 +291,7 @@ def train_links(
         raise ConfigError("Training links needs latent mode: every agent on a local hf: model.")
     if not examples:
         raise ConfigError("No training examples.")
-    for name in ("epochs", "batch_size"):
-        if int(getattr(cfg, name)) < 1:
-            raise ConfigError(f"{name} must be at least 1.")
-    if cfg.lr <= 0 or cfg.inner_lr <= 0:
-        raise ConfigError("Learning rates must be positive.")
+    cfg.validate()
     log = on_log or (lambda _row: None)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)

@@ -85,6 +85,8 @@ def test_train_links_cli_trains_prints_losses_and_writes_a_checkpoint(tiny_hf_pa
         (["--data", "{data}", "--model", "openai-compat:m@http://127.0.0.1:9/v1"], "mode='latent'"),
         (["--data", "{bad}", "--model", "hf:x"], "needs string fields"),
         (["--data", "{data}", "--model", "hf:{qwen}", "--pattern", "deliberation", "--rounds", "0"], "rounds"),
+        (["--data", "{data}", "--model", "hf:x", "--max-steps", "0"], "max_steps"),
+        (["--data", "{data}", "--model", "hf:x", "--grad-clip", "-1"], "grad_clip"),
     ],
 )
 def test_train_links_cli_bad_input_is_one_line(dataset, tmp_path, tiny_hf_paths, capsys, extra, needle):
