@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from nbmagic.errors import ConfigError
+
 #: name -> (default, type, help)
 _SPECS: dict[str, tuple[Any, type, str]] = {
     "model": (None, str, "default model spec, e.g. openai:gpt-4o-mini or hf:Qwen/Qwen2.5-0.5B-Instruct"),
@@ -29,6 +31,8 @@ _SPECS: dict[str, tuple[Any, type, str]] = {
     "repl": ("kernel", str, "RLM REPL environment: kernel | subprocess"),
     "request_timeout": (120.0, float, "seconds to wait for one model reply"),
 }
+
+_KIND_NAMES = {str: "a string", int: "a whole number", float: "a number"}
 
 
 @dataclass(frozen=True)
@@ -64,8 +68,8 @@ class Settings:
         if raw not in (None, ""):
             try:
                 return Setting(name, kind(raw), f"env {env}", help_)
-            except ValueError:
-                pass
+            except ValueError:  # say so where settings are shown, rather than fail at startup
+                return Setting(name, default, f"default ({env}={raw!r} ignored: not {_KIND_NAMES[kind]})", help_)
         return Setting(name, default, "default", help_)
 
     def set(self, name: str, value: Any, source: str = "%config") -> None:
@@ -73,8 +77,12 @@ class Settings:
             raise AttributeError(f"unknown nbmagic setting {name!r}; known: {', '.join(_SPECS)}")
         if value is None:
             self._explicit.pop(name, None)
-        else:
-            self._explicit[name] = (_SPECS[name][1](value), source)
+            return
+        kind = _SPECS[name][1]
+        try:
+            self._explicit[name] = (kind(value), source)
+        except (TypeError, ValueError):
+            raise ConfigError(f"nbmagic setting {name} must be {_KIND_NAMES[kind]}, not {value!r}.") from None
 
     def reset(self) -> None:
         self._explicit.clear()

@@ -83,6 +83,20 @@ def test_modules_import_light(module):
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
 
 
+def test_building_the_cli_parser_is_light():
+    """``nbmagic --help`` imports every subcommand module to add its arguments."""
+    code = (
+        "import json, sys, nbmagic.cli as cli\n"
+        "parser = cli.build_parser()\n"
+        f"print(json.dumps([sorted(cli.COMMANDS), sorted(m for m in {MUST_NOT_LOAD!r} if m in sys.modules)]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    commands, heavy = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "doctor" in commands and len(commands) >= 4
+    assert heavy == [], f"building the CLI parser imported {heavy}"
+
+
 def test_every_public_name_resolves() -> None:
     """The lazy re-exports of ``nbmagic`` all point at real objects."""
     import nbmagic

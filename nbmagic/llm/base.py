@@ -29,6 +29,13 @@ def normalize_messages(messages: MessagesLike) -> list[dict[str, str]]:
     """Accept a bare prompt or OpenAI-style message dicts; return validated dicts."""
     if isinstance(messages, str):
         return [{"role": "user", "content": messages}]
+    if isinstance(messages, Mapping):  # one message dict on its own
+        messages = [messages]
+    elif not isinstance(messages, Sequence):
+        raise ConfigError(
+            f"Messages must be a prompt string or a list of {{'role': ..., 'content': ...}} dicts, "
+            f"not {type(messages).__name__}."
+        )
     out: list[dict[str, str]] = []
     for i, m in enumerate(messages):
         role = m.get("role") if isinstance(m, Mapping) else None

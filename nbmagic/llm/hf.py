@@ -16,10 +16,11 @@ torch and transformers are imported when a model is constructed, never at import
 
 from __future__ import annotations
 
+import operator
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,14 @@ from nbmagic.errors import (
     ModelNotFoundError,
     NoModelAvailableError,
 )
-from nbmagic.llm.base import ChatModel, ChatResult, GenerationParams, MessagesLike, Usage
+from nbmagic.llm.base import (
+    ChatModel,
+    ChatResult,
+    GenerationParams,
+    MessagesLike,
+    Usage,
+    apply_stop,
+)
 from nbmagic.llm.base import normalize_messages as _normalize
 from nbmagic.llm.devices import detect_device, dtype_name, torch_dtype
 
@@ -190,9 +198,7 @@ class TextStream:
             after = decode(self.ids[self._prefix :], skip_special_tokens=True)
             self.text += after[len(before) :]
             self._prefix = self._read = len(self.ids)
-            cut = min((i for s in self.stop if (i := self.text.find(s)) >= 0), default=-1)
-            if cut >= 0:
-                self.text, self.stopped = self.text[:cut], True
+            self.text, self.stopped = apply_stop(self.text, self.stop)
         self._emit(len(self.text))
         return self.text
 
@@ -379,9 +385,19 @@ class HFChatModel(ChatModel):
     ) -> ChatResult:
         import torch
 
+        if self.model is None:
+            raise ConfigError(f"hf:{self.name} was closed; load it again with load_model('hf:...').")
         extra = dict(params.extra)
         seed = extra.pop("seed", None)
-        ids = self.chat_ids(messages, **(extra.pop("chat_template_kwargs", None) or {}))
+        if seed is not None:
+            try:
+                seed = operator.index(seed)  # ints, numpy ints; not "7" or 7.5
+            except TypeError:
+                raise ConfigError(f"seed must be a whole number, not {seed!r}.") from None
+        template_kwargs = extra.pop("chat_template_kwargs", None) or {}
+        if not isinstance(template_kwargs, Mapping):
+            raise ConfigError(f"chat_template_kwargs must be a dict, not {template_kwargs!r}.")
+        ids = self.chat_ids(messages, **template_kwargs)
         max_new = int(params.max_tokens or DEFAULT_MAX_TOKENS)
         stream = TextStream(self.tokenizer, params.stop, on_token)
         gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new}
@@ -399,15 +415,20 @@ class HFChatModel(ChatModel):
         input_ids = torch.tensor([ids], dtype=torch.long, device=self.torch_device)
         with self._lock, torch.inference_mode():
             if seed is not None:
-                torch.manual_seed(int(seed))
-            out = self.model.generate(
-                input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=sorted(self.eos_token_ids) or None,
-                stopping_criteria=_stop_criteria(stream, len(ids)),
-                **gen_kwargs,
-            )
+                torch.manual_seed(seed)
+            try:
+                out = self.model.generate(
+                    input_ids,
+                    attention_mask=torch.ones_like(input_ids),
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    eos_token_id=sorted(self.eos_token_ids) or None,
+                    stopping_criteria=_stop_criteria(stream, len(ids)),
+                    **gen_kwargs,
+                )
+            except (ValueError, TypeError) as exc:
+                if stream.ids:  # raised mid-reply (e.g. by on_token): not about the options
+                    raise
+                raise ConfigError(f"hf:{self.name} refused the generation options: {exc}") from None
         new = out[0, len(ids) :].tolist()
         eos = self.eos_token_ids
         hit_eos = bool(new) and new[-1] in eos

@@ -52,7 +52,12 @@ class OpenAICompatModel(ChatModel):
         super().__init__(model, default_params=default_params)
         self.provider = provider
         self.backend = provider  # type: ignore[misc]  # shown in reprs and specs
-        self.timeout = float(timeout) if timeout is not None else _default_timeout()
+        self.timeout = _default_timeout() if timeout is None else timeout
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, int | float) or self.timeout <= 0:
+            raise ConfigError(f"{provider}:{model}: timeout must be a number of seconds > 0, not {timeout!r}.")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigError(f"{provider}:{model}: max_retries must be a whole number >= 0, not {max_retries!r}.")
+        self.timeout = float(self.timeout)
         self.max_retries = max_retries
         self.api_version = api_version
         self.base_url, self._api_key = self._resolve_endpoint(provider, base_url, api_key)

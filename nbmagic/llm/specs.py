@@ -17,6 +17,7 @@ explicit argument > ``settings.model`` / ``NBMAGIC_MODEL`` > ``OPENAI_API_KEY`` 
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import urllib.error
@@ -57,6 +58,8 @@ class ModelSpec:
 
 def parse_spec(spec: str) -> ModelSpec:
     """Parse ``backend:model[@base_url]``; bare paths to GGUF files or HF folders are accepted."""
+    if spec is not None and not isinstance(spec, str):
+        raise ConfigError(f"A model spec is a string, not {type(spec).__name__}. {SPEC_HELP}")
     text = (spec or "").strip()
     if not text:
         raise ConfigError(f"Empty model spec. {SPEC_HELP}")
@@ -211,7 +214,7 @@ def _construct(spec: ModelSpec, kwargs: dict[str, Any]) -> ChatModel:
         base_url = kwargs.pop("base_url", None) or spec.base_url
         if spec.backend == "ollama" and base_url is None:
             base_url = ollama_host() + "/v1"
-        return OpenAICompatModel(spec.model, provider=spec.backend, base_url=base_url, **kwargs)
+        return _new(OpenAICompatModel, spec, provider=spec.backend, base_url=base_url, **kwargs)
     if spec.backend == "gguf":
         try:
             from nbmagic.llm.llamacpp import LlamaCppModel
@@ -219,7 +222,7 @@ def _construct(spec: ModelSpec, kwargs: dict[str, Any]) -> ChatModel:
             raise BackendNotInstalledError(
                 f"gguf:{spec.model} needs llama-cpp-python: pip install 'nbmagic[gguf]' ({exc})"
             ) from None
-        return LlamaCppModel(spec.model, **kwargs)
+        return _new(LlamaCppModel, spec, **kwargs)
     if spec.backend == "hf":
         try:
             from nbmagic.llm.hf import HFChatModel
@@ -228,5 +231,19 @@ def _construct(spec: ModelSpec, kwargs: dict[str, Any]) -> ChatModel:
                 f"hf:{spec.model} needs PyTorch and transformers: pip install 'nbmagic[local]' ({exc})"
             ) from None
 
-        return HFChatModel(spec.model, **kwargs)
+        return _new(HFChatModel, spec, **kwargs)
     raise ConfigError(f"Unknown backend {spec.backend!r}. {SPEC_HELP}")  # pragma: no cover
+
+
+def _new(cls: type[ChatModel], spec: ModelSpec, **kwargs: Any) -> ChatModel:
+    """Construct ``cls`` for ``spec``, refusing an option it does not take with one clear message."""
+    try:
+        inspect.signature(cls).bind(spec.model, **kwargs)
+    except TypeError:
+        params = inspect.signature(cls).parameters.values()
+        takes = sorted(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+        unknown = sorted(set(kwargs) - set(takes))
+        raise ConfigError(
+            f"{spec} does not take {', '.join(unknown) or 'those arguments'}. It takes: {', '.join(takes)}."
+        ) from None
+    return cls(spec.model, **kwargs)

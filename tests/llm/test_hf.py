@@ -218,3 +218,30 @@ def test_chat_template_kwargs_reach_the_template(tiny_hf_paths):
     assert tok.decode(m.chat_ids("hi")) == "hi"
     r = m.chat("hi", temperature=0, max_tokens=2, chat_template_kwargs={"terse": True})
     assert r.usage.prompt_tokens == 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"frobnicate": 1}, "refused the generation options.*frobnicate"),
+        ({"seed": "seven"}, "seed must be a whole number"),
+        ({"chat_template_kwargs": 5}, "chat_template_kwargs must be a dict"),
+    ],
+)
+def test_bad_generation_options_are_one_clear_error(qwen, kwargs, match):
+    calls = qwen.usage.calls
+    with pytest.raises(ConfigError, match=match):
+        qwen.chat("hi", temperature=0, max_tokens=2, **kwargs)
+    assert qwen.usage.calls == calls
+    assert qwen.chat("hi", temperature=0, max_tokens=2).usage.completion_tokens >= 1  # still usable
+
+
+def test_unknown_load_option_and_closed_model(tiny_hf_paths):
+    path = tiny_hf_paths["qwen2"]
+    with pytest.raises(ConfigError, match="does not take n_ctx") as info:
+        load_model(f"hf:{path}", n_ctx=512)
+    assert "device" in str(info.value) and "dtype" in str(info.value)
+    m = load_model(f"hf:{path}")
+    m.close()
+    with pytest.raises(ConfigError, match="was closed"):
+        m.chat("hi", max_tokens=2)

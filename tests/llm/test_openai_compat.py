@@ -139,6 +139,19 @@ def test_bad_messages_are_a_config_error(openai_model):
         openai_model.chat([{"role": "wizard", "content": "hi"}])
     with pytest.raises(ConfigError, match="empty"):
         openai_model.chat([])
+    with pytest.raises(ConfigError, match="not NoneType"):
+        openai_model.chat(None)
+
+
+def test_one_message_dict_is_accepted(openai_server, openai_model):
+    assert openai_model.chat({"role": "user", "content": "alone"}).text == "echo: alone"
+    assert openai_server.chat_requests()[0]["messages"] == [{"role": "user", "content": "alone"}]
+
+
+@pytest.mark.parametrize(("kwargs", "word"), [({"timeout": "slow"}, "timeout"), ({"max_retries": -1}, "max_retries")])
+def test_bad_client_options_are_refused(openai_server, kwargs, word):
+    with pytest.raises(ConfigError, match=word):
+        load_model(f"openai-compat:test-model@{openai_server.url}", **kwargs)
 
 
 # -- async ------------------------------------------------------------------------------------

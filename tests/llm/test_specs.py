@@ -118,6 +118,17 @@ def test_load_model_rejects_bad_spec_with_help():
         load_model("nonsense")
 
 
+def test_load_model_refuses_a_spec_that_is_not_a_string():
+    with pytest.raises(ConfigError, match="not int"):
+        load_model(123)
+
+
+def test_an_option_the_backend_does_not_take_is_named(openai_server):
+    with pytest.raises(ConfigError, match="does not take n_gpu_layers") as info:
+        load_model(f"openai-compat:test-model@{openai_server.url}", n_gpu_layers=10)
+    assert "max_retries" in str(info.value) and "timeout" in str(info.value)  # what it does take
+
+
 def test_public_load_model_is_the_same_function():
     assert nbmagic.load_model is load_model
 
