@@ -48,7 +48,7 @@ def resolve_output_path(path: str | os.PathLike[str], base_dir: str | os.PathLik
 
     ``~`` is expanded; a relative path is taken relative to ``base_dir``, else the
     running notebook's folder (:func:`notebook_dir`), else the current directory.
-    A path without a suffix gets ``.ipynb``.
+    A path without a suffix gets ``.ipynb``; another suffix is refused.
     """
     text = os.fspath(path).strip()
     if not text:
@@ -61,6 +61,11 @@ def resolve_output_path(path: str | os.PathLike[str], base_dir: str | os.PathLik
         raise ConfigError(f"{target} is a folder; give a notebook file name inside it.")
     if target.suffix == "":
         target = target.with_suffix(".ipynb")
+    elif target.suffix.lower() != ".ipynb":  # `-o sales.csv --force` must not turn data into a notebook
+        raise ConfigError(
+            f"The output {target.name!r} is not a notebook name; give one ending in .ipynb "
+            f"(e.g. {target.stem + '.ipynb'!r})."
+        )
     return Path(os.path.abspath(target))
 
 

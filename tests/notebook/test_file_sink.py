@@ -145,6 +145,15 @@ def test_relative_paths_resolve_against_the_notebook_folder(tmp_path, monkeypatc
         resolve_output_path("  ")
 
 
+def test_a_non_notebook_name_is_refused_even_with_force(tmp_path):
+    data = tmp_path / "sales.csv"
+    data.write_text("a,b\n1,2\n")
+    with pytest.raises(ConfigError, match=r"\.ipynb"):
+        choose_sink(None, output=str(data), force=True)
+    assert data.read_text() == "a,b\n1,2\n"
+    assert FileSink(tmp_path / "Report.IPYNB").path.name == "Report.IPYNB"
+
+
 def test_collect_sink_keeps_validated_cells():
     sink = CollectSink()
     sink.deliver(code_cell("1"))
