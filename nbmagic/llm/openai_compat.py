@@ -61,7 +61,8 @@ class OpenAICompatModel(ChatModel):
         self.max_retries = max_retries
         self.api_version = api_version
         self.base_url, self._api_key = self._resolve_endpoint(provider, base_url, api_key)
-        register_secret(self._api_key)
+        if self._api_key != _PLACEHOLDER_KEY:  # or every "not-needed" in any text would be masked
+            register_secret(self._api_key)
         self._client: Any = None
         self._aclients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._aclient_lock = threading.Lock()
