@@ -13,6 +13,7 @@ import csv
 import inspect
 import os
 import re
+import reprlib
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -145,9 +146,22 @@ def describe(name: str, value: Any, limits: ContextLimits) -> str:
     return _cap(text, limits.var_chars)
 
 
+def _bounded_repr() -> reprlib.Repr:
+    r = reprlib.Repr()
+    r.maxlevel, r.maxdict = 3, 10
+    r.maxlist = r.maxtuple = r.maxset = r.maxfrozenset = r.maxdeque = r.maxarray = 20
+    r.maxstring = r.maxlong = r.maxother = 200
+    return r
+
+
+#: builtin containers and strings are shown from their first items only: a user's
+#: million-line list must not be rendered in full at every step to keep 120 characters
+_REPR = _bounded_repr()
+
+
 def _short_repr(value: Any, limit: int) -> str:
     try:
-        text = repr(value)
+        text = _REPR.repr(value)
     except Exception:
         return f"<{type(value).__name__}>"
     text = " ".join(text.split())

@@ -60,3 +60,18 @@ def test_recent_cells_skip_agent_magic_and_total_cap():
     assert c.history == "x = 1\n---\ny = x + 1"
     big = ctx.gather("do", {f"v{i}": list(range(50)) for i in range(50)}, limits=ctx.ContextLimits(total_chars=500))
     assert len(big.render()) <= 500
+
+
+def test_big_containers_are_described_from_their_first_items():
+    calls = []
+
+    class Item:
+        def __repr__(self):
+            calls.append(1)
+            return "item"
+
+    ns = {"items": [Item() for _ in range(5000)], "blob": "x" * 1_000_000}
+    text = ctx.summarize_namespace(ns, ctx.ContextLimits())
+    assert "items: list of 5000 items: [item, item," in text
+    assert "blob: str of length 1000000: 'xxx" in text
+    assert len(calls) <= 20  # not one repr per element of the whole list
