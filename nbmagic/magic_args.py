@@ -160,6 +160,28 @@ def check_variable_name(name: str | None, option: str = "--out") -> str | None:
     return name
 
 
+def check_out_target(name: str | None, namespace: Mapping[str, Any], hidden: Mapping[str, Any] | None = None) -> str | None:
+    """``--out VAR`` may create VAR or replace an earlier result, never any other value.
+
+    Checked before the run (nothing is sent if it fails) and again when storing,
+    since generated cells may bind the name meanwhile. IPython's own names
+    (``In``, ``Out``, ``_``, ...) are never targets.
+    """
+    from nbmagic.ui.summary import MagicResult
+
+    name = check_variable_name(name)
+    if name is None:
+        return None
+    if name in (hidden or {}):
+        raise ConfigError(f"--out {name}: {name!r} is IPython's own variable; choose another name (e.g. --out result).")
+    if name in namespace and not isinstance(namespace[name], MagicResult):
+        kind = type(namespace[name]).__name__
+        raise ConfigError(
+            f"--out {name} would replace your variable {name} (a {kind}); choose another name, or `del {name}` first."
+        )
+    return name
+
+
 def resolve_contexts(
     names: list[str] | None, namespace: Mapping[str, Any], hidden: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -207,6 +229,10 @@ def mas_options(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError("--rounds must be at least 1.")
     if out["latent_steps"] < 0:
         raise ConfigError("--latent-steps must be 0 or more.")
+    from nbmagic.mas.roles import check_pattern
+
+    # before the run: a failed run may already have created its --output notebook
+    out["pattern"] = check_pattern(out["pattern"])
     return out
 
 
@@ -216,7 +242,7 @@ def agent_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if max_fixes < 0:
         raise ConfigError("--max-fixes must be 0 or more.")
     timeout = _pick(args.timeout, "cell_timeout")
-    if timeout <= 0:
+    if not timeout > 0:  # also refuses nan
         raise ConfigError("--timeout must be a positive number of seconds.")
     return {
         "model": args.model or settings.model,
@@ -243,7 +269,7 @@ def rlm_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     for name in ("max_iterations", "max_llm_calls", "max_tokens"):
         if kw[name] is not None and kw[name] < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1.")
-    if kw["timeout"] is not None and kw["timeout"] <= 0:
+    if kw["timeout"] is not None and not kw["timeout"] > 0:  # also refuses nan
         raise ConfigError("--timeout must be a positive number of seconds.")
     if getattr(args, "max_depth", None) is not None:
         kw["max_depth"] = args.max_depth

@@ -7,12 +7,15 @@ the remaining words, and prints; nothing here changes state.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
+
+from IPython.core.error import UsageError
 
 import nbmagic
 from nbmagic.config import settings
@@ -131,30 +134,24 @@ def cmd_models(magics: Any, words: list[str]) -> None:
     print(SPEC_HELP)
 
 
-def cmd_doctor(magics: Any, words: list[str]) -> None:
-    """Delegate to the CLI's doctor report when it is installed."""
-    try:
-        from nbmagic.llm import doctor
-    except ImportError:
-        doctor = None
-    report: Callable[..., Any] | None = getattr(doctor, "report", None) if doctor else None
-    if report is not None:
-        text = report()
-        if text is not None:
-            print(text if isinstance(text, str) else str(text))
-        return
-    if doctor is not None and hasattr(doctor, "run"):
-        import argparse
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad option is IPython's one ``UsageError:`` line, not usage text and an exit."""
 
-        parser = argparse.ArgumentParser(prog="%nbmagic doctor")
-        doctor.add_arguments(parser)
-        try:
-            args = parser.parse_args(words)
-        except SystemExit:  # argparse already printed the one-line usage error
-            return
-        doctor.run(args)
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def cmd_doctor(magics: Any, words: list[str]) -> None:
+    """The CLI's doctor report (``python -m nbmagic doctor``), with the same options."""
+    from nbmagic.llm import doctor
+
+    parser = _OneLineParser(prog="%nbmagic doctor")
+    doctor.add_arguments(parser)
+    try:
+        args = parser.parse_args(words)
+    except SystemExit:  # -h printed the help
         return
-    cmd_status(magics, words)
+    doctor.run(args)
 
 
 COMMANDS: dict[str, Callable[[Any, list[str]], None]] = {

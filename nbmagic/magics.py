@@ -189,7 +189,7 @@ class NbMagic(Magics):
         renderer: Renderer | None = None
         job: _AgentJob | _RlmJob | None = None
         try:
-            out = ma.check_variable_name(args.out)
+            out = ma.check_out_target(args.out, ns, getattr(self.shell, "user_ns_hidden", None))
             if kind == "agent":
                 request = ma.require_text(text, "request", "%%agent then, in the cell: plot monthly revenue from sales_data.csv")
                 job = _AgentJob(self.shell, args, ma.interpolate(request, ns))
@@ -201,43 +201,44 @@ class NbMagic(Magics):
             renderer.start(job.title, engine=kind, model=job.model_label)
             raw = job.run(renderer)
         except (KeyboardInterrupt, RunInterrupted) as exc:
-            note = _close_job(job)
-            return self._finish_interrupted(kind, renderer, getattr(exc, "partial", None), args.out, note)
+            return self._finish_interrupted(kind, renderer, getattr(exc, "partial", None), args.out)
         except NbmagicError as exc:
-            _close_job(job)
             message = exc.message
-            if exc.partial is not None and renderer is not None and args.out and ma.valid_name(args.out):
+            if exc.partial is not None and renderer is not None and args.out:
                 _sync_usage(renderer, exc.partial)
-                ns[args.out] = _to_result(kind, exc.partial, renderer, "failed", message)
-                message += f" (the partial result is in {args.out})"
+                if _store(ns, args.out, _to_result(kind, exc.partial, renderer, "failed", message)):
+                    message += f" (the partial result is in {args.out})"
             _safe_close(renderer, "failed", exc.message)
             _fail(message)
             return None
-        note = _close_job(job)
+        except BaseException:
+            # a bug: its traceback is worth seeing, but the dashboard's ticker thread
+            # and rich's live area must not outlive the run
+            _safe_close(renderer, "failed", "stopped by an unexpected error")
+            raise
         assert renderer is not None
         _sync_usage(renderer, raw)
         _safe_close(renderer, "done")
-        result = _to_result(kind, raw, renderer, "done", note)
+        result = _to_result(kind, raw, renderer, "done")
         self.last = result
-        if out:
-            ns[out] = result
+        if out and not _store(ns, out, result):
+            _fail(f"the result is in `_` only: {out} was bound to something else during the run.")
         return result
 
     def _finish_interrupted(
-        self, kind: str, renderer: Renderer | None, partial: Any, out: str | None, note: str
+        self, kind: str, renderer: Renderer | None, partial: Any, out: str | None
     ) -> MagicResult | None:
         if renderer is None:
             _fail("interrupted before the run started; nothing to keep.")
             return None
         _sync_usage(renderer, partial)
         _safe_close(renderer, "interrupted", "interrupted")
-        result = _to_result(kind, partial, renderer, "interrupted", note)
+        result = _to_result(kind, partial, renderer, "interrupted")
         kept = _kept(result)
-        where = f"`_` and {out}" if out else "`_`"
+        stored = bool(out) and _store(self.shell.user_ns, out, result)
+        where = f"`_` and {out}" if stored else "`_`"
         _fail(f"interrupted after {result.seconds:.1f} s; kept {kept} (partial result in {where}).")
         self.last = result
-        if out:
-            self.shell.user_ns[out] = result
         return result
 
 
@@ -251,8 +252,6 @@ class _AgentJob:
         self.shell, self.args, self.request = shell, args, request
         self.title = request
         self.model_label = args.model or settings.model or ""
-        self.sink: Any = None
-        self._closed = False
 
     def prepare(self) -> None:
         self.kwargs = ma.agent_kwargs(self.args)
@@ -265,21 +264,11 @@ class _AgentJob:
         from nbmagic.agent.core import NotebookAgent
         from nbmagic.notebook.sinks import choose_sink
 
-        self.sink = choose_sink(self.shell, self.args.output, force=self.args.force)
         confirm = _ask_confirm if self.args.confirm else None
+        # the agent first: a refused option must not leave an empty --output notebook behind
         agent = NotebookAgent(**self.kwargs, confirm=confirm, on_event=renderer)
-        self._closed = True  # from here on the agent closes the sink (and reports in its summary)
-        return agent.run(self.request, namespace=self.shell.user_ns, shell=self.shell, sink=self.sink)
-
-    def close(self) -> str:
-        """Close a sink the agent never got to (a failure before the run started)."""
-        if self._closed or self.sink is None:
-            return ""
-        self._closed = True
-        try:
-            return str(self.sink.close() or "")
-        except NbmagicError as exc:
-            return exc.message
+        sink = choose_sink(self.shell, self.args.output, force=self.args.force)
+        return agent.run(self.request, namespace=self.shell.user_ns, shell=self.shell, sink=sink)  # it closes the sink
 
 
 class _RlmJob:
@@ -305,18 +294,15 @@ class _RlmJob:
         context: Any = None if not names else names[0] if len(names) == 1 else {n: n for n in names}
         return rlm.query(self.question, context=context)
 
-    def close(self) -> str:
-        return ""
 
-
-def _close_job(job: _AgentJob | _RlmJob | None) -> str:
-    """Close the job's sink if it got that far (keeps and flushes what it already holds)."""
-    if job is None:
-        return ""
+def _store(ns: dict[str, Any], name: str, result: MagicResult) -> bool:
+    """``--out VAR``: store unless VAR now holds something that is not a result (checked up front too)."""
     try:
-        return job.close()
-    except Exception:  # pragma: no cover - closing must never mask the real outcome
-        return ""
+        ma.check_out_target(name, ns)
+    except NbmagicError:
+        return False
+    ns[name] = result
+    return True
 
 
 def _ask_confirm(source: str) -> bool:

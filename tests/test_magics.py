@@ -98,17 +98,23 @@ def test_bad_options_give_one_usage_line(shell, capsys, cell, message):
         ("%rlm --out 2bad --context text q", "nbmagic: --out needs a Python variable name, got '2bad'"),
         ("%%agent --rounds 0\nplot", "nbmagic: --rounds must be at least 1."),
         ("%%agent -o notes.txt\nplot", "nbmagic: --output must name a .ipynb file"),
+        ("%%agent --pattern bogus -o a.ipynb\nplot", "nbmagic: Unknown pattern 'bogus'"),
+        ("%rlm --out text --context text q", "nbmagic: --out text would replace your variable text (a str)"),
+        ("%rlm --out In --context text q", "nbmagic: --out In: 'In' is IPython's own variable"),
+        ("%rlm --timeout nan --context text q", "nbmagic: --timeout must be a positive number"),
     ],
 )
 def test_user_errors_are_one_message(shell, capsys, openai_server, cell, message):
     shell.user_ns["text"] = "keep me"
+    history = list(shell.user_ns["In"])
     result = run(shell, cell)
     err = capsys.readouterr().err
     assert err.startswith(message), err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert result.result is None and result.error_in_exec is None
-    assert shell.user_ns["text"] == "keep me"
+    assert shell.user_ns["text"] == "keep me" and shell.user_ns["In"][: len(history)] == history
     assert openai_server.chat_requests() == []  # nothing was sent
+    assert list(Path.cwd().glob("*.ipynb")) == []  # a refused run leaves no (empty) notebook behind
 
 
 # --- config ------------------------------------------------------------------------------------------------
@@ -148,6 +154,9 @@ def test_nbmagic_subcommands(shell, capsys, openai_server):
     result = run(shell, "%nbmagic frobnicate")
     assert "UsageError: %nbmagic frobnicate: unknown" in capsys.readouterr().err
     assert result.result is None
+    run(shell, "%nbmagic doctor --bogus")
+    err = capsys.readouterr().err
+    assert err.strip() == "UsageError: %nbmagic doctor: unrecognized arguments: --bogus"
 
 
 # --- real runs in the shell ------------------------------------------------------------------------------
@@ -258,7 +267,7 @@ def test_server_failing_mid_run_is_one_message_and_keeps_variables(shell, openai
         return Reply(status=500, error_message="the GPU caught fire")
 
     openai_server.set_responder(respond)
-    shell.user_ns.update(data="some text", ans="old answer")
+    shell.user_ns["data"] = "some text"
     result = run(shell, "%rlm --context data --out ans what is in it?")
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
@@ -270,6 +279,56 @@ def test_server_failing_mid_run_is_one_message_and_keeps_variables(shell, openai
     assert partial.status == "failed" and len(partial.trajectory) == 1  # the finished iteration is kept
     assert shell.user_ns["data"] == "some text"
     assert "rlm done" not in captured.out and "rlm failed" not in captured.out
+
+
+def test_out_replaces_an_earlier_result_only(shell, openai_server):
+    from nbmagic.testing.rlm_scripts import ScriptedRoot, code
+
+    openai_server.set_responder(ScriptedRoot([code("submit(len(t))")]))
+    shell.user_ns["t"] = "abcd"
+    first = run(shell, "%rlm -c t --out res how long").result
+    assert shell.user_ns["res"] is first and first.answer == 4
+    openai_server.set_responder(ScriptedRoot([code("submit(len(t) * 2)")]))
+    second = run(shell, "%rlm -c t --out res how long, twice").result
+    assert shell.user_ns["res"] is second and second.answer == 8  # a result may replace a result
+
+
+def _dashboard_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "nbmagic-dashboard"]
+
+
+def test_failed_widget_run_is_one_line_and_stops_the_ticker(shell, openai_server, capsys):
+    """--ui widgets (displayed as text outside a kernel): the error is said once, the 1 Hz ticker ends."""
+    import threading
+
+    shell.user_ns["lock"] = threading.Lock()  # cannot be pickled for the worker process
+    result = run(shell, "%rlm --ui widgets --repl subprocess -c lock what is it?")
+    out = capsys.readouterr()
+    assert result.result is None and result.error_in_exec is None
+    err = out.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nbmagic: Context 'lock'") and "pickled" in err[0]
+    assert "pickled" not in out.out  # the dashboard's place is emptied, not a second copy of the error
+    for t in _dashboard_threads():
+        t.join(timeout=5)
+    assert _dashboard_threads() == []
+
+
+def test_an_engine_bug_propagates_but_the_ticker_stops(shell, openai_server, monkeypatch):
+    """Not a user error: the traceback is shown, and the dashboard's thread does not outlive the run."""
+    from nbmagic.rlm.agent import RLM
+
+    def broken_query(self, question, context=None, **kw):
+        raise RuntimeError("a bug in the engine")
+
+    monkeypatch.setattr(RLM, "query", broken_query)  # stands in for any unexpected engine error
+    shell.user_ns["t"] = "abc"
+    result = run(shell, "%rlm --ui widgets -c t q")
+    assert isinstance(result.error_in_exec, RuntimeError)
+    for t in _dashboard_threads():
+        t.join(timeout=5)
+    assert _dashboard_threads() == []
 
 
 def test_no_model_available_is_one_message(shell, capsys, monkeypatch):

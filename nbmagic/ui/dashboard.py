@@ -116,10 +116,11 @@ class Dashboard(Renderer):
         super().close(status, message)
         summary = RunSummary(self.state)
         if self.handle is not None:
-            if self.state.status == "failed" and self.state.events == 0:
+            s = self.state
+            if s.status == "failed" and not (s.grid or s.plan or s.cells or s.iterations):
                 from IPython.display import HTML
 
-                self.handle.update(HTML(""))  # nothing happened: the error line says it all
+                self.handle.update(HTML(""))  # nothing done to show: the caller's error line says it all
             else:
                 self.handle.update(summary)
         self.final = summary
