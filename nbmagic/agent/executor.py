@@ -140,6 +140,7 @@ class OutputCollector:
     def clear(self) -> None:
         with self.lock:
             self.outputs.clear()
+            self.stream_chars = 0  # the cap is on what is kept: a progress loop that clears stays visible
 
 
 class _Tap(io.TextIOBase):

@@ -187,3 +187,15 @@ def test_svg_bytes_stay_text_and_png_bytes_become_base64(ipython_shell):
     data = res.outputs[0]["data"]
     assert data["image/svg+xml"] == "<svg/>"
     assert base64.b64decode(data["image/png"]) == b"\x89PNG"
+
+
+def test_clear_output_progress_loop_keeps_its_last_line(ipython_shell):
+    # 10,000 progress lines of ~110 characters pass the 1,000,000-character cap on kept output;
+    # each clear_output empties what is kept, so the last line must still be there
+    code = ("from IPython.display import clear_output\n"
+            "for i in range(10_000):\n"
+            "    clear_output(wait=True)\n"
+            "    print('step', i, '.' * 100)")
+    res = ShellExecutor(ipython_shell).run(code)
+    assert res.ok
+    assert len(res.outputs) == 1 and res.outputs[0]["text"].startswith("step 9999 ")
