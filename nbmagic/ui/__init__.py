@@ -10,10 +10,10 @@
 Any renderer is a plain ``on_event`` callable, so it works with the engines directly::
 
     from nbmagic.ui.select import choose_renderer
-    ui = choose_renderer()                       # or make_renderer("plain")
-    ui.start("question", engine="rlm")
-    RLM(model, on_event=ui).query("...", context=text)
-    ui.close("done")
+    with choose_renderer() as ui:                # or make_renderer("plain")
+        ui.start("question", engine="rlm")
+        RLM(model, on_event=ui).query("...", context=text)
+    # closed (summary drawn) however the block ended: done, failed or interrupted
 
 Importing this package imports neither ipywidgets nor rich.
 """

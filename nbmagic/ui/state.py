@@ -344,6 +344,18 @@ class Renderer:
             self.state.finish(status, message)
             self.draw(final=True)
 
+    def __enter__(self) -> Renderer:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        """``with`` closes the view however the block ends (and so stops the dashboard's ticker)."""
+        if exc is None:
+            self.close("done")
+        elif isinstance(exc, KeyboardInterrupt):
+            self.close("interrupted", "interrupted")
+        else:
+            self.close("failed", getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+
     # -- for subclasses ------------------------------------------------------------------
 
     def on_event(self, event: ev.Event) -> None:

@@ -245,3 +245,23 @@ def test_dashboard_ticker_moves_the_clock_while_nothing_happens():
     dash.close("done")
     ticker.join(timeout=5)
     assert not ticker.is_alive()  # close() stops it
+
+
+def test_with_block_closes_the_dashboard_on_an_error():
+    """The API form (``with choose_renderer() as ui``): an error still stops the 1 Hz ticker."""
+    import threading
+
+    dash = Dashboard(display=False)
+    dash.start("x", engine="rlm")
+    ticker = threading.Thread(target=dash._tick, daemon=True)  # what start() runs when it displays
+    ticker.start()
+    with pytest.raises(ValueError), dash:
+        dash(ev.RlmIteration(1, "print(1)", "1", 0.1))
+        raise ValueError("the server went away")
+    ticker.join(timeout=5)
+    assert not ticker.is_alive() and dash.closed
+    assert dash.state.status == "failed" and dash.state.message == "the server went away"
+    assert "1 iteration" in summary_text(dash.state)
+    with PlainLog(io.StringIO()) as log:
+        log.start("y", engine="rlm")
+    assert log.state.status == "done" and "rlm done in" in log.lines[-1]
