@@ -44,6 +44,7 @@ from nbmagic.rlm.execution import outer_streams, truncate
 from nbmagic.rlm.repl import ENVIRONMENTS, Environment, make_environment
 from nbmagic.rlm.tools import Budget, Toolbox, check_schema, validate_schema
 from nbmagic.rlm.trajectory import TrajectoryWriter
+from nbmagic.secrets import redact
 
 
 @dataclass
@@ -145,20 +146,20 @@ class RLM:
         self.environment = env
         self.namespace = namespace
         self.max_iterations = _positive("max_iterations", max_iterations, settings.max_iterations)
-        self.max_llm_calls = max_llm_calls if max_llm_calls is not None else settings.max_llm_calls
-        self.max_tokens = max_tokens
-        self.timeout = timeout
+        self.max_llm_calls = _limit(
+            "max_llm_calls", max_llm_calls if max_llm_calls is not None else settings.max_llm_calls, minimum=0
+        )
+        self.max_tokens = _limit("max_tokens", max_tokens)
+        self.timeout = _limit("timeout", timeout, number=True)
         self.max_output_chars = _positive("max_output_chars", max_output_chars, settings.max_output_chars)
-        if max_depth < 0:
-            raise ConfigError("max_depth must be 0 or more.")
-        self.max_depth = max_depth
+        self.max_depth = _limit("max_depth", 1 if max_depth is None else max_depth, minimum=0)
         self.trajectory_path = trajectory_path
         self.on_event: EventHandler | None = _outside_turns(on_event) if on_event is not None else None
-        self.turn_timeout = turn_timeout
-        self.max_concurrency = max_concurrency
-        self.memory_limit_mb = memory_limit_mb
+        self.turn_timeout = _limit("turn_timeout", turn_timeout, number=True)
+        self.max_concurrency = _positive("max_concurrency", max_concurrency, 16)
+        self.memory_limit_mb = _limit("memory_limit_mb", memory_limit_mb, minimum=0)
         self.temperature = temperature
-        self.sub_max_tokens = sub_max_tokens
+        self.sub_max_tokens = _limit("sub_max_tokens", sub_max_tokens)
 
     # -- models, loaded on first use --
 
@@ -273,6 +274,8 @@ class RLM:
             )
 
         def log(record: dict[str, Any]) -> None:
+            for key in ("response", "code"):  # the output is redacted where it is made
+                record[key] = redact(record[key])
             trajectory.append(record)
             if writer is not None:
                 writer.iteration(record)
@@ -325,13 +328,15 @@ class RLM:
                 output = out.output  # already capped by the environment (head + marker + tail)
                 if len(output) > self.max_output_chars + 100:  # an environment that did not cap
                     output = truncate(output, self.max_output_chars)
+                # code can print os.environ: no key reaches the model, the trajectory or the renderer
+                output = redact(output)
                 sub_calls = toolbox.take_records()
                 log({"iteration": i, "depth": depth, "kind": "code", "response": reply, "code": code,
                      "output": output, "error": out.error, "timed_out": out.timed_out,
                      "restarted": out.restarted, "notes": out.notes, "sub_calls": sub_calls,
                      "model_seconds": round(model_seconds, 4), "exec_seconds": round(out.seconds, 4),
                      "submitted": toolbox.submitted})
-                emit(self.on_event, RlmIteration(i=i, code=code, output=output,
+                emit(self.on_event, RlmIteration(i=i, code=trajectory[-1]["code"], output=output,
                                                  seconds=model_seconds + out.seconds, depth=depth))
                 if toolbox.submitted:
                     break
@@ -455,6 +460,17 @@ def _outside_turns(handler: EventHandler) -> EventHandler:
 
 def _positive(name: str, value: int | None, default: int) -> int:
     v = default if value is None else value
-    if not isinstance(v, int) or v < 1:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
         raise ConfigError(f"{name} must be a positive integer, got {v!r}.")
     return v
+
+
+def _limit(name: str, value: Any, *, minimum: int = 1, number: bool = False) -> Any:
+    """An optional limit: ``None`` (no limit), an integer >= ``minimum``, or (``number``) seconds > 0."""
+    if value is None:
+        return None
+    kinds = (int, float) if number else (int,)
+    if isinstance(value, bool) or not isinstance(value, kinds) or (value <= 0 if number else value < minimum):
+        want = "a positive number of seconds" if number else f"an integer of at least {minimum}"
+        raise ConfigError(f"{name} must be {want} (or None), got {value!r}.")
+    return value
