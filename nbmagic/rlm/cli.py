@@ -37,11 +37,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _name_for(path: Path, taken: set[str]) -> str:
+    from nbmagic.rlm.context import _is_name  # here, not at the top: the parser imports this module
+
     base = re.sub(r"\W", "_", path.stem) or "data"
     if base[0].isdigit():
         base = "f_" + base
     name, i = base, 2
-    while name in taken or name in {"context", "submit", "llm_query", "llm_query_batched", "rlm_query"}:
+    while name in taken or name == "context" or not _is_name(name):  # not a helper, not a keyword
         name, i = f"{base}_{i}", i + 1
     return name
 

@@ -66,7 +66,8 @@ def _resolve_str(text: str, namespace: Mapping[str, Any] | None) -> dict[str, An
     if namespace is not None and text.isidentifier():
         if text in namespace:
             value = namespace[text]
-            return {text: value, "context": value} if text != "context" else {"context": value}
+            # a variable named like a helper is bound only as `context`: the helper keeps its name
+            return {text: value, "context": value} if _is_name(text) and text != "context" else {"context": value}
         raise ConfigError(missing_variable_message(text, namespace))
     if len(text) < 4096 and "\n" not in text:
         path = Path(text).expanduser()

@@ -247,10 +247,11 @@ def test_trajectory_jsonl_and_events_never_carry_the_key(openai_server: OpenAICo
 
     secret = "loopback-secret-778899"
     root = load_model(f"openai-compat:test-model@{openai_server.url}", api_key=secret, max_retries=0)
-    openai_server.set_responder(ScriptedRoot([
+    script = ScriptedRoot([
         code(f"print('the key is {secret}')\nprint(llm_query('hi'))"),
         code("submit('ok')"),
-    ]))
+    ])
+    openai_server.set_responder(script)
     path = tmp_path / "traj.jsonl"
     rec = EventRecorder()
     res = RLM(root, trajectory_path=str(path), on_event=rec).query("q", context="abc")
@@ -265,7 +266,27 @@ def test_trajectory_jsonl_and_events_never_carry_the_key(openai_server: OpenAICo
     assert len(rec.of(RlmIteration)) == 2 and len(rec.of(SubCall)) == 1
     assert {e.agent for e in rec.of(ModelCall)} == {"root@0", "sub@0"}
     assert json.loads(path.read_text().splitlines()[1])["iteration"] == 1
+    # nor does the model, the in-memory trajectory or the renderer see it
+    assert "the key is ***" in last_user(script.root_requests[1])
+    assert secret not in repr(res.trajectory) and secret not in rec.of(RlmIteration)[0].output
     root.close()
+
+
+@pytest.mark.parametrize("bad", [{"timeout": "10"}, {"max_tokens": "x"}, {"turn_timeout": "3"}, {"max_depth": "2"},
+                                 {"max_llm_calls": -1}, {"timeout": 0}, {"max_concurrency": 0}])
+def test_bad_limits_are_config_errors(models: Any, bad: dict[str, Any]) -> None:
+    root, sub = models
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        RLM(root, sub_model=sub, **bad)
+
+
+def test_a_variable_named_like_a_helper_is_only_the_context(openai_server: OpenAICompatServer, models: Any) -> None:
+    root, sub = models
+    script = ScriptedRoot([code("submit((context, llm_query('x')))")])
+    openai_server.set_responder(script)
+    res = RLM(root, sub_model=sub, namespace={"llm_query": "user text"}).query("q", context="llm_query")
+    assert res.answer == ("user text", "sub: x")
+    assert "`llm_query`" not in script.root_requests[0]["messages"][1]["content"]
 
 
 def test_subprocess_environment_end_to_end(openai_server: OpenAICompatServer, models: Any) -> None:
