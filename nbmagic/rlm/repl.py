@@ -407,12 +407,16 @@ class SubprocessEnvironment(Environment):
             pass  # the worker is gone; the caller notices on the next read
 
     def _died(self, t0: float, notes: list[str], output: str) -> TurnOutput:
-        code = self.proc.wait(timeout=5) if self.proc is not None else None
-        why = (
-            f"killed by signal {-code}" + (" (often: out of memory)" if code == -9 else "")
-            if code is not None and code < 0
-            else f"exit status {code}"
-        )
+        try:
+            code = self.proc.wait(timeout=1) if self.proc is not None else None
+        except subprocess.TimeoutExpired:  # alive but its connection is gone (code closed the socket)
+            code = None
+        if code is None:
+            why = "its connection to this process was closed"
+        elif code < 0:
+            why = f"killed by signal {-code}" + (" (often: out of memory)" if code == -9 else "")
+        else:
+            why = f"exit status {code}"
         self._restart()
         return TurnOutput(
             output=output
@@ -427,19 +431,23 @@ class SubprocessEnvironment(Environment):
     def export(self) -> dict[str, Any]:
         if self.conn is None or self.proc is None or self.proc.poll() is not None:
             return {}
-        self.conn.send(("export",))
-        while True:
-            if not self.conn.poll(30):
-                return {}
-            msg = self.conn.recv()
-            if msg[0] == "exported":
-                out = {}
-                for name, blob in msg[1].items():
-                    try:
-                        out[name] = pickle.loads(blob)
-                    except Exception:  # a class defined only in the worker, say
-                        continue
-                return out
+        try:
+            self.conn.send(("export",))
+            while True:
+                if not self.conn.poll(30):
+                    return {}
+                msg = self.conn.recv()
+                if msg[0] == "exported":
+                    break
+        except (EOFError, OSError):  # the worker died: nothing to export, the answer still stands
+            return {}
+        out = {}
+        for name, blob in msg[1].items():
+            try:
+                out[name] = pickle.loads(blob)
+            except Exception:  # a class defined only in the worker, say
+                continue
+        return out
 
 
 def _picklable(value: Any) -> bool:

@@ -163,6 +163,13 @@ def test_worker_death_is_reported_and_recovered(worker: SubprocessEnvironment) -
     assert run(worker, "print('back')").output == "back\n"
 
 
+def test_worker_closing_its_connection_is_a_restart_not_a_traceback(worker: SubprocessEnvironment) -> None:
+    pid = worker.pid
+    res = run(worker, "import os, sys, time\nos.close(int(sys.argv[1]))\ntime.sleep(60)")
+    assert res.restarted and "connection to this process was closed" in res.output
+    assert worker.pid != pid and run(worker, "print('back')").output == "back\n"
+
+
 def test_memory_limit_raises_memory_error(worker: SubprocessEnvironment) -> None:
     res = run(worker, "big = bytearray(3 * 1024**3)")
     assert res.error and "MemoryError" in res.error
