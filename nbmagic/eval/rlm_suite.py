@@ -237,10 +237,11 @@ BASELINE_TEMPLATE = "{context}\n\n---\nQuestion: {question}"
 
 def run_baseline(task: Task, model: Any, *, max_chars: int | None = None) -> Run:
     from nbmagic.errors import NbmagicError
+    from nbmagic.rlm.execution import truncate
 
     text = task.context_text()
-    if max_chars is not None and len(text) > max_chars:
-        text = text[: max_chars // 2] + "\n…\n" + text[-(max_chars // 2) :]
+    if max_chars is not None:
+        text = truncate(text, max_chars)
     prompt = BASELINE_TEMPLATE.format(context=text, question=task.question)
     t0 = time.perf_counter()
     try:

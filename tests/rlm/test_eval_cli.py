@@ -44,6 +44,16 @@ def test_scripted_root_solves_tasks_through_the_real_pipeline(
     assert biggest < 12_000
 
 
+def test_baseline_cut_keeps_head_and_tail(openai_server: OpenAICompatServer, models: tuple) -> None:
+    root, _ = models
+    openai_server.set_responder(eval_responder())
+    task = suite.needle_task(50_000)
+    suite.run_baseline(task, root, max_chars=2000)
+    prompt = openai_server.chat_requests()[-1]["messages"][-1]["content"]
+    assert prompt.startswith(task.context[:900]) and task.context[-900:] in prompt
+    assert "chars omitted" in prompt and len(prompt) < 2400
+
+
 def test_eval_command_prints_both_methods(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     from nbmagic.eval.__main__ import main
 
