@@ -156,15 +156,13 @@ class LlamaCppModel(ChatModel):
         self._check_fits(messages, params)
         with self._lock:
             llm = self._live()
-            try:
-                if on_token is None:
-                    resp = llm.create_chat_completion(messages=messages, **kwargs)
-                    return self._from_response(resp)
+            if on_token is not None:
                 return self._stream(llm, messages, kwargs, on_token, counter, params)
-            except NbmagicError:
-                raise
+            try:
+                resp = llm.create_chat_completion(messages=messages, **kwargs)
             except (ValueError, RuntimeError) as exc:
                 raise self._generation_error(exc) from None
+            return self._from_response(resp)
 
     def _stream(
         self,
@@ -178,17 +176,27 @@ class LlamaCppModel(ChatModel):
         parts: list[str] = []
         finish: str | None = None
         try:
-            for chunk in llm.create_chat_completion(messages=messages, stream=True, **kwargs):
+            chunks = llm.create_chat_completion(messages=messages, stream=True, **kwargs)
+        except (ValueError, RuntimeError) as exc:
+            raise self._generation_error(exc) from None
+        try:
+            while True:
+                try:  # only llama.cpp's errors are mapped: what on_token raises is the caller's
+                    chunk = next(chunks)
+                except StopIteration:
+                    break
+                except (ValueError, RuntimeError) as exc:
+                    err = self._generation_error(exc)
+                    err.partial = "".join(parts)
+                    raise err from None
                 for choice in chunk.get("choices", ()):
                     piece = (choice.get("delta") or {}).get("content")
                     if piece:
                         parts.append(piece)
                         on_token(piece)
                     finish = choice.get("finish_reason") or finish
-        except (ValueError, RuntimeError) as exc:
-            err = self._generation_error(exc)
-            err.partial = "".join(parts)
-            raise err from None
+        finally:
+            chunks.close()  # still under the lock: the next call starts on a finished generation
         # llama-cpp-python sends no usage when streaming: count what the sampler saw
         completion = counter.steps
         if finish == "stop" and not params.stop and completion:

@@ -179,14 +179,6 @@ class OpenAICompatModel(ChatModel):
             resp = self.client.chat.completions.create(**self._request(messages, params, stream))
             if not stream:
                 return self._from_completion(resp)
-            parts: list[str] = []
-            state: dict[str, Any] = {}
-            try:
-                for chunk in resp:
-                    self._take_chunk(chunk, parts, state, on_token)
-            except Exception as exc:
-                raise self._map_error(exc, partial="".join(parts)) from None
-            return self._from_stream(messages, parts, state)
         except NbmagicError:
             raise
         except Exception as exc:
@@ -194,6 +186,24 @@ class OpenAICompatModel(ChatModel):
                 self._usage_in_stream = False
                 return self._chat(messages, params, on_token)
             raise self._map_error(exc) from None
+        assert on_token is not None
+        parts: list[str] = []
+        state: dict[str, Any] = {}
+        chunks = iter(resp)
+        try:
+            while True:
+                try:  # only the transport is mapped: what on_token raises (a stop, a bug) is the caller's
+                    chunk = next(chunks)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    raise self._map_error(exc, partial="".join(parts)) from None
+                delta = self._take_chunk(chunk, parts, state)
+                if delta:
+                    on_token(delta)
+        finally:
+            resp.close()  # a no-op after the last chunk; frees the connection when on_token raised
+        return self._from_stream(messages, parts, state)
 
     async def _achat(
         self, messages: list[dict[str, str]], params: GenerationParams, on_token: TokenCallback | None
@@ -203,14 +213,6 @@ class OpenAICompatModel(ChatModel):
             resp = await self.aclient.chat.completions.create(**self._request(messages, params, stream))
             if not stream:
                 return self._from_completion(resp)
-            parts: list[str] = []
-            state: dict[str, Any] = {}
-            try:
-                async for chunk in resp:
-                    self._take_chunk(chunk, parts, state, on_token)
-            except Exception as exc:
-                raise self._map_error(exc, partial="".join(parts)) from None
-            return self._from_stream(messages, parts, state)
         except NbmagicError:
             raise
         except Exception as exc:
@@ -218,6 +220,24 @@ class OpenAICompatModel(ChatModel):
                 self._usage_in_stream = False
                 return await self._achat(messages, params, on_token)
             raise self._map_error(exc) from None
+        assert on_token is not None
+        parts: list[str] = []
+        state: dict[str, Any] = {}
+        chunks = aiter(resp)
+        try:
+            while True:
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:
+                    raise self._map_error(exc, partial="".join(parts)) from None
+                delta = self._take_chunk(chunk, parts, state)
+                if delta:
+                    on_token(delta)
+        finally:
+            await resp.close()
+        return self._from_stream(messages, parts, state)
 
     def list_models(self) -> list[str]:
         """Model ids the server offers."""
@@ -252,17 +272,19 @@ class OpenAICompatModel(ChatModel):
         )
 
     @staticmethod
-    def _take_chunk(chunk: Any, parts: list[str], state: dict[str, Any], on_token: TokenCallback | None) -> None:
+    def _take_chunk(chunk: Any, parts: list[str], state: dict[str, Any]) -> str:
+        """Record one streamed chunk; return the text it adds."""
         if getattr(chunk, "usage", None):
             state["usage"] = chunk.usage
+        added = ""
         for choice in chunk.choices or ():
             delta = getattr(choice.delta, "content", None)
             if delta:
                 parts.append(delta)
-                if on_token is not None:
-                    on_token(delta)
+                added += delta
             if choice.finish_reason:
                 state["finish"] = choice.finish_reason
+        return added
 
     def _from_stream(self, messages: list[dict[str, str]], parts: list[str], state: dict[str, Any]) -> ChatResult:
         text = "".join(parts)

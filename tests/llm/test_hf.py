@@ -245,3 +245,14 @@ def test_unknown_load_option_and_closed_model(tiny_hf_paths):
     m.close()
     with pytest.raises(ConfigError, match="was closed"):
         m.chat("hi", max_tokens=2)
+
+
+def test_what_on_token_raises_reaches_the_caller_unchanged(qwen):
+    raised = ValueError("a UI bug")
+
+    def on_token(piece: str) -> None:
+        raise raised
+
+    with pytest.raises(ValueError) as info:
+        qwen.chat("hello there", temperature=0, max_tokens=8, on_token=on_token)
+    assert info.value is raised  # not re-labelled as "refused the generation options"

@@ -231,3 +231,16 @@ def test_closed_model_refuses_calls(tiny_gguf):
     model.close()  # twice is fine
     with pytest.raises(ConfigError, match="was closed"):
         model.chat(PROMPT, max_tokens=2)
+
+
+def test_what_on_token_raises_reaches_the_caller_unchanged(gguf_model):
+    """A ValueError from the callback is the caller's, not "llama.cpp failed while generating"."""
+    raised = ValueError("a UI bug")
+
+    def on_token(piece: str) -> None:
+        raise raised
+
+    with pytest.raises(ValueError) as info:
+        gguf_model.chat(PROMPT, max_tokens=4, temperature=0, on_token=on_token)
+    assert info.value is raised
+    assert gguf_model.chat(PROMPT, max_tokens=2, temperature=0).usage.completion_tokens == 2  # still usable

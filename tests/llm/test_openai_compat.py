@@ -13,6 +13,7 @@ from nbmagic.errors import (
     ModelTimeoutError,
     NbmagicError,
     RateLimitError,
+    RunInterrupted,
     ServerError,
     ServerUnreachableError,
 )
@@ -426,3 +427,23 @@ def test_loopback_server_runs_as_a_command():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+@pytest.mark.parametrize("raised", [RunInterrupted("stopped by the user", partial="kept"), ValueError("a UI bug")])
+def test_what_on_token_raises_reaches_the_caller_unchanged(openai_server, openai_model, use_async, raised):
+    """A stop (or a bug) in the streaming callback is not blamed on the server."""
+    openai_server.queue("one two three four")
+    seen: list[str] = []
+
+    def on_token(piece: str) -> None:
+        seen.append(piece)
+        raise raised
+
+    with pytest.raises(type(raised)) as info:
+        if use_async:
+            asyncio.run(openai_model.achat("x", on_token=on_token))
+        else:
+            openai_model.chat("x", on_token=on_token)
+    assert info.value is raised and len(seen) == 1
+    assert openai_model.chat("again").text == "echo: again"  # the connection was given back
