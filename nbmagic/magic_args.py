@@ -112,6 +112,9 @@ def split_options(line: str, parser: argparse.ArgumentParser) -> tuple[str, str]
         if token == "--":
             return line[:pos].strip(), line[end:].strip()
         name = token.split("=", 1)[0]
+        if len(name) > 2 and not name.startswith("--") and name[:2] in takes_value:
+            pos = end  # -cVALUE: a short option with its value attached, as argparse allows
+            continue
         if name not in takes_value:
             # not one of ours (a negative number, a dash in prose, a typo): let argparse say so
             if name.startswith("--") or (len(name) == 2 and name[1].isalpha()):

@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         ('--context "my var" q', '--context "my var"', "q"),
         ("-- --context is text", "", "--context is text"),
         ("-1 is negative", "", "-1 is negative"),
+        ("-ctext how many?", "-ctext", "how many?"),
         ("--bogus question", "--bogus", "question"),
         ("", "", ""),
     ],
