@@ -178,16 +178,22 @@ def latent_rollout(
     """
     if steps < 0:
         raise ConfigError(f"latent steps must be >= 0, got {steps}.")
-    h, mask, cache = state.last_hidden, state.attention_mask, state.cache
-    ones = torch.ones((mask.shape[0], 1), dtype=mask.dtype, device=mask.device)
+    h, cache, start = state.last_hidden, state.cache, state.length
+    if steps == 0:
+        return h.new_zeros((h.shape[0], 0, h.shape[-1])), state
+    decoder, dtype = model.decoder, model.dtype  # get_decoder() walks attributes: once, not per step
+    # the mask grows by a column of ones per step and each new position is one more than the
+    # last: build both once and hand the loop views, instead of a concatenation and a cumsum
+    # over the whole sequence every step
+    mask = torch.cat([state.attention_mask, state.attention_mask.new_ones((state.batch_size, steps))], dim=1)
+    positions = state.attention_mask.sum(-1, keepdim=True) + torch.arange(steps, device=mask.device)
     thoughts: list[Tensor] = []
-    for t in range(1, steps + 1):
-        e = apply_link(link, h, model.dtype)  # [B, d]
-        mask = torch.cat([mask, ones], dim=1)
-        out = model.decoder(
+    for t in range(steps):
+        e = apply_link(link, h, dtype)  # [B, d]
+        out = decoder(
             inputs_embeds=e[:, None, :],
-            attention_mask=mask,
-            position_ids=positions_from_mask(mask, 1),
+            attention_mask=mask[:, : start + t + 1],
+            position_ids=positions[:, t : t + 1],
             past_key_values=cache,
             use_cache=True,
         )
@@ -195,10 +201,7 @@ def latent_rollout(
         h = out.last_hidden_state[:, -1]
         thoughts.append(h)
         if on_step is not None:
-            on_step(t, steps)
-    if not thoughts:
-        empty = h.new_zeros((h.shape[0], 0, h.shape[-1]))
-        return empty, LatentState(cache, mask, h)
+            on_step(t + 1, steps)
     return torch.stack(thoughts, dim=1), LatentState(cache, mask, h)
 
 
@@ -231,6 +234,8 @@ def decode_with_usage(
     counts = [0] * batch
     h, mask, cache = state.last_hidden, state.attention_mask, state.cache
     ones = torch.ones((batch, 1), dtype=mask.dtype, device=mask.device)
+    position = mask.sum(-1, keepdim=True)  # of the next token: one more per step
+    decoder = model.decoder
     softcap = getattr(model.model.config, "final_logit_softcapping", None)  # Gemma 2/3
     for step in range(max_new_tokens):
         logits = head(h).float()
@@ -246,14 +251,14 @@ def decode_with_usage(
         if all(done) or step == max_new_tokens - 1:
             break
         mask = torch.cat([mask, ones], dim=1)
-        out = model.decoder(
+        out = decoder(
             inputs_embeds=model.embed_ids(nxt[:, None]).to(model.dtype),
             attention_mask=mask,
-            position_ids=positions_from_mask(mask, 1),
+            position_ids=position,
             past_key_values=cache,
             use_cache=True,
         )
-        cache, h = out.past_key_values, out.last_hidden_state[:, -1]
+        cache, h, position = out.past_key_values, out.last_hidden_state[:, -1], position + 1
     texts = [s.finish() for s in streams]
     return DecodeResult(texts, counts, reasons)
 
