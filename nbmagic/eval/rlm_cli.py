@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from nbmagic.errors import ConfigError
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         record_counts = [int(n) for n in _split(args.records)]
     except ValueError as exc:
         raise ConfigError(f"--sizes/--records: {exc}") from None
+    if args.json and (Path(args.json).is_dir() or not Path(args.json).resolve().parent.is_dir()):
+        raise ConfigError(f"--json {args.json!r}: not a file in an existing folder.")  # say so before the run
     kinds = _split(args.tasks)
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
@@ -82,8 +85,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"model: {model_spec if args.model != 'scripted' else 'scripted (loopback)'}")
         print(suite.format_table(tasks, runs))
         if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(suite.results_json(runs), f, indent=1)
+            try:
+                with open(args.json, "w", encoding="utf-8") as f:
+                    json.dump(suite.results_json(runs), f, indent=1)
+            except OSError as exc:  # the table above is already printed: nothing is lost
+                raise ConfigError(f"Could not write --json {args.json!r}: {exc.strerror or exc}") from None
         return 1 if runs and all(r.error for r in runs) else 0  # nothing ran: say so in the status
     finally:
         if server is not None:

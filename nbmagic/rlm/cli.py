@@ -57,12 +57,15 @@ def load_contexts(paths: list[str]) -> dict[str, Any] | None:
         if not path.exists():
             raise ConfigError(f"--context {raw!r}: no such file or folder.")
         name = _name_for(path, set(out))
-        if path.is_dir():
-            out[name] = path
-        elif path.stat().st_size > MAX_TEXT_BYTES:
-            out[name] = path  # too big to hold as text: the code reads it in pieces
-        else:
-            out[name] = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            if path.is_dir():
+                out[name] = path
+            elif path.stat().st_size > MAX_TEXT_BYTES:
+                out[name] = path  # too big to hold as text: the code reads it in pieces
+            else:
+                out[name] = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise ConfigError(f"--context {raw!r}: cannot read it ({exc.strerror or exc}).") from None
     if len(out) == 1:
         out["context"] = next(iter(out.values()))
     return out

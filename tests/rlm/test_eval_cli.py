@@ -68,6 +68,9 @@ def test_eval_command_prints_both_methods(capsys: pytest.CaptureFixture[str], tm
     assert {s["method"] for s in data["summary"]} == {"rlm", "baseline"}
     assert main(["rlm", "--model", "scripted", "--tasks", "bogus"]) == 2
     assert "Unknown task kind" in capsys.readouterr().err
+    # a --json path that cannot be written is refused before the run, not after it
+    assert main(["rlm", "--model", "scripted", "--json", str(tmp_path / "missing" / "r.json")]) == 2
+    assert "not a file in an existing folder" in capsys.readouterr().err
 
 
 def test_rlm_cli_answers_about_a_file(openai_server: OpenAICompatServer, tmp_path: Path,
