@@ -107,8 +107,8 @@ def _info(torch: Any, kind: str, index: int, reason: str) -> DeviceInfo:
     return DeviceInfo("cpu", "cpu", "CPU", "float32", reason)
 
 
-def _parse(prefer: str) -> tuple[str, int]:
-    text = prefer.strip().lower()
+def _parse(prefer: Any) -> tuple[str, int]:
+    text = str(prefer).strip().lower()  # a torch.device reads as "cuda:0"
     kind, _, idx = text.partition(":")
     if kind == "gpu":
         kind = "cuda"

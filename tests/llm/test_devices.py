@@ -27,6 +27,7 @@ def test_auto_detects_what_torch_sees(monkeypatch):
 def test_prefer_cpu_and_env_override(monkeypatch):
     assert detect_device("cpu").kind == "cpu"
     assert detect_device("CPU").torch_device == "cpu"
+    assert detect_device(torch.device("cpu")).kind == "cpu"  # a torch.device is taken too
     monkeypatch.setenv("NBMAGIC_DEVICE", "cpu")
     info = detect_device()
     assert info.kind == "cpu" and "NBMAGIC_DEVICE" in info.reason

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,15 +12,10 @@ from pathlib import Path
 import pytest
 
 from nbmagic.llm import doctor
+from tests.fixtures.openai_server import closed_port
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_KEY = "sk-nbmagic-FAKE-doctor-key-0123456789"
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _run(argv: list[str]) -> int:
@@ -32,7 +26,7 @@ def _run(argv: list[str]) -> int:
 
 @pytest.fixture
 def quiet_ollama(monkeypatch):
-    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{closed_port()}")
 
 
 def test_report_lists_device_backends_and_default(quiet_ollama):
@@ -80,7 +74,7 @@ def test_check_sends_one_chat(monkeypatch, capsys, openai_server):
 
 
 def test_check_failure_is_reported_not_raised(capsys):
-    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    url = f"http://127.0.0.1:{closed_port()}/v1"
     assert _run(["--check", "--model", f"openai-compat:m@{url}"]) == 1
     out = capsys.readouterr().out
     assert "FAILED (ServerUnreachableError)" in out and url in out
@@ -107,7 +101,7 @@ def test_offline_default_check_names_every_way(capsys, quiet_ollama, monkeypatch
 
 def test_keys_are_masked(monkeypatch, capsys, quiet_ollama):
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{_closed_port()}/v1")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{closed_port()}/v1")
     assert _run(["--json"]) == 0
     text = capsys.readouterr().out
     report = json.loads(text)

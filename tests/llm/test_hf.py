@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 
 import pytest
@@ -18,6 +17,7 @@ from nbmagic.errors import (
 )
 from nbmagic.llm.devices import detect_device
 from nbmagic.llm.hf import HFChatModel, TextStream
+from tests.fixtures.openai_server import closed_port
 
 
 @pytest.fixture(scope="module")
@@ -126,16 +126,10 @@ def test_missing_folder_and_folder_without_config(tmp_path):
         load_model(f"hf:{tmp_path}")
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_hub_repo_unreachable_or_offline_is_one_clear_error(monkeypatch, capsys):
     repo = "nbmagic-tests/does-not-exist-tiny"
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
     with pytest.raises(NoModelAvailableError, match=r"could not be downloaded from http://127\.0\.0\.1") as err:
         HFChatModel(repo)
     assert "hf:<path>" in err.value.message

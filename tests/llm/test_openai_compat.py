@@ -21,6 +21,7 @@ from nbmagic.llm.base import ChatResult, Usage
 from nbmagic.llm.openai_compat import OpenAICompatModel
 from nbmagic.llm.specs import load_model
 from nbmagic.testing.openai_server import OpenAICompatServer, Reply
+from tests.fixtures.openai_server import closed_port
 
 #: recognisable fake keys: if either shows up in a message or repr, redaction failed
 FAKE_KEY = "sk-nbmagic-FAKE-KEY-do-not-leak-0123456789"
@@ -33,15 +34,6 @@ def _compat(srv: OpenAICompatServer, **kw: object) -> OpenAICompatModel:
     model = load_model(f"openai-compat:test-model@{srv.url}", **kw)
     assert isinstance(model, OpenAICompatModel)
     return model
-
-
-def _closed_port() -> int:
-    """A loopback port with nothing listening (bound, then released)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- replies, streaming, usage, parameters ------------------------------------------------------
@@ -240,7 +232,7 @@ def test_server_error_after_retries_spent(openai_server):
 
 
 def test_unreachable_server():
-    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    url = f"http://127.0.0.1:{closed_port()}/v1"
     model = load_model(f"openai-compat:test-model@{url}", max_retries=0, timeout=5)
     with pytest.raises(ServerUnreachableError) as info:
         model.chat("x")

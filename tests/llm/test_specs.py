@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,20 +31,15 @@ from nbmagic.llm.specs import (
     resolve_default,
 )
 from nbmagic.testing.openai_server import OpenAICompatServer
+from tests.fixtures.openai_server import closed_port
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def no_ollama(monkeypatch: pytest.MonkeyPatch) -> str:
     """Point OLLAMA_HOST at a loopback port where nothing listens."""
-    host = f"127.0.0.1:{_closed_port()}"
+    host = f"127.0.0.1:{closed_port()}"
     monkeypatch.setenv("OLLAMA_HOST", host)
     return host
 
@@ -157,7 +151,7 @@ def test_ollama_host_forms(raw, url):
 
 def test_ollama_models_lists_tags_or_nothing(openai_server):
     assert ollama_models(openai_server.root_url) == ["test-model", "sub-model"]
-    assert ollama_models(f"http://127.0.0.1:{_closed_port()}") == []
+    assert ollama_models(f"http://127.0.0.1:{closed_port()}") == []
     # a server that is not Ollama (no /api/tags) is not mistaken for one
     assert ollama_models(openai_server.url) == []
 
@@ -271,14 +265,14 @@ def test_offline_default_raises_one_clear_message(tmp_path, mode):
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "NBMAGIC_", "HF_", "OLLAMA_"))}
     env.update(
-        OLLAMA_HOST=f"127.0.0.1:{_closed_port()}",
+        OLLAMA_HOST=f"127.0.0.1:{closed_port()}",
         HF_HOME=str(tmp_path / "hf-home"),  # an empty cache: nothing to fall back on
         PYTHONPATH=str(REPO),
     )
     if mode == "hub-offline":
         env["HF_HUB_OFFLINE"] = "1"
     else:
-        env["HF_ENDPOINT"] = f"http://127.0.0.1:{_closed_port()}"
+        env["HF_ENDPOINT"] = f"http://127.0.0.1:{closed_port()}"
         env["HF_HUB_ETAG_TIMEOUT"] = "2"
         env["HF_HUB_DOWNLOAD_TIMEOUT"] = "2"
     proc = subprocess.run(
