@@ -60,6 +60,8 @@ def test_cached_rollout_matches_full_recompute_batch_1(models, kind):
     torch.testing.assert_close(thoughts[0], ref, atol=ATOL, rtol=1e-4)
     assert state.cache.get_seq_length() == len(ids) + STEPS == state.length
     assert torch.equal(state.last_hidden, thoughts[:, -1])
+    # not vacuous: the thoughts move from step to step (each feeds the next)
+    assert not torch.allclose(thoughts[0, 0], thoughts[0, -1], atol=1e-3)
 
 
 @pytest.mark.parametrize("kind", ["qwen2", "gemma3"])
@@ -76,6 +78,7 @@ def test_left_padded_batch_equals_each_sequence_alone(models, kind):
             alone, _ = L.latent_rollout(m, L.prefill(m, *L.embed_prompts(m, [ids])), STEPS, link)
             torch.testing.assert_close(batch[row], alone[0], atol=ATOL, rtol=1e-4)
             torch.testing.assert_close(batch[row], reference_thoughts(m, ids, STEPS, link), atol=ATOL, rtol=1e-4)
+    assert not torch.allclose(batch[0], batch[1], atol=1e-3)  # the rows really are different sequences
 
 
 def test_prefill_appends_to_a_state_with_padding_in_the_middle(models):

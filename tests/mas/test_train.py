@@ -55,6 +55,30 @@ def test_outer_loss_gradient_reaches_every_link_parameter(hetero):
     assert zero == []  # after one step every single link parameter has a non-zero gradient
 
 
+def test_every_link_call_of_every_round_passes_gradient(hetero):
+    """Per call, not per parameter: links are shared across rounds, so a parameter gradient
+    alone would not show that round 1's thoughts (not only round 2's) reach the loss."""
+    links = T.new_links(hetero)
+    calls: list[tuple[str, list[float]]] = []
+
+    def watch(name: str):
+        def hook(module, args, out):
+            slot = [0.0]
+            calls.append((name, slot))
+            out.register_hook(lambda g: slot.__setitem__(0, float(g.abs().sum())))
+
+        return hook
+
+    for kind, modules in (("inner", links.inner), ("outer", links.outer)):
+        for key, module in modules.items():
+            module.register_forward_hook(watch(f"{kind}.{key}"))
+    T.outer_loss(hetero, links, QS, AS).backward()
+    # 3 agents x 2 rounds x 2 latent steps inner calls; hops 0->1, 1->2 (round 1), 2->0, 0->1, 1->2 (round 2)
+    assert len(calls) == 12 + 5
+    assert [n for n, _ in calls][:3] == ["inner.0", "inner.0", "outer.0_1"]  # round 1's planner comes first
+    assert [n for n, g in calls if g[0] == 0] == []
+
+
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients(hetero):
     a = T.new_links(hetero)
     b = T.new_links(hetero)
