@@ -52,6 +52,11 @@ class Budget:
             self.calls += 1
             return self.calls
 
+    def release(self) -> None:
+        """Give back a reserved sub-call that was not made (the token or time budget refused it)."""
+        with self._lock:
+            self.calls -= 1
+
     @property
     def calls_left(self) -> int | None:
         return None if self.max_llm_calls is None else max(0, self.max_llm_calls - self.calls)
@@ -174,6 +179,8 @@ class Toolbox:
             )
         else:
             text = self._exhausted(helper) or ""
+            if text:
+                self.budget.release()
         if not text:
             try:
                 res = self.sub_model.chat(prompt, max_tokens=self.sub_max_tokens)
@@ -275,7 +282,9 @@ class Toolbox:
         else:
             value = self._exhausted("rlm_query")
             ok = value is None
-            if ok:
+            if not ok:
+                self.budget.release()
+            else:
                 try:
                     value = self.spawn_child(prompt, context)
                 except NbmagicError as exc:
