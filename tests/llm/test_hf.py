@@ -250,3 +250,22 @@ def test_what_on_token_raises_reaches_the_caller_unchanged(qwen):
     with pytest.raises(ValueError) as info:
         qwen.chat("hello there", temperature=0, max_tokens=8, on_token=on_token)
     assert info.value is raised  # not re-labelled as "refused the generation options"
+
+
+def test_sample_next_greedy_nucleus_and_temperature():
+    from nbmagic.llm.hf import sample_next
+
+    logits = torch.tensor([[0.0, 3.0, 2.9, -5.0], [4.0, 0.0, 0.0, 0.0]])
+    assert sample_next(logits, 0.0).tolist() == [1, 0]
+    assert sample_next(logits, None).tolist() == [1, 0]
+    gen = torch.Generator().manual_seed(0)
+    # a tiny nucleus keeps only the top token, whatever the temperature
+    assert all(sample_next(logits, 5.0, top_p=1e-6, generator=gen).tolist() == [1, 0] for _ in range(20))
+    # a hot temperature without a nucleus really samples: the runner-up shows up
+    draws = {sample_next(logits, 5.0, generator=gen)[0].item() for _ in range(50)}
+    assert {1, 2} <= draws
+
+
+def test_different_seeds_sample_different_replies(qwen):
+    texts = {qwen.chat("hi", temperature=1.5, max_tokens=6, seed=s).text for s in range(1, 5)}
+    assert len(texts) > 1  # sampling is on, so the seed in the reproducibility test means something
