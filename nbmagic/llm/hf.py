@@ -125,6 +125,11 @@ def resolve_model_path(name_or_path: str, *, download: bool = True) -> Path:
             f"hf:{name_or_path} could not be downloaded from {where} "
             f"({type(exc).__name__}). {how}"
         ) from None
+    except ValueError:  # huggingface_hub's HFValidationError: not a well-formed repo id
+        raise ModelNotFoundError(
+            f"hf:{name_or_path} is neither a folder here nor a hub repo id (owner/name, letters, "
+            "digits, '-', '_' and '.'). Check the spelling or the path."
+        ) from None
 
 
 def _dtype_kwarg(dtype: Any) -> dict[str, Any]:

@@ -140,6 +140,8 @@ def test_hub_repo_unreachable_or_offline_is_one_clear_error(monkeypatch, capsys)
     monkeypatch.delenv("HF_HUB_OFFLINE")
     with pytest.raises(NoModelAvailableError, match="not in the local cache"):
         HFChatModel(repo, download=False)
+    with pytest.raises(ModelNotFoundError, match="neither a folder here nor a hub repo id"):
+        load_model("hf:my model!")
 
 
 def test_missing_transformers_names_the_extra(monkeypatch, tiny_hf_paths):
