@@ -399,6 +399,8 @@ class SubprocessEnvironment(Environment):
             error = (type(exc).__name__, str(exc))
         except NbmagicError as exc:
             value = f"[error] {name} failed: {exc.message}"
+        except Exception as exc:  # a helper bug must not end the run (nor leave the worker waiting)
+            value = f"[error] {name} failed: {type(exc).__name__}: {exc}"
         try:
             self.conn.send(("reply", cid, value, notice, error))
         except (pickle.PicklingError, TypeError, AttributeError):

@@ -26,12 +26,16 @@ def _submit(answer: Any) -> tuple[None, str]:
     return None, "Answer submitted."
 
 
+def _broken(*_args: Any) -> tuple[str, None]:
+    raise RuntimeError("helper bug")
+
+
 def _slow(seconds: float) -> tuple[str, None]:
     time.sleep(seconds)
     return "slow done", None
 
 
-HELPERS = {"llm_query": _llm_query, "submit": _submit, "slow_helper": _slow}
+HELPERS = {"llm_query": _llm_query, "submit": _submit, "slow_helper": _slow, "broken_helper": _broken}
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +172,11 @@ def test_worker_closing_its_connection_is_a_restart_not_a_traceback(worker: Subp
     res = run(worker, "import os, sys, time\nos.close(int(sys.argv[1]))\ntime.sleep(60)")
     assert res.restarted and "connection to this process was closed" in res.output
     assert worker.pid != pid and run(worker, "print('back')").output == "back\n"
+
+
+def test_a_failing_helper_is_an_error_string_not_a_lost_run(worker: SubprocessEnvironment) -> None:
+    res = run(worker, "print(broken_helper())\nprint('after')")
+    assert res.output == "[error] broken_helper failed: RuntimeError: helper bug\nafter\n"
 
 
 def test_memory_limit_raises_memory_error(worker: SubprocessEnvironment) -> None:
