@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-answer-tokens", type=int, default=64)
     parser.add_argument("--max-steps", type=int, default=None, help="stop the outer loop after this many steps")
     parser.add_argument("--link-type", default="ln", choices=["ln", "mlp"],
-                        help="LayerNorm-wrapped links (ln, default) or plain residual MLPs (mlp)")
+                        help="LayerNorm-wrapped links (ln, default) or plain residual MLPs (mlp); with --init, the checkpoint's")
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="recompute agent passes in the backward pass to save memory")
     parser.add_argument("--init", metavar="DIR", help="start from an existing links checkpoint")

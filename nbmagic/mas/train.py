@@ -20,6 +20,7 @@ AdamW, linear warmup then cosine decay, gradient clipping (1.0), mini-batches.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -285,7 +286,10 @@ def train_links(
     on_log: Callable[[dict[str, Any]], None] | None = None,
     links: LinkSet | None = None,
 ) -> TrainReport:
-    """Train ``mas``'s links on ``examples``; the system uses them afterwards (``mas.links``)."""
+    """Train ``mas``'s links on ``examples``; the system uses them afterwards (``mas.links``).
+
+    Starts from ``links``, else from the checkpoint ``mas`` loaded (keeping its link type), else fresh.
+    """
     cfg = config or TrainConfig()
     if mas.mode != "latent":
         raise ConfigError("Training links needs latent mode: every agent on a local hf: model.")
@@ -297,9 +301,12 @@ def train_links(
     rng = random.Random(cfg.seed)
     freeze_models(mas)
     if links is None:
+        if mas.links is not None:  # continue from the loaded checkpoint, in its link type
+            cfg = dataclasses.replace(cfg, link_type=mas.links.link_type)
         links = new_links(mas, cfg.link_type)
-        if mas.links is not None:  # continue from the loaded checkpoint
-            links.load_state_dict(mas.links.state_dict())
+        if mas.links is not None:  # (it may hold hops this pattern does not use: those stay behind)
+            own = links.state_dict()
+            links.load_state_dict({k: v for k, v in mas.links.state_dict().items() if k in own})
     links.train()
     links.requires_grad_(True)
     t0 = time.perf_counter()

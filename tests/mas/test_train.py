@@ -222,3 +222,19 @@ def test_same_dims_other_model_loads_with_a_warning(tiny_hf_paths, tiny_hf_model
     again.run("hi")
     warnings = [n.message for n in rec.of(Notice) if n.level == "warning"]
     assert len(warnings) == 1 and "expert" in warnings[0] and "trained with" in warnings[0]
+
+
+def test_training_continues_from_a_checkpoint_of_the_other_link_type(tiny_hf_paths, tmp_path):
+    q = f"hf:{tiny_hf_paths['qwen2']}"
+
+    def build(links=None):
+        return RecursiveMAS([Agent(q, "expert"), Agent(q, "learner")], pattern="distillation", rounds=1,
+                            latent_steps=1, max_new_tokens=2, links=links)
+
+    start = T.new_links(build(), "mlp")
+    with torch.no_grad():
+        start.inner_for(0).W2.weight.fill_(0.01)
+    mas = build(save_links(build(), start, tmp_path / "ck"))
+    report = T.train_links(mas, [T.Example("q?", "a")], T.TrainConfig(max_steps=1, batch_size=1, lr=1e-6))
+    assert report.links.link_type == "mlp" and report.config.link_type == "mlp"  # the default "ln" gave way
+    assert torch.allclose(report.links.inner_for(0).W2.weight, start.inner_for(0).W2.weight, atol=1e-4)
