@@ -168,6 +168,8 @@ class RecursiveMAS:
         if not isinstance(temperature, (int, float)) or temperature < 0:
             raise ConfigError(f"temperature must be a number >= 0, not {temperature!r}.")
         self.temperature = float(temperature)
+        if isinstance(tool_timeout, bool) or not isinstance(tool_timeout, (int, float)) or not tool_timeout > 0:
+            raise ConfigError(f"tool_timeout must be a number of seconds > 0, not {tool_timeout!r}.")
         self.tool_timeout = float(tool_timeout)
         self.max_tool_calls = _check_int("max_tool_calls", max_tool_calls, 0, 20)
         requested = (mode if mode is not None else settings.mode or "auto").strip().lower()
@@ -200,6 +202,8 @@ class RecursiveMAS:
             else ""
         )
         self.links: LinkSet | None = None
+        if links is not None and not isinstance(links, (str, Path)):
+            raise ConfigError(f"links must be the path of a links checkpoint folder, not {type(links).__name__}.")
         self.links_path = Path(links).expanduser() if links is not None else None
         if self.links_path is not None:
             if self.mode != "latent":

@@ -252,6 +252,9 @@ def test_custom_roles_names_and_shared_spec(openai_server, spec):
         ({"pattern": "distillation", "agents": [Agent(None, "expert")]}, "two agents"),
         ({"mode": "latent"}, "hf:"),
         ({"agents": ["solver"]}, "Agent(model, role)"),
+        ({"tool_timeout": "10"}, "tool_timeout"),
+        ({"tool_timeout": 0}, "tool_timeout"),
+        ({"links": 5}, "links must be the path"),
     ],
 )
 def test_bad_configuration_is_one_clear_config_error(spec, kwargs, needle):
