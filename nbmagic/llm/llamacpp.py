@@ -13,6 +13,7 @@ lock, so ``achat`` from many tasks is safe (and runs one generation at a time).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import inspect
 import io
 import os
@@ -29,6 +30,8 @@ from nbmagic.llm.base import ChatModel, ChatResult, GenerationParams, TokenCallb
 DEFAULT_N_CTX = 4096
 MIN_N_CTX = 256
 INSTALL_HINT = "pip install 'nbmagic[gguf]'"
+#: what llama-cpp-python raises for a bad request (ctypes' error: a wrong type reached the C API)
+_GENERATION_ERRORS = (ValueError, RuntimeError, TypeError, ctypes.ArgumentError)
 
 
 def _llama_cpp() -> Any:
@@ -78,6 +81,12 @@ class LlamaCppModel(ChatModel):
         if 0 < n_ctx < MIN_N_CTX:  # llama.cpp rounds small contexts up; its Python side does not
             n_ctx = MIN_N_CTX
         llama_cpp = _llama_cpp()
+        unknown = sorted(set(llama_kwargs) - _llama_options(llama_cpp))
+        if unknown:  # Llama() swallows any keyword: a typo (n_gpu_layer=) would be ignored silently
+            raise ConfigError(
+                f"gguf:{path} does not take {', '.join(unknown)}. Options are those of llama_cpp.Llama "
+                "(n_ctx, n_gpu_layers, n_threads, n_batch, chat_format, seed, ...)."
+            )
         self._lock = threading.Lock()
         #: why GPU offload was abandoned, when it was (None if not tried or it worked)
         self.offload_fallback: str | None = None
@@ -100,12 +109,24 @@ class LlamaCppModel(ChatModel):
             except (ValueError, RuntimeError, OSError) as exc2:
                 raise self._load_error(exc2, log) from None
             n_gpu_layers = 0
-        except TypeError as exc:  # an unknown keyword for Llama()
+        except TypeError as exc:  # an option of the wrong type
             raise ConfigError(f"gguf:{path}: bad option for llama.cpp: {exc}") from None
+        if chat_format is not None:
+            self._check_chat_format(llama_cpp, chat_format)
         #: what llama.cpp printed while loading (warnings stay out of the notebook, kept here)
         self.load_log = "".join(log)
         self.n_gpu_layers = n_gpu_layers
         self._sampling_args = _chat_completion_args(self.llm)
+
+    def _check_chat_format(self, llama_cpp: Any, chat_format: str) -> None:
+        """Refuse an unknown ``chat_format`` now, not at the first chat."""
+        if chat_format in getattr(self.llm, "_chat_handlers", {}):  # from the file's own templates
+            return
+        try:
+            llama_cpp.llama_chat_format.get_chat_completion_handler(chat_format)
+        except Exception as exc:  # llama_cpp's LlamaChatCompletionHandlerNotFoundException
+            self.close()
+            raise ConfigError(f"gguf:{self.name}: unknown chat_format {chat_format!r}. {exc}") from None
 
     # -- facts ----------------------------------------------------------------------------------
 
@@ -160,7 +181,7 @@ class LlamaCppModel(ChatModel):
                 return self._stream(llm, messages, kwargs, on_token, counter, params)
             try:
                 resp = llm.create_chat_completion(messages=messages, **kwargs)
-            except (ValueError, RuntimeError) as exc:
+            except _GENERATION_ERRORS as exc:
                 raise self._generation_error(exc) from None
             return self._from_response(resp)
 
@@ -177,7 +198,7 @@ class LlamaCppModel(ChatModel):
         finish: str | None = None
         try:
             chunks = llm.create_chat_completion(messages=messages, stream=True, **kwargs)
-        except (ValueError, RuntimeError) as exc:
+        except _GENERATION_ERRORS as exc:
             raise self._generation_error(exc) from None
         try:
             while True:
@@ -185,7 +206,7 @@ class LlamaCppModel(ChatModel):
                     chunk = next(chunks)
                 except StopIteration:
                     break
-                except (ValueError, RuntimeError) as exc:
+                except _GENERATION_ERRORS as exc:
                     err = self._generation_error(exc)
                     err.partial = "".join(parts)
                     raise err from None
@@ -256,6 +277,8 @@ class LlamaCppModel(ChatModel):
 
     def _generation_error(self, exc: BaseException) -> NbmagicError:
         text = str(exc)
+        if isinstance(exc, TypeError | ctypes.ArgumentError):  # e.g. seed="7" reaching the C API
+            return ConfigError(f"gguf:{self.name}: a generation option has the wrong type ({text}).")
         if "context" in text.lower() or "exceed" in text.lower() or "broadcast" in text.lower():
             return ConfigError(
                 f"gguf:{self.name}: the conversation does not fit the context window of "
@@ -309,6 +332,12 @@ class _StepCounter:
             self.prompt_tokens = len(input_ids)
         self.steps += 1
         return scores
+
+
+def _llama_options(llama_cpp: Any) -> set[str]:
+    """The keyword options ``llama_cpp.Llama`` names (it takes ``**kwargs`` too, and ignores them)."""
+    params = inspect.signature(llama_cpp.Llama.__init__).parameters.values()
+    return {p.name for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD} - {"self", "model_path"}
 
 
 def _chat_completion_args(llm: Any) -> frozenset[str]:

@@ -244,3 +244,31 @@ def test_what_on_token_raises_reaches_the_caller_unchanged(gguf_model):
         gguf_model.chat(PROMPT, max_tokens=4, temperature=0, on_token=on_token)
     assert info.value is raised
     assert gguf_model.chat(PROMPT, max_tokens=2, temperature=0).usage.completion_tokens == 2  # still usable
+
+
+def test_a_misspelt_load_option_is_refused_not_ignored(tiny_gguf):
+    with pytest.raises(ConfigError, match="does not take n_gpu_layer") as info:
+        load_model(f"gguf:{tiny_gguf}", n_gpu_layer=10)  # llama_cpp.Llama would swallow it
+    assert "n_gpu_layers" in str(info.value)
+    model = load_model(f"gguf:{tiny_gguf}", n_ctx=256, n_threads=1, n_batch=64)  # real options pass
+    assert model.chat(PROMPT, max_tokens=1).usage.completion_tokens == 1
+    model.close()
+
+
+def test_an_unknown_chat_format_is_refused_at_load(tiny_gguf):
+    with pytest.raises(ConfigError, match="unknown chat_format 'nope'") as info:
+        load_model(f"gguf:{tiny_gguf}", n_ctx=256, chat_format="nope")
+    assert "chatml" in str(info.value)  # names the valid ones
+    model = load_model(f"gguf:{tiny_gguf}", n_ctx=256, chat_format="chatml")
+    own_template = model.count_tokens("<|user|>\nhi\n<|assistant|>\n")
+    chatml = model.count_tokens("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+    assert model.chat("hi", max_tokens=1, temperature=0).usage.prompt_tokens >= chatml > own_template + 1
+    model.close()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_wrongly_typed_sampling_option_is_a_config_error(gguf_model, stream):
+    on_token = (lambda _t: None) if stream else None
+    with pytest.raises(ConfigError, match="wrong type"):
+        gguf_model.chat(PROMPT, max_tokens=2, seed="seven", on_token=on_token)
+    assert gguf_model.chat(PROMPT, max_tokens=2).usage.completion_tokens == 2
