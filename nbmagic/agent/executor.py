@@ -179,18 +179,34 @@ class _Tap(io.TextIOBase):
         return "utf-8"
 
 
+#: Agg's "cannot be shown" warnings: the figure is captured as PNG, so they are noise
+_AGG_NOISE = re.compile(r"non-interactive.*cannot be shown|Matplotlib is currently using agg")
+
+
 @contextmanager
 def _redirect_std(collector: OutputCollector) -> Iterator[None]:
+    """Writes from this thread go to ``collector``; Agg's warnings are dropped.
+
+    The warnings are dropped through ``warnings.showwarning`` rather than a
+    ``catch_warnings`` block, which would also undo the filters the cell itself
+    sets (``warnings.filterwarnings("ignore")`` must last, as in a typed cell).
+    """
     saved = sys.stdout, sys.stderr
+    shown = warnings.showwarning
+
+    def showwarning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+                    line: str | None = None) -> None:
+        if not _AGG_NOISE.search(str(message)):
+            shown(message, category, filename, lineno, file, line)
+
     sys.stdout, sys.stderr = _Tap(collector, "stdout", saved[0]), _Tap(collector, "stderr", saved[1])
+    warnings.showwarning = showwarning
     try:
-        with warnings.catch_warnings():
-            # Agg's "cannot be shown" warning: we capture the figure ourselves
-            warnings.filterwarnings("ignore", message=".*non-interactive.*cannot be shown")
-            warnings.filterwarnings("ignore", message=".*Matplotlib is currently using agg.*")
-            yield
+        yield
     finally:
         sys.stdout, sys.stderr = saved
+        if warnings.showwarning is showwarning:
+            warnings.showwarning = shown
 
 
 # --- matplotlib figures --------------------------------------------------------------------------

@@ -63,6 +63,7 @@ def test_matplotlib_figure_becomes_png(executor):
     pngs = [o for o in res.outputs if "image/png" in o.get("data", {})]
     assert len(pngs) == 1
     assert base64.b64decode(pngs[0]["data"]["image/png"]).startswith(b"\x89PNG")
+    assert not any("cannot be shown" in o.get("text", "") for o in res.outputs)  # Agg's noise is dropped
     import matplotlib.pyplot as plt
 
     assert plt.get_fignums() == []  # closed, like the inline backend
@@ -199,3 +200,23 @@ def test_clear_output_progress_loop_keeps_its_last_line(ipython_shell):
     res = ShellExecutor(ipython_shell).run(code)
     assert res.ok
     assert len(res.outputs) == 1 and res.outputs[0]["text"].startswith("step 9999 ")
+
+
+def test_warning_filters_a_cell_sets_last_and_warnings_are_captured(executor, capsys, monkeypatch):
+    import sys
+    import warnings
+
+    def to_stderr(message, category, filename, lineno, file=None, line=None):  # what plain Python does
+        print(f"{category.__name__}: {message}", file=sys.stderr)
+
+    monkeypatch.setattr(warnings, "showwarning", to_stderr)  # pytest records warnings instead
+    before = list(warnings.filters)
+    try:
+        res = executor.run("import warnings\nwarnings.warn('heads up')\n"
+                           "warnings.filterwarnings('ignore', message='nbmagic-test-filter')")
+        assert res.ok and "heads up" in res.outputs[0]["text"] and res.outputs[0]["name"] == "stderr"
+        assert any(f[1] is not None and f[1].pattern == "nbmagic-test-filter" for f in warnings.filters)
+        assert "heads up" not in capsys.readouterr().err
+        assert warnings.showwarning is to_stderr
+    finally:
+        warnings.filters[:] = before
