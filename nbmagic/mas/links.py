@@ -157,13 +157,18 @@ def embedding_norm(model: HFChatModel, chunk: int = 8192) -> float:
     """Mean L2 norm of real input embeddings, computed from ``embed_tokens(ids)`` outputs.
 
     Taking the module's output (not weight rows) keeps models that scale inside the
-    embedding module (Gemma multiplies by √d) right.
+    embedding module (Gemma multiplies by √d) right. Remembered per loaded model (its
+    embeddings are frozen): realignment, bridges and fresh links all ask for it.
     """
+    memo = model.__dict__.get("_nbmagic_embedding_norm")
+    if memo is not None:
+        return memo
     n = _vocab_rows(model)
     total = 0.0
     for start in range(0, n, chunk):
         ids = torch.arange(start, min(n, start + chunk), device=model.torch_device)
         total += model.embed_ids(ids[None])[0].float().norm(dim=-1).sum().item()
+    model.__dict__["_nbmagic_embedding_norm"] = total / n
     return total / n
 
 
