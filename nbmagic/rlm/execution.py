@@ -143,6 +143,8 @@ class LayeredNamespace(dict):
         self.restore()
 
     def __missing__(self, key: str) -> Any:
+        if key in _SHADOWED:  # even once deleted, never the user's (IPython's `exit` stops the kernel)
+            return _SHADOWED[key]
         try:
             return self.base[key]
         except KeyError:

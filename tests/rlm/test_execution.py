@@ -87,6 +87,16 @@ def test_execute_code_reports_errors_exit_and_echoes_last_expression() -> None:
     assert "input() is not available" in out.getvalue()
 
 
+def test_exit_never_reaches_the_users_exiter() -> None:
+    """In a kernel the user's `exit` is IPython's exiter: calling it would shut the kernel down."""
+    calls: list[str] = []
+    ns = LayeredNamespace({"exit": lambda *a: calls.append("user exit"), "quit": None}, {})
+    for code in ("exit()", "del exit\nexit()", "globals().pop('exit', None)\nexit()", "input = 5\ndel input\nquit(2)"):
+        res = execute_code(code, ns, filename="<x>", out=CappedWriter(5000))
+        assert res["exited"], code
+    assert calls == [] and ns.own_variables() == {}
+
+
 def test_time_limit_main_thread_stops_loops_even_with_bare_except() -> None:
     ns = LayeredNamespace({}, {})
     with pytest.raises(TurnTimeout), time_limit(0.3):
