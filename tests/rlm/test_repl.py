@@ -6,6 +6,7 @@ import copy
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -140,10 +141,15 @@ def worker(user_ns: dict[str, Any]) -> Iterator[SubprocessEnvironment]:
 
 
 def test_worker_runs_in_its_own_directory_without_keys(worker: SubprocessEnvironment, monkeypatch: pytest.MonkeyPatch) -> None:
-    out = run(worker, "import os\nprint(os.getcwd())\nprint(sorted(k for k in os.environ if 'KEY' in k))\nprint(os.getpid())")
-    cwd, keys, pid = out.output.splitlines()
+    monkeypatch.setenv("MY_SERVICE_API_KEY", "sk-review-0123456789")
+    monkeypatch.setenv("NBMAGIC_HARMLESS_SETTING", "kept")
+    worker._restart()  # the environment is read when the worker starts
+    out = run(worker, "import os\nprint(os.getcwd())\nprint(sorted(k for k in os.environ if 'KEY' in k))\n"
+                      "print(os.getpid(), os.environ.get('NBMAGIC_HARMLESS_SETTING'))")
+    cwd, keys, pid_and_setting = out.output.splitlines()
     assert os.path.realpath(cwd) == os.path.realpath(worker.workdir) and keys == "[]"
-    assert int(pid) != os.getpid()
+    pid, setting = pid_and_setting.split()
+    assert int(pid) != os.getpid() and setting == "kept"
 
 
 def test_large_context_goes_through_a_file(worker: SubprocessEnvironment) -> None:
@@ -177,6 +183,28 @@ def test_worker_closing_its_connection_is_a_restart_not_a_traceback(worker: Subp
 def test_a_failing_helper_is_an_error_string_not_a_lost_run(worker: SubprocessEnvironment) -> None:
     res = run(worker, "print(broken_helper())\nprint('after')")
     assert res.output == "[error] broken_helper failed: RuntimeError: helper bug\nafter\n"
+
+
+def test_close_reaps_every_worker_and_removes_the_temp_dir() -> None:
+    e = SubprocessEnvironment(memory_limit_mb=1024, grace=0.5)
+    e.start({"context": "abc"}, HELPERS)
+    first = e.pid
+    run(e, "import os\nos._exit(3)")  # dies: restarted
+    second = e.pid
+    res = run(e, "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass", timeout=0.3)
+    assert res.restarted  # killed: restarted again
+    workdir, third = e.workdir, e.pid
+    assert workdir is not None and workdir.is_dir() and len({first, second, third}) == 3
+    e.close()
+    assert not workdir.exists() and e.pid is None
+    assert not any(_zombie(pid) for pid in (first, second, third))
+
+
+def _zombie(pid: int | None) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:  # gone: reaped
+        return False
 
 
 def test_memory_limit_raises_memory_error(worker: SubprocessEnvironment) -> None:
