@@ -149,10 +149,15 @@ class NotebookAgent:
         self.planner, self.mas_options = check_planner(planner, mas_options)
         if isinstance(max_fixes, bool) or not isinstance(max_fixes, int) or not 0 <= max_fixes <= 20:
             raise ConfigError(f"max_fixes must be a whole number from 0 to 20, not {max_fixes!r}.")
-        if cell_timeout is not None and (not isinstance(cell_timeout, (int, float)) or cell_timeout < 0):
+        if cell_timeout is not None and (isinstance(cell_timeout, bool) or not isinstance(cell_timeout, (int, float))
+                                         or not cell_timeout >= 0):  # `not >=`: NaN is refused too
             raise ConfigError(f"cell_timeout must be a number of seconds >= 0 (0: no limit), not {cell_timeout!r}.")
         if isinstance(max_steps, bool) or not isinstance(max_steps, int) or not 1 <= max_steps <= 50:
             raise ConfigError(f"max_steps must be a whole number from 1 to 50, not {max_steps!r}.")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ConfigError(f"max_tokens must be a whole number >= 1, not {max_tokens!r}.")
+        if context_limits is not None and not isinstance(context_limits, ctx.ContextLimits):
+            raise ConfigError("context_limits must be a nbmagic.agent.context.ContextLimits(...).")
         if confirm is not None and not callable(confirm):
             raise ConfigError("confirm must be a function taking the code and returning True or False.")
         self.model_spec = model

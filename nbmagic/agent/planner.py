@@ -37,9 +37,11 @@ class PlanOutcome:
 
 
 def check_planner(planner: str, mas_options: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
-    name = (planner or "mas").strip().lower()
+    name = (planner or "mas").strip().lower() if isinstance(planner, str) or planner is None else None
     if name not in PLANNERS:
         raise ConfigError(f"Unknown planner {planner!r}: choose mas, single or none.")
+    if mas_options is not None and not isinstance(mas_options, dict):
+        raise ConfigError(f"mas_options must be a dict such as {{'rounds': 2}}, not {type(mas_options).__name__}.")
     options = dict(mas_options or {})
     unknown = sorted(set(options) - MAS_OPTION_NAMES)
     if unknown:

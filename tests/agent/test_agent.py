@@ -278,6 +278,10 @@ def test_bad_options_are_config_errors(env):
         NotebookAgent(env.model, mas_options={"bogus": 1})
     with pytest.raises(ConfigError):
         NotebookAgent(env.model).run("   ")
+    for bad in ({"planner": 5}, {"mas_options": [("rounds", 2)]}, {"max_tokens": -5}, {"max_tokens": "many"},
+                {"cell_timeout": True}, {"cell_timeout": float("nan")}, {"context_limits": {"max_vars": 3}}):
+        with pytest.raises(ConfigError):
+            NotebookAgent(env.model, **bad)
 
 
 def test_fixed_cell_keeps_the_steps_explanation(env):
