@@ -40,6 +40,21 @@ def _set_memory_limit(mb: int) -> None:
         pass
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when its parent dies (a killed or restarted notebook
+    kernel), even mid-turn in a loop that ignores the soft alarm. Elsewhere EOF on the socket
+    ends it at the next read."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - no prctl in this libc
+        pass
+
+
 class Worker:
     def __init__(self, conn: Any, contexts: dict[str, Any], helper_names: list[str]) -> None:
         self.conn = conn
@@ -140,6 +155,7 @@ def main(argv: list[str]) -> int:
 
     fd, context_file, mem_mb, names = argv[:4]
     conn = Connection(int(fd))
+    _die_with_parent()
     _set_memory_limit(int(mem_mb))
     try:
         with open(context_file, "rb") as f:

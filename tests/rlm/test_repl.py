@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,6 +200,30 @@ def test_close_reaps_every_worker_and_removes_the_temp_dir() -> None:
     e.close()
     assert not workdir.exists() and e.pid is None
     assert not any(_zombie(pid) for pid in (first, second, third))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
+def test_worker_dies_with_its_parent_even_mid_loop(tmp_path: Path) -> None:
+    """A killed notebook kernel leaves no worker spinning in a loop that ignores the soft alarm."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys\n"
+        "from nbmagic.rlm.repl import SubprocessEnvironment\n"
+        "e = SubprocessEnvironment(memory_limit_mb=512)\n"
+        "e.start({}, {})\n"
+        "print(e.pid, flush=True)\n"
+        "e.conn.send(('exec', 1, 'import signal\\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\\n"
+        "while True:\\n    pass', None, 100))\n"
+        "import time; time.sleep(0.5)\n"
+        "os._exit(0)\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[2], env={**os.environ, "TMPDIR": str(tmp_path)})
+    pid = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}") and not _zombie(pid):
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}") or _zombie(pid)
 
 
 def _zombie(pid: int | None) -> bool:
