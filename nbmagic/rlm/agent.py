@@ -470,7 +470,9 @@ def _limit(name: str, value: Any, *, minimum: int = 1, number: bool = False) -> 
     if value is None:
         return None
     kinds = (int, float) if number else (int,)
-    if isinstance(value, bool) or not isinstance(value, kinds) or (value <= 0 if number else value < minimum):
+    if isinstance(value, bool) or not isinstance(value, kinds) or value != value or (  # NaN too
+        value <= 0 if number else value < minimum
+    ):
         want = "a positive number of seconds" if number else f"an integer of at least {minimum}"
         raise ConfigError(f"{name} must be {want} (or None), got {value!r}.")
     return value

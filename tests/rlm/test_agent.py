@@ -285,7 +285,8 @@ def test_trajectory_jsonl_and_events_never_carry_the_key(openai_server: OpenAICo
 
 
 @pytest.mark.parametrize("bad", [{"timeout": "10"}, {"max_tokens": "x"}, {"turn_timeout": "3"}, {"max_depth": "2"},
-                                 {"max_llm_calls": -1}, {"timeout": 0}, {"max_concurrency": 0}])
+                                 {"max_llm_calls": -1}, {"timeout": 0}, {"timeout": float("nan")},
+                                 {"max_concurrency": 0}, {"max_depth": True}])
 def test_bad_limits_are_config_errors(models: Any, bad: dict[str, Any]) -> None:
     root, sub = models
     with pytest.raises(ConfigError, match=next(iter(bad))):
