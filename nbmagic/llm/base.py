@@ -128,6 +128,8 @@ class ChatModel(ABC):
     supports_latent: ClassVar[bool] = False
 
     def __init__(self, name: str, *, default_params: Mapping[str, Any] | None = None) -> None:
+        if default_params is not None and not isinstance(default_params, Mapping):
+            raise ConfigError(f"default_params must be a dict of generation options, not {default_params!r}.")
         self.name = name
         self.default_params = dict(default_params or {})
         self.usage = Usage()
@@ -254,7 +256,7 @@ def _stop_tuple(stop: str | Sequence[str] | None) -> tuple[str, ...]:
         return ()
     if isinstance(stop, str):
         return (stop,) if stop else ()
-    if not all(isinstance(s, str) for s in stop):
+    if not isinstance(stop, Sequence) or not all(isinstance(s, str) for s in stop):
         raise ConfigError(f"stop must be a string or a list of strings, not {stop!r}.")
     return tuple(s for s in stop if s)
 

@@ -91,6 +91,11 @@ def test_default_params_apply_and_call_params_override(openai_server):
     assert second["temperature"] == 0.9 and second["max_tokens"] == 3
 
 
+def test_default_params_must_be_a_dict(openai_server):
+    with pytest.raises(ConfigError, match="default_params must be a dict"):
+        _compat(openai_server, default_params="temperature=0")
+
+
 def test_stop_from_defaults_and_empty_stops(openai_server):
     model = _compat(openai_server, default_params={"stop": "END"})
     openai_server.set_responder("keep END drop")
@@ -99,8 +104,9 @@ def test_stop_from_defaults_and_empty_stops(openai_server):
     assert model.chat("x", stop=[]).text == "keep END drop"  # an explicit empty list overrides
     model.chat("x", stop="")
     assert "stop" not in openai_server.chat_requests()[-1]  # empty stops are not sent
-    with pytest.raises(ConfigError, match="stop must be"):
-        model.chat("x", stop=[1, 2])
+    for bad in ([1, 2], 5, {"END": 1}):
+        with pytest.raises(ConfigError, match="stop must be"):
+            model.chat("x", stop=bad)
 
 
 def test_max_tokens_limits_the_reply(openai_server, openai_model):
