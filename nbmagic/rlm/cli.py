@@ -9,6 +9,7 @@ Light to import: the engine loads only when the command runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 from pathlib import Path
@@ -71,21 +72,15 @@ def load_contexts(paths: list[str]) -> dict[str, Any] | None:
     return out
 
 
-def _log(event: Any) -> None:
-    from nbmagic.events import RlmIteration, SubCall
-
-    if isinstance(event, RlmIteration):
-        first = (event.code.strip().splitlines() or ["(no code)"])[0][:100]
-        print(f"[rlm] iteration {event.i} (depth {event.depth}, {event.seconds:.1f} s): {first}", file=sys.stderr)
-    elif isinstance(event, SubCall):
-        left = "∞" if event.budget_left is None else event.budget_left
-        print(f"[rlm]   sub-call {event.n} ({'ok' if event.ok else 'failed'}, {left} left)", file=sys.stderr)
-
-
 def run(args: argparse.Namespace) -> int:
     from nbmagic.rlm.agent import RLM
 
     contexts = load_contexts(args.context)
+    log = None
+    if args.verbose:  # the same milestone lines as every other engine's log, ending with a summary
+        from nbmagic.ui.plain import PlainLog
+
+        log = PlainLog(sys.stderr)
     rlm = RLM(
         args.model,
         sub_model=args.sub_model,
@@ -96,15 +91,9 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         max_depth=args.max_depth,
         trajectory_path=args.trajectory,
-        on_event=_log if args.verbose else None,
+        on_event=log,
     )
-    result = rlm.query(args.question, context=contexts)
+    with log if log is not None else contextlib.nullcontext():
+        result = rlm.query(args.question, context=contexts)
     print(result.answer)
-    if args.verbose:
-        usage = result.total_usage
-        print(
-            f"[rlm] {result.iterations} iterations, {result.llm_calls} sub-calls, "
-            f"{usage.total_tokens:,} tokens, {result.seconds:.1f} s",
-            file=sys.stderr,
-        )
     return 0

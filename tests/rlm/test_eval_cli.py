@@ -92,7 +92,7 @@ def test_rlm_cli_answers_about_a_file(openai_server: OpenAICompatServer, tmp_pat
                f"openai-compat:test-model@{openai_server.url}", "--trajectory", str(traj), "-v"])
     captured = capsys.readouterr()
     assert rc == 0 and captured.out.strip() == task.answer
-    assert "[rlm] iteration 1" in captured.err
+    assert "[nbmagic] iteration 1: " in captured.err and "rlm done in" in captured.err
     assert traj.exists()
     with pytest.raises(ConfigError, match="no such file"):
         main(["rlm", "q", "--context", str(tmp_path / "missing.txt"), "--model", "openai:x"])
