@@ -9,6 +9,7 @@ the fix, and never contain the key.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import weakref
@@ -201,8 +202,9 @@ class OpenAICompatModel(ChatModel):
                 delta = self._take_chunk(chunk, parts, state)
                 if delta:
                     on_token(delta)
-        finally:
-            resp.close()  # a no-op after the last chunk; frees the connection when on_token raised
+        finally:  # a no-op after the last chunk; frees the connection when on_token raised
+            with contextlib.suppress(Exception):  # never hide the error being raised
+                resp.close()
         return self._from_stream(messages, parts, state)
 
     async def _achat(
@@ -236,7 +238,8 @@ class OpenAICompatModel(ChatModel):
                 if delta:
                     on_token(delta)
         finally:
-            await resp.close()
+            with contextlib.suppress(Exception):
+                await resp.close()
         return self._from_stream(messages, parts, state)
 
     def list_models(self) -> list[str]:
