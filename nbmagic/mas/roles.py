@@ -103,7 +103,7 @@ def normalize_role(role: str) -> str:
 
 
 def check_pattern(pattern: str) -> str:
-    name = (pattern or "").strip().lower()
+    name = pattern.strip().lower() if isinstance(pattern, str) else ""
     if name not in PATTERNS:
         raise ConfigError(f"Unknown pattern {pattern!r}: choose one of {', '.join(PATTERNS)}.")
     return name

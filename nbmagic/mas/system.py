@@ -172,9 +172,12 @@ class RecursiveMAS:
             raise ConfigError(f"tool_timeout must be a number of seconds > 0, not {tool_timeout!r}.")
         self.tool_timeout = float(tool_timeout)
         self.max_tool_calls = _check_int("max_tool_calls", max_tool_calls, 0, 20)
-        requested = (mode if mode is not None else settings.mode or "auto").strip().lower()
+        requested = mode if mode is not None else settings.mode or "auto"
+        requested = requested.strip().lower() if isinstance(requested, str) else ""
         if requested not in MODES:
             raise ConfigError(f"Unknown mode {mode!r}: choose auto, latent or text.")
+        if on_event is not None and not callable(on_event):
+            raise ConfigError(f"on_event must be a callable taking an event, not {type(on_event).__name__}.")
         self.on_event = on_event
 
         specs = self._agent_specs(agents, model)
@@ -231,6 +234,10 @@ class RecursiveMAS:
                 raise ConfigError(
                     f"Agent {i + 1} must be an Agent(model, role) (or a (model, role) pair), not {type(a).__name__}."
                 )
+            for field_name in ("name", "instructions"):
+                value = getattr(a, field_name)
+                if value is not None and not isinstance(value, str):
+                    raise ConfigError(f"Agent {i + 1}'s {field_name} must be a string, not {type(value).__name__}.")
             out.append(a)
         return out
 
@@ -269,7 +276,9 @@ class RecursiveMAS:
         """Answer ``question``; progress goes to ``on_event`` (and the constructor's handler)."""
         if not isinstance(question, str) or not question.strip():
             raise ConfigError("RecursiveMAS.run needs a non-empty question string.")
-        limit = _check_int("max_new_tokens", max_new_tokens or self.max_new_tokens, 1, 1_000_000)
+        limit = _check_int(
+            "max_new_tokens", self.max_new_tokens if max_new_tokens is None else max_new_tokens, 1, 1_000_000
+        )
         handler = fanout(self.on_event, on_event)
         title = question.strip().splitlines()[0][:80]
         emit(handler, RunStarted("mas", title, ", ".join(sorted({m.spec for m in self.members}))))

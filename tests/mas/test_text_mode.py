@@ -186,13 +186,22 @@ def test_python_tool_times_out_and_reports_errors():
     assert two is not None and two.output == "3"
 
 
-def _gone(pid: int) -> bool:
-    """The process has exited (a zombie waiting for its reaper counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
-        return True
+def _gone(pid: int, wait: float = 10.0) -> bool:
+    """The process exits within ``wait`` s (SIGKILL is delivered asynchronously; a zombie
+    waiting for its reaper counts as gone)."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return True
+        except FileNotFoundError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def test_python_tool_keeps_partial_output_and_leaves_no_process_behind(tmp_path):
@@ -206,8 +215,8 @@ def test_python_tool_keeps_partial_output_and_leaves_no_process_behind(tmp_path)
         "p.write_text(str(child.pid))\n"
         "print('started', flush=True)\n"
     )
-    slow = run_python(spawn + "while True: pass", timeout=2.0)
-    assert not slow.ok and slow.output.startswith("started") and "longer than 2 s" in slow.output
+    slow = run_python(spawn + "time.sleep(600)", timeout=4.0)  # sleeping: the CPU limit never ends it first
+    assert not slow.ok and slow.output.startswith("started") and "longer than 4 s" in slow.output
     assert _gone(int(pidfile.read_text()))  # the background child died with the program
     # a program that ends while its background child still holds the output pipes is done
     quick = run_python(spawn + "print('done')", timeout=60)
@@ -255,6 +264,11 @@ def test_custom_roles_names_and_shared_spec(openai_server, spec):
         ({"tool_timeout": "10"}, "tool_timeout"),
         ({"tool_timeout": 0}, "tool_timeout"),
         ({"links": 5}, "links must be the path"),
+        ({"mode": 5}, "Unknown mode"),
+        ({"pattern": 5}, "Unknown pattern"),
+        ({"agents": [Agent(None, "solver", name=5)]}, "name must be a string"),
+        ({"agents": [Agent(None, "solver", instructions=["be brief"])]}, "instructions must be a string"),
+        ({"on_event": "print"}, "on_event must be a callable"),
     ],
 )
 def test_bad_configuration_is_one_clear_config_error(spec, kwargs, needle):
@@ -272,6 +286,8 @@ def test_empty_question_and_server_failure_keep_partial_work(openai_server, spec
     mas = RecursiveMAS(model=spec, rounds=1)
     with pytest.raises(ConfigError):
         mas.run("   ")
+    with pytest.raises(ConfigError, match="max_new_tokens"):
+        mas.run("q", max_new_tokens=0)
     openai_server.queue("plan ready", *[Reply(status=500) for _ in range(5)])
     with pytest.raises(NbmagicError) as err:
         RecursiveMAS(model=f"openai-compat:test-model@{openai_server.url}", rounds=1).run("q")
