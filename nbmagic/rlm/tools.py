@@ -251,12 +251,17 @@ class Toolbox:
                 outcomes[i] = self._one(prompts[i], "llm_query_batched", None)
         if live:
             pool = ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(live)), thread_name_prefix="rlm-sub")
+            futures: dict[int, Any] = {}
             try:
-                futures = {i: pool.submit(self._one, prompts[i], "llm_query_batched", tickets[i]) for i in live}
+                for i in live:
+                    futures[i] = pool.submit(self._one, prompts[i], "llm_query_batched", tickets[i])
                 for i, fut in futures.items():
                     outcomes[i] = fut.result()
-            finally:
-                pool.shutdown(wait=False, cancel_futures=True)
+            finally:  # stopped early (the turn's time limit): calls that never started give their ticket back
+                for fut in futures.values():
+                    if fut.cancel():
+                        self.budget.release()
+                pool.shutdown(wait=False)
         done = [o for o in outcomes if o is not None]
         self._finish(done)
         return [o.text for o in done], None

@@ -151,6 +151,16 @@ def test_batched_is_concurrent_bounded_and_isolates_failures(openai_server: Open
     assert len(subs) == 12 and sum(not s["ok"] for s in subs) == 3
 
 
+def test_batch_stopped_by_the_turn_limit_counts_only_calls_made(openai_server: OpenAICompatServer, models: Any) -> None:
+    root, sub = models
+    script = ScriptedRoot([code("llm_query_batched([f'p{i}' for i in range(8)])"), code("submit(1)")],
+                          sub=lambda p: Reply(text="ok", delay=0.4))
+    openai_server.set_responder(script)
+    res = RLM(root, sub_model=sub, max_concurrency=1, turn_timeout=0.6).query("q")
+    assert res.trajectory[0]["timed_out"] and res.answer == 1
+    assert res.llm_calls < 8 and f"Sub-calls left: {50 - res.llm_calls}" in last_user(script.root_requests[1])
+
+
 def test_rlm_query_spawns_a_child_until_max_depth(openai_server: OpenAICompatServer, models: Any) -> None:
     root, sub = models
     script = ScriptedRoot({
