@@ -215,21 +215,13 @@ def _construct(spec: ModelSpec, kwargs: dict[str, Any]) -> ChatModel:
         if spec.backend == "ollama" and base_url is None:
             base_url = ollama_host() + "/v1"
         return _new(OpenAICompatModel, spec, provider=spec.backend, base_url=base_url, **kwargs)
+    # both modules import their library inside the constructor, which names the extra to install
     if spec.backend == "gguf":
-        try:
-            from nbmagic.llm.llamacpp import LlamaCppModel
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise BackendNotInstalledError(
-                f"gguf:{spec.model} needs llama-cpp-python: pip install 'nbmagic[gguf]' ({exc})"
-            ) from None
+        from nbmagic.llm.llamacpp import LlamaCppModel
+
         return _new(LlamaCppModel, spec, **kwargs)
     if spec.backend == "hf":
-        try:
-            from nbmagic.llm.hf import HFChatModel
-        except ImportError as exc:  # torch / transformers missing
-            raise BackendNotInstalledError(
-                f"hf:{spec.model} needs PyTorch and transformers: pip install 'nbmagic[local]' ({exc})"
-            ) from None
+        from nbmagic.llm.hf import HFChatModel
 
         return _new(HFChatModel, spec, **kwargs)
     raise ConfigError(f"Unknown backend {spec.backend!r}. {SPEC_HELP}")  # pragma: no cover
