@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import keyword
+import os
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +23,7 @@ PREVIEW_CHARS = 400
 MAX_KEYS = 25
 MAX_FILES = 30
 MAX_COLUMNS = 40
+MAX_WALK = 10_000  # files a folder summary looks at
 _SAMPLE = 1000
 
 #: names a context may not take (the helpers)
@@ -239,20 +241,30 @@ def _describe_path(path: Path) -> str:
 
 
 def _describe_folder(root: Path) -> str:
+    """Walk in sorted order and stop at ``MAX_WALK`` files: a home folder must not be read whole."""
     files: list[tuple[str, int]] = []
     total = count = 0
-    for p in sorted(root.rglob("*")):
-        if count >= 10_000:
-            break
-        try:
-            if p.is_file():
-                count += 1
+    capped = False
+    for folder, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for fname in sorted(filenames):
+            if count >= MAX_WALK:
+                capped = True
+                break
+            p = Path(folder, fname)
+            try:
+                if not p.is_file():
+                    continue
                 size = p.stat().st_size
-                total += size
-                if len(files) < MAX_FILES:
-                    files.append((str(p.relative_to(root)), size))
-        except OSError:
-            continue
+            except OSError:
+                continue
+            count += 1
+            total += size
+            if len(files) < MAX_FILES:
+                files.append((str(p.relative_to(root)), size))
+        if capped:
+            break
     more = f"\n    … +{count - len(files)} more files" if count > len(files) else ""
     listing = "\n".join(f"    {name} ({human_size(size)})" for name, size in files)
-    return f"folder {str(root)!r}, {count:,} files, {human_size(total)} in all\n{listing}{more}"
+    plus = "+" if capped else ""
+    return f"folder {str(root)!r}, {count:,}{plus} files, {human_size(total)}{plus} in all\n{listing}{more}"

@@ -69,3 +69,15 @@ def test_folder_summary_lists_files_with_sizes(tmp_path: Path) -> None:
     (tmp_path / "sub" / "b.csv").write_text("1,2\n")
     s = summarize("context", tmp_path)
     assert "2 files" in s and "a.txt (2.0 KB)" in s and "b.csv (4 B)" in s
+
+
+def test_folder_summary_stops_walking_at_the_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbmagic.rlm import context
+
+    monkeypatch.setattr(context, "MAX_WALK", 5)
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        for i in range(4):
+            (tmp_path / d / f"f{i}.txt").write_text("x")
+    s = summarize("context", tmp_path)
+    assert "5+ files" in s and "a/f0.txt" in s and "b/f0.txt" in s and "b/f1.txt" not in s
