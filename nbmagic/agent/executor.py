@@ -260,11 +260,16 @@ def deferred_interrupts() -> Iterator[None]:
 # --- timeout ----------------------------------------------------------------------------------------
 
 
+#: seconds a repeated timeout waits while the previous one is still being handled
+REPEAT_GRACE = 2.0
+
+
 @dataclass
 class _Guard:
     seconds: float
     fired: bool = False
     armed: bool = True
+    fired_at: float = 0.0
 
 
 @contextmanager
@@ -272,7 +277,9 @@ def timeout_guard(seconds: float | None) -> Iterator[_Guard]:
     """Raise :class:`CellTimeout` in the calling thread after ``seconds``, then every 0.5 s.
 
     Repeating matters: code that catches the first interrupt (``except BaseException``)
-    gets another. In the main thread on POSIX this is SIGALRM (it also interrupts
+    gets another; while that first one is still being handled (the shell formatting its
+    traceback) repeats wait up to :data:`REPEAT_GRACE` s, so they do not break the
+    handling itself (main-thread guard). In the main thread on POSIX this is SIGALRM (it also interrupts
     ``time.sleep``); an outer itimer (e.g. pytest-timeout) is honoured and restored.
     Elsewhere a timer thread injects the exception between bytecodes.
     """
@@ -302,7 +309,10 @@ def _signal_guard(guard: _Guard) -> Iterator[_Guard]:
         if outer_deadline is not None and now >= outer_deadline and callable(old_handler):
             old_handler(signum, frame)
         if guard.armed and now >= deadline - 1e-3:
-            guard.fired = True
+            if guard.fired and isinstance(sys.exc_info()[1], CellTimeout) and now < guard.fired_at + REPEAT_GRACE:
+                return  # the last one is still being handled (the shell showing its traceback): let it finish
+            if not guard.fired:
+                guard.fired, guard.fired_at = True, now
             raise CellTimeout(f"the cell ran longer than {guard.seconds:g} s and was interrupted")
 
     first = guard.seconds if outer_deadline is None else max(1e-3, min(guard.seconds, old_delay))

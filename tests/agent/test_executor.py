@@ -220,3 +220,14 @@ def test_warning_filters_a_cell_sets_last_and_warnings_are_captured(executor, ca
         assert warnings.showwarning is to_stderr
     finally:
         warnings.filters[:] = before
+
+
+def test_a_repeat_timeout_does_not_break_the_handling_of_the_first(ipython_shell):
+    # the except block runs 1.2 s while the alarm repeats every 0.5 s: it must run to its end
+    # (this is what the shell does when it formats the traceback of the first CellTimeout)
+    code = ("import time\nhandled = False\ntry:\n    while True:\n        pass\n"
+            "except BaseException:\n    t = time.monotonic()\n    while time.monotonic() - t < 1.2:\n        pass\n"
+            "    handled = True\n    raise")
+    res = ShellExecutor(ipython_shell).run(code, timeout=0.3)
+    assert res.timed_out and res.ename == "CellTimeout"
+    assert ipython_shell.user_ns["handled"] is True
