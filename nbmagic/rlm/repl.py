@@ -230,8 +230,15 @@ class SubprocessEnvironment(Environment):
         self.helpers = dict(helpers)
         self.workdir = Path(tempfile.mkdtemp(prefix="nbmagic-rlm-"))
         self.context_file = self.workdir / ".contexts.pkl"
-        try:
-            data = pickle.dumps(dict(contexts), protocol=pickle.HIGHEST_PROTOCOL)
+        try:  # straight to the file: a 5 GB context is not held a second time as bytes
+            with open(self.context_file, "wb") as f:
+                pickle.dump(dict(contexts), f, protocol=pickle.HIGHEST_PROTOCOL)
+        except OSError as exc:
+            self.close()
+            raise ConfigError(
+                f"Could not write the contexts for the subprocess REPL to {tempfile.gettempdir()!r}: "
+                f"{exc.strerror or exc}. Free some space there (or set TMPDIR), or use environment='kernel'."
+            ) from None
         except Exception:
             bad = [n for n, v in contexts.items() if not _picklable(v)]
             self.close()
@@ -240,8 +247,6 @@ class SubprocessEnvironment(Environment):
                 "(it cannot be pickled). Use environment='kernel', or pass plain data "
                 "(str, list, dict, DataFrame, a path)."
             ) from None
-        self.context_file.write_bytes(data)
-        del data
         self._spawn()
 
     def _spawn(self) -> None:

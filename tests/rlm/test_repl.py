@@ -233,6 +233,17 @@ def _zombie(pid: int | None) -> bool:
         return False
 
 
+def test_unpicklable_context_is_a_clear_error_and_leaves_no_temp_dir(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbmagic.errors import ConfigError
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    e = SubprocessEnvironment()
+    with pytest.raises(ConfigError, match="'gen' cannot be sent to the subprocess REPL"):
+        e.start({"ok": [1], "gen": (i for i in range(3))}, HELPERS)
+    assert list(tmp_path.iterdir()) == [] and e.proc is None
+
+
 def test_memory_limit_raises_memory_error(worker: SubprocessEnvironment) -> None:
     res = run(worker, "big = bytearray(3 * 1024**3)")
     assert res.error and "MemoryError" in res.error
