@@ -5,8 +5,9 @@
 1. One cell run three ways: bare ``exec`` (no capture), :class:`NamespaceExecutor`
    (capture + timeout guard), :class:`ShellExecutor` (``shell.run_cell`` + capture).
 2. A whole agent run on the loopback server (scripted sales analysis, 50 ms model
-   latency) with each planner: none, single (1 agent, 1 round), mas (3 agents × 1 round),
-   mas (3 agents × 3 rounds). Model calls and wall time, relative to ``single``.
+   latency) with each planner: single (1 agent, 1 round), mas (3 agents × 1 round),
+   mas (3 agents × 3 rounds). (``none`` is left out: the scripted model writes code for
+   the three planned steps, not for the whole request as one step.) Model calls and wall time, relative to ``single``.
 Numbers depend on the machine; the ratios are what to compare.
 """
 
