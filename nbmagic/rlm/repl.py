@@ -275,6 +275,9 @@ class SubprocessEnvironment(Environment):
                 stderr=subprocess.STDOUT,
                 env=_worker_env(),
             )
+        except OSError as exc:  # no such interpreter, out of processes or file descriptors
+            parent_sock.close()
+            raise NbmagicError(f"Could not start the RLM worker process ({self.python}): {exc.strerror or exc}") from None
         finally:
             child_sock.close()
         self.conn = Connection(parent_sock.detach())

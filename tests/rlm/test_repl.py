@@ -244,6 +244,16 @@ def test_unpicklable_context_is_a_clear_error_and_leaves_no_temp_dir(tmp_path: P
     assert list(tmp_path.iterdir()) == [] and e.proc is None
 
 
+def test_a_worker_that_cannot_start_is_one_clear_error(tmp_path: Path) -> None:
+    from nbmagic.errors import NbmagicError
+
+    e = SubprocessEnvironment(python=str(tmp_path / "no-python"))
+    with pytest.raises(NbmagicError, match="Could not start the RLM worker process"):
+        e.start({"context": "x"}, HELPERS)
+    e.close()
+    assert e.workdir is None
+
+
 def test_memory_limit_raises_memory_error(worker: SubprocessEnvironment) -> None:
     res = run(worker, "big = bytearray(3 * 1024**3)")
     assert res.error and "MemoryError" in res.error
