@@ -119,6 +119,8 @@ def save_links(mas: RecursiveMAS, links: LinkSet, out_dir: str | Path, *, force:
     from safetensors.torch import save_file
 
     out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file; a links checkpoint is a folder: choose another path.")
     if (out / MANIFEST).exists() and not force:
         raise ConfigError(f"{out} already holds a links checkpoint; choose another folder or pass force=True (--force).")
     out.mkdir(parents=True, exist_ok=True)

@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():  # found now, not after the training
+        raise ConfigError(f"--out {out} is a file; a links checkpoint is a folder: choose another --out.")
     if (out / "manifest.json").exists() and not args.force:
         raise ConfigError(f"{out} already holds a links checkpoint; choose another --out or pass --force.")
     if not Path(args.data).expanduser().is_file():

@@ -107,6 +107,15 @@ def test_train_links_cli_bad_input_is_one_line(dataset, tmp_path, tiny_hf_paths,
     assert not (tmp_path / "o").exists()
 
 
+def test_train_links_cli_refuses_a_file_as_out_before_training(dataset, tmp_path, capsys):
+    from nbmagic.cli import main
+
+    out = tmp_path / "notes.txt"
+    out.write_text("keep me")
+    rc = main(["train-links", "--data", str(dataset), "--model", "hf:x", "--out", str(out)])
+    assert rc == 2 and "is a file" in capsys.readouterr().err and out.read_text() == "keep me"
+
+
 def test_train_links_module_is_light_to_import():
     code = (
         "import sys, nbmagic.mas.cli as c, argparse; p = argparse.ArgumentParser(); c.add_arguments(p); "
