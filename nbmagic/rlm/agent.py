@@ -144,6 +144,8 @@ class RLM:
         if isinstance(env, str) and env not in ENVIRONMENTS:
             raise ConfigError(f"Unknown RLM environment {env!r}; use one of: {', '.join(ENVIRONMENTS)}.")
         self.environment = env
+        if namespace is not None and not isinstance(namespace, Mapping):
+            raise ConfigError(f"namespace= must be a dict of variables (say globals()), got {type(namespace).__name__}.")
         self.namespace = namespace
         self.max_iterations = _positive("max_iterations", max_iterations, settings.max_iterations)
         self.max_llm_calls = _limit(

@@ -19,6 +19,8 @@ from nbmagic.secrets import redact
 
 class TrajectoryWriter:
     def __init__(self, path: str | Path) -> None:
+        if not isinstance(path, str | Path):
+            raise ConfigError(f"trajectory_path must be a file path, got {type(path).__name__}.")
         self.path = Path(path).expanduser()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

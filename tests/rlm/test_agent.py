@@ -303,6 +303,14 @@ def test_bad_limits_are_config_errors(models: Any, bad: dict[str, Any]) -> None:
         RLM(root, sub_model=sub, **bad)
 
 
+def test_bad_namespace_and_trajectory_path_are_config_errors(models: Any) -> None:
+    root, sub = models
+    with pytest.raises(ConfigError, match="namespace= must be a dict"):
+        RLM(root, sub_model=sub, namespace=["x"])
+    with pytest.raises(ConfigError, match="trajectory_path must be a file path"):
+        RLM(root, sub_model=sub, trajectory_path=5).query("q")
+
+
 def test_a_variable_named_like_a_helper_is_only_the_context(openai_server: OpenAICompatServer, models: Any) -> None:
     root, sub = models
     script = ScriptedRoot([code("submit((context, llm_query('x')))")])
