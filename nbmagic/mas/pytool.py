@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from nbmagic.rlm.execution import truncate
@@ -35,14 +36,26 @@ class ToolRun:
     seconds: float = 0.0
 
 
-def _limits(cpu_seconds: int, memory_bytes: int) -> None:  # pragma: no cover - runs in the child
+def _limiter(cpu_seconds: int, memory_bytes: int) -> Callable[[], None] | None:
+    """The ``preexec_fn`` that sets the child's limits, or None where the OS has none.
+
+    ``resource`` is imported here, in the parent: between fork and exec the child must not
+    import (another thread of the parent, e.g. a kernel's, may have held the import lock at
+    fork time, and the child would wait for it forever)."""
     try:
         import resource
+    except ImportError:
+        return None
+    setrlimit, cpu, mem = resource.setrlimit, resource.RLIMIT_CPU, resource.RLIMIT_AS
 
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    except (ImportError, ValueError, OSError):
-        pass
+    def limits() -> None:  # pragma: no cover - runs in the child
+        try:
+            setrlimit(cpu, (cpu_seconds, cpu_seconds + 1))
+            setrlimit(mem, (memory_bytes, memory_bytes))
+        except (ValueError, OSError):
+            pass
+
+    return limits
 
 
 def run_python(
@@ -59,10 +72,7 @@ def run_python(
     t0 = time.perf_counter()
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONIOENCODING": "utf-8"}
     posix = os.name == "posix"
-    preexec = None
-    if posix:
-        cpu, mem = int(timeout) + 1, memory_mb * 1024 * 1024
-        preexec = lambda: _limits(cpu, mem)  # noqa: E731
+    preexec = _limiter(int(timeout) + 1, memory_mb * 1024 * 1024) if posix else None
     timed_out = False
     with tempfile.TemporaryDirectory(prefix="nbmagic-tool-") as cwd:
         proc = subprocess.Popen(

@@ -179,6 +179,8 @@ def test_python_tool_times_out_and_reports_errors():
 
     slow = run_python("while True: pass", timeout=1.0)
     assert not slow.ok and "longer than 1 s" in slow.output
+    big = run_python("x = bytearray(3 << 30)", memory_mb=512)  # the memory limit holds
+    assert not big.ok and "MemoryError" in big.output
     bad = run_blocks("```python\nraise ValueError('nope')\n```")
     assert bad is not None and not bad.ok and "ValueError: nope" in bad.output
     assert run_blocks("no code here") is None
