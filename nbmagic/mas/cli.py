@@ -128,7 +128,19 @@ def run(args: argparse.Namespace) -> int:
             print(f"step {row['step']}/{row['total']} loss {row['loss']:.4f} lr {row['lr']:.2e} "
                   f"grad_norm {row['grad_norm']:.3f}", flush=True)
 
-    report = train_links(mas, examples, cfg, on_log=log)
+    from nbmagic.errors import RunInterrupted
+
+    try:
+        report = train_links(mas, examples, cfg, on_log=log)
+    except RunInterrupted as exc:  # Ctrl-C: keep the steps already taken
+        partial = exc.partial
+        if partial is None or not (partial.outer_losses or any(partial.inner_losses.values())):
+            raise KeyboardInterrupt from None
+        save_links(mas, partial.links, out, force=args.force,
+                   extra={**partial.summary(), "interrupted": True, "dataset": str(args.data), "config": vars(cfg)})
+        print(f"nbmagic: interrupted; wrote the links trained so far ({len(partial.outer_losses)} outer steps) "
+              f"to {out}", file=sys.stderr, flush=True)
+        return 130
     summary = report.summary()
     save_links(mas, report.links, out, force=args.force,
                extra={**summary, "dataset": str(args.data), "config": vars(cfg)})

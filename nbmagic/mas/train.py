@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from nbmagic.errors import ConfigError
+from nbmagic.errors import ConfigError, RunInterrupted
 from nbmagic.mas import latent as L
 from nbmagic.mas.checkpoint import LinkSet
 from nbmagic.mas.latent_mode import (
@@ -312,52 +312,61 @@ def train_links(
     t0 = time.perf_counter()
 
     inner_losses: dict[str, list[float]] = {}
-    for m in mas.members if cfg.inner_steps else []:
-        link = links.inner_for(m.index)
-        opt = torch.optim.AdamW(link.parameters(), lr=cfg.inner_lr, weight_decay=cfg.weight_decay)
-        texts = _texts_for(m, examples)
-        inner_losses[m.name] = []
-        for step in range(cfg.inner_steps):
-            batch = [texts[rng.randrange(len(texts))] for _ in range(cfg.batch_size)]
-            loss = inner_loss(m.model, link, batch, cfg.max_text_tokens)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(link.parameters(), cfg.grad_clip)
-            opt.step()
-            inner_losses[m.name].append(loss.item())
-            log({"phase": "inner", "agent": m.name, "step": step + 1, "total": cfg.inner_steps, "loss": inner_losses[m.name][-1]})
-
-    per_epoch = math.ceil(len(examples) / cfg.batch_size)
-    total = per_epoch * cfg.epochs
-    if cfg.max_steps is not None:
-        total = min(total, int(cfg.max_steps))
-    warmup = round(cfg.warmup * total)
-    params = [p for p in links.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warmup))
     outer_losses: list[float] = []
-    step = 0
-    order = list(range(len(examples)))
-    while step < total:
-        rng.shuffle(order)
-        for start in range(0, len(order), cfg.batch_size):
-            if step >= total:
-                break
-            batch = [examples[i] for i in order[start : start + cfg.batch_size]]
-            loss = outer_loss(
-                mas, links, [e.question for e in batch], [e.answer for e in batch],
-                gradient_checkpointing=cfg.gradient_checkpointing, max_answer_tokens=cfg.max_answer_tokens,
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            lr = opt.param_groups[0]["lr"]
-            opt.step()
-            sched.step()
-            step += 1
-            outer_losses.append(loss.item())
-            log({"phase": "outer", "step": step, "total": total, "loss": outer_losses[-1], "lr": lr,
-                 "grad_norm": float(norm)})
+    try:
+        for m in mas.members if cfg.inner_steps else []:
+            link = links.inner_for(m.index)
+            opt = torch.optim.AdamW(link.parameters(), lr=cfg.inner_lr, weight_decay=cfg.weight_decay)
+            texts = _texts_for(m, examples)
+            inner_losses[m.name] = []
+            for step in range(cfg.inner_steps):
+                batch = [texts[rng.randrange(len(texts))] for _ in range(cfg.batch_size)]
+                loss = inner_loss(m.model, link, batch, cfg.max_text_tokens)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(link.parameters(), cfg.grad_clip)
+                opt.step()
+                inner_losses[m.name].append(loss.item())
+                log({"phase": "inner", "agent": m.name, "step": step + 1, "total": cfg.inner_steps, "loss": inner_losses[m.name][-1]})
+
+        per_epoch = math.ceil(len(examples) / cfg.batch_size)
+        total = per_epoch * cfg.epochs
+        if cfg.max_steps is not None:
+            total = min(total, int(cfg.max_steps))
+        warmup = round(cfg.warmup * total)
+        params = [p for p in links.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warmup))
+        step = 0
+        order = list(range(len(examples)))
+        while step < total:
+            rng.shuffle(order)
+            for start in range(0, len(order), cfg.batch_size):
+                if step >= total:
+                    break
+                batch = [examples[i] for i in order[start : start + cfg.batch_size]]
+                loss = outer_loss(
+                    mas, links, [e.question for e in batch], [e.answer for e in batch],
+                    gradient_checkpointing=cfg.gradient_checkpointing, max_answer_tokens=cfg.max_answer_tokens,
+                )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                lr = opt.param_groups[0]["lr"]
+                opt.step()
+                sched.step()
+                step += 1
+                outer_losses.append(loss.item())
+                log({"phase": "outer", "step": step, "total": total, "loss": outer_losses[-1], "lr": lr,
+                     "grad_norm": float(norm)})
+    except KeyboardInterrupt:  # keep what was trained: the caller may save it (the CLI does)
+        links.eval()
+        links.requires_grad_(False)
+        report = TrainReport(links, inner_losses, outer_losses, time.perf_counter() - t0, cfg)
+        raise RunInterrupted(
+            f"Training interrupted after {len(outer_losses)} outer steps; the links trained so far are "
+            "on the error's .partial (a TrainReport).", partial=report,
+        ) from None
 
     links.eval()
     links.requires_grad_(False)

@@ -76,6 +76,30 @@ def test_train_links_cli_trains_prints_losses_and_writes_a_checkpoint(tiny_hf_pa
     assert m1["training"]["outer_steps"] == 2 and m1["training"]["first_loss"] < manifest["training"]["first_loss"]
 
 
+def test_train_links_cli_ctrl_c_writes_the_links_trained_so_far(tiny_hf_paths, dataset, tmp_path):
+    import signal
+
+    out = tmp_path / "links"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
+    args = ["--data", str(dataset), "--model", f"hf:{tiny_hf_paths['qwen2']}", "--pattern", "distillation",
+            "--rounds", "1", "--latent-steps", "1", "--epochs", "100000", "--batch-size", "1", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "nbmagic", "train-links", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if line.startswith("step 2/"):
+                proc.send_signal(signal.SIGINT)
+                break
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err and "wrote the links trained so far" in err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["training"]["interrupted"] is True and manifest["training"]["outer_steps"] >= 2
+
+
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [

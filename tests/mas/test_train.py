@@ -238,3 +238,21 @@ def test_training_continues_from_a_checkpoint_of_the_other_link_type(tiny_hf_pat
     report = T.train_links(mas, [T.Example("q?", "a")], T.TrainConfig(max_steps=1, batch_size=1, lr=1e-6))
     assert report.links.link_type == "mlp" and report.config.link_type == "mlp"  # the default "ln" gave way
     assert torch.allclose(report.links.inner_for(0).W2.weight, start.inner_for(0).W2.weight, atol=1e-4)
+
+
+def test_interrupted_training_keeps_the_steps_taken(tiny_hf_paths):
+    from nbmagic.errors import RunInterrupted
+
+    q = f"hf:{tiny_hf_paths['qwen2']}"
+    mas = RecursiveMAS([Agent(q, "expert"), Agent(q, "learner")], pattern="distillation", rounds=1, latent_steps=1)
+
+    def ctrl_c_at_step_2(row: dict) -> None:
+        if row["phase"] == "outer" and row["step"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted) as err:
+        T.train_links(mas, [T.Example("q?", "a")], T.TrainConfig(epochs=50, batch_size=1), on_log=ctrl_c_at_step_2)
+    report = err.value.partial
+    assert isinstance(report, T.TrainReport) and len(report.outer_losses) == 2
+    assert not any(p.requires_grad for p in report.links.parameters())
+    assert mas.links is None  # half-trained links are handed back, not installed
