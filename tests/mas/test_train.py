@@ -136,7 +136,13 @@ def test_checkpoint_round_trip_and_mismatches(hetero, tiny_hf_paths, tmp_path):
     again = RecursiveMAS([Agent(q, "planner"), Agent(lm, "critic"), Agent(q, "solver")],
                          rounds=2, latent_steps=2, max_new_tokens=4, links=out)
     hetero.links = links
+    used: list[str] = []
+    for key, module in [*again.links.inner.items(), *again.links.outer.items()]:
+        module.register_forward_hook(lambda *a, key=key: used.append(key))
     assert again.run("hi").answer == hetero.run("hi").answer
+    # not vacuous: the loaded links (not the training-free realignment) did the mapping
+    assert used.count("0") == used.count("1") == used.count("2") == 2 * 2  # rounds x latent steps
+    assert {"0_1", "1_2", "2_0"} <= set(used)
 
     with pytest.raises(ConfigError, match="already holds"):
         save_links(hetero, links, out)
