@@ -278,6 +278,15 @@ def _texts_for(m: Member, examples: Sequence[Example]) -> list[str]:
     return texts
 
 
+def _inner_texts(m: Member, examples: Sequence[Example], max_tokens: int) -> list[str]:
+    """:func:`_texts_for` less the texts too short for a next-token pair."""
+    tok = m.model.tokenizer
+    texts = [t for t in _texts_for(m, examples) if len(tok(t, add_special_tokens=False)["input_ids"][:max_tokens]) >= 2]
+    if not texts:
+        raise ConfigError(f"No text for {m.name}'s inner loop has two tokens or more: use --inner-steps 0.")
+    return texts
+
+
 def train_links(
     mas: RecursiveMAS,
     examples: Sequence[Example],
@@ -311,13 +320,16 @@ def train_links(
     links.requires_grad_(True)
     t0 = time.perf_counter()
 
+    # texts of one token teach the inner loop nothing, and a batch drawn only from them would
+    # have no pairs: leave them out now (not a random crash at some step)
+    inner_texts = {m.index: _inner_texts(m, examples, cfg.max_text_tokens) for m in mas.members} if cfg.inner_steps else {}
     inner_losses: dict[str, list[float]] = {}
     outer_losses: list[float] = []
     try:
         for m in mas.members if cfg.inner_steps else []:
             link = links.inner_for(m.index)
             opt = torch.optim.AdamW(link.parameters(), lr=cfg.inner_lr, weight_decay=cfg.weight_decay)
-            texts = _texts_for(m, examples)
+            texts = inner_texts[m.index]
             inner_losses[m.name] = []
             for step in range(cfg.inner_steps):
                 batch = [texts[rng.randrange(len(texts))] for _ in range(cfg.batch_size)]

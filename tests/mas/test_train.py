@@ -262,3 +262,15 @@ def test_interrupted_training_keeps_the_steps_taken(tiny_hf_paths):
     assert isinstance(report, T.TrainReport) and len(report.outer_losses) == 2
     assert not any(p.requires_grad for p in report.links.parameters())
     assert mas.links is None  # half-trained links are handed back, not installed
+
+
+def test_inner_loop_skips_one_token_texts(tiny_hf_paths):
+    q = f"hf:{tiny_hf_paths['qwen2']}"
+    mas = RecursiveMAS([Agent(q, "expert"), Agent(q, "learner")], pattern="distillation", rounds=1, latent_steps=1)
+    one_token = mas.members[0].model.tokenizer.decode([mas.members[0].model.tokenizer("4").input_ids[0]])
+    examples = [T.Example("What is 2+2?", one_token)]  # half the inner texts are a single token
+    cfg = T.TrainConfig(batch_size=1, inner_steps=8, max_steps=1)
+    report = T.train_links(mas, examples, cfg)
+    assert [len(v) for v in report.inner_losses.values()] == [8, 8]
+    with pytest.raises(ConfigError, match="inner loop"):
+        T.train_links(mas, [T.Example(one_token, one_token)], cfg)
