@@ -265,7 +265,7 @@ class _Run:
                         rest.status = "not-run"
                     break
         except (KeyboardInterrupt, RunInterrupted):
-            self._close_sink(quiet=True)
+            self._close_sink(failed=True)
             partial = self._result(interrupted=True)
             emit(self.events, Failed("agent", "interrupted", partial))
             raise RunInterrupted(
@@ -274,7 +274,7 @@ class _Run:
                 partial=partial,
             ) from None
         except NbmagicError as exc:
-            self._close_sink(quiet=True)
+            self._close_sink(failed=True)
             partial = self._result()
             exc.partial = partial
             emit(self.events, Failed("agent", exc.message, partial))
@@ -284,14 +284,16 @@ class _Run:
         emit(self.events, Finished("agent", result, result.seconds))
         return result
 
-    def _close_sink(self, quiet: bool = False) -> None:
+    def _close_sink(self, failed: bool = False) -> None:
+        """Close the sink; after a failure abort it instead (keeps cells, adds no empty file)."""
         if self.sink is None:
             return
         sink, self.sink = self.sink, None
+        end = getattr(sink, "abort", None) if failed else None
         try:
-            self.sink_summary = str(sink.close() or "")
+            self.sink_summary = str((end or sink.close)() or "")
         except NbmagicError:
-            if not quiet:
+            if not failed:
                 raise
 
     # -- one step ---------------------------------------------------------------------------------

@@ -41,13 +41,20 @@ class CellSink(Protocol):
 
 
 class _Closing:
-    """``with sink: ...`` closes the sink."""
+    """``with sink: ...`` closes the sink, or aborts it when the block raised."""
 
     def __enter__(self) -> Any:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()  # type: ignore[attr-defined]
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()  # type: ignore[attr-defined]
+        else:
+            self.abort()
+
+    def abort(self) -> str:
+        """End a run that failed: keep what was delivered, add nothing of its own."""
+        return self.close()  # type: ignore[attr-defined,no-any-return]
 
 
 class CollectSink(_Closing):
@@ -172,6 +179,12 @@ class FileSink(_Closing):
         return _summary(self.cells, f"written to {self.path}") if self.cells else (
             f"Wrote an empty notebook to {self.path} (no cells were produced)."
         )
+
+    def abort(self) -> str:
+        """A failed run with no cells leaves no file, so rerunning it is not refused."""
+        if not self._written:
+            return f"Nothing was written to {self.path}."
+        return self.close()
 
 
 def choose_sink(

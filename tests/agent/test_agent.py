@@ -288,3 +288,18 @@ def test_fixed_cell_keeps_the_steps_explanation(env):
     result = env.run("fix")
     assert "Group by product, add up revenue" in result.cells[2].source
     assert "lowercase" not in result.cells[2].source
+
+
+def test_a_run_failing_before_any_cell_leaves_no_output_file(env):
+    """A server failure before the first cell must not leave an empty -o notebook behind
+    (it would make the rerun refuse with 'already exists')."""
+    from nbmagic.errors import NbmagicError
+    from nbmagic.notebook.sinks import FileSink
+
+    env.server.fail_next(500, times=10)
+    sink = FileSink(env.path / "analysis.ipynb")
+    with pytest.raises(NbmagicError) as info:
+        env.agent().run(REQUEST, shell=env.shell, sink=sink)
+    assert "HTTP 500" in info.value.message
+    assert not (env.path / "analysis.ipynb").exists()
+    FileSink(env.path / "analysis.ipynb")  # so the rerun is accepted

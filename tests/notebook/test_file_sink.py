@@ -159,3 +159,26 @@ def test_collect_sink_keeps_validated_cells():
     sink.deliver(code_cell("1"))
     assert sink.cells[0].cell_type == "code"
     assert sink.close() == "1 cell collected (1 code, 0 markdown)."
+
+
+def test_abort_with_no_cells_leaves_no_file_so_a_rerun_is_not_refused(tmp_path):
+    sink = FileSink(tmp_path / "out.ipynb")
+    assert "Nothing was written" in sink.abort()
+    assert not sink.path.exists()
+    FileSink(tmp_path / "out.ipynb")  # the rerun's sink is not refused
+
+
+def test_abort_keeps_delivered_cells(tmp_path):
+    sink = FileSink(tmp_path / "out.ipynb")
+    sink.deliver(markdown_cell("# kept"))
+    sink.abort()
+    assert [c.source for c in _read(sink.path).cells] == ["# kept"]
+
+
+def test_with_block_that_raises_aborts(tmp_path):
+    with pytest.raises(RuntimeError), FileSink(tmp_path / "out.ipynb") as sink:
+        raise RuntimeError("the run failed before any cell")
+    assert not sink.path.exists()
+    with FileSink(tmp_path / "ok.ipynb") as sink:
+        pass
+    assert sink.path.exists()  # a run that finished with no cells still writes its (empty) notebook
