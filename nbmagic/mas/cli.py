@@ -80,8 +80,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():  # found now, not after the training
-        raise ConfigError(f"--out {out} is a file; a links checkpoint is a folder: choose another --out.")
+    existing = next(p for p in (out, *out.parents) if p.exists())  # found now, not after the training
+    if not existing.is_dir():
+        raise ConfigError(f"--out {out}: {existing} is a file; a links checkpoint is a folder: choose another --out.")
     if (out / "manifest.json").exists() and not args.force:
         raise ConfigError(f"{out} already holds a links checkpoint; choose another --out or pass --force.")
     if not Path(args.data).expanduser().is_file():
@@ -99,7 +100,6 @@ def run(args: argparse.Namespace) -> int:
     )
     cfg.validate()  # before any model loads
     from nbmagic.llm.specs import load_model
-    from nbmagic.mas.checkpoint import save_links
     from nbmagic.mas.system import RecursiveMAS
     from nbmagic.mas.train import train_links
 
@@ -136,14 +136,31 @@ def run(args: argparse.Namespace) -> int:
         partial = exc.partial
         if partial is None or not (partial.outer_losses or any(partial.inner_losses.values())):
             raise KeyboardInterrupt from None
-        save_links(mas, partial.links, out, force=args.force,
-                   extra={**partial.summary(), "interrupted": True, "dataset": str(args.data), "config": vars(cfg)})
+        _save(mas, partial.links, out, args.force,
+              {**partial.summary(), "interrupted": True, "dataset": str(args.data), "config": vars(cfg)})
         print(f"nbmagic: interrupted; wrote the links trained so far ({len(partial.outer_losses)} outer steps) "
               f"to {out}", file=sys.stderr, flush=True)
         return 130
     summary = report.summary()
-    save_links(mas, report.links, out, force=args.force,
-               extra={**summary, "dataset": str(args.data), "config": vars(cfg)})
+    _save(mas, report.links, out, args.force, {**summary, "dataset": str(args.data), "config": vars(cfg)})
     print(f"wrote {out} ({summary['parameters']:,} link parameters; loss {summary['first_loss']:.4f} -> "
           f"{summary['last_loss']:.4f}; {summary['seconds']:.1f} s)", file=sys.stdout, flush=True)
     return 0
+
+
+def _save(mas: Any, links: Any, out: Any, force: bool, extra: dict[str, Any]) -> None:
+    """Write the checkpoint; if ``out`` cannot be written (permissions, disk), write it to a
+    temporary folder instead and say where: trained links are never thrown away."""
+    import tempfile
+    from pathlib import Path
+
+    from nbmagic.mas.checkpoint import save_links
+
+    try:
+        save_links(mas, links, out, force=force, extra=extra)
+    except OSError as exc:
+        fallback = Path(tempfile.mkdtemp(prefix="nbmagic-links-"))
+        save_links(mas, links, fallback, force=True, extra=extra)
+        raise ConfigError(
+            f"Could not write {out} ({exc.strerror or exc}); the trained links were saved to {fallback} instead."
+        ) from None

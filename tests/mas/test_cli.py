@@ -136,8 +136,32 @@ def test_train_links_cli_refuses_a_file_as_out_before_training(dataset, tmp_path
 
     out = tmp_path / "notes.txt"
     out.write_text("keep me")
-    rc = main(["train-links", "--data", str(dataset), "--model", "hf:x", "--out", str(out)])
-    assert rc == 2 and "is a file" in capsys.readouterr().err and out.read_text() == "keep me"
+    for target in (out, out / "links"):
+        rc = main(["train-links", "--data", str(dataset), "--model", "hf:x", "--out", str(target)])
+        assert rc == 2 and "is a file" in capsys.readouterr().err and out.read_text() == "keep me"
+
+
+def test_trained_links_that_cannot_be_written_go_to_a_temporary_folder(tiny_hf_paths, tmp_path):
+    from nbmagic.errors import ConfigError
+    from nbmagic.mas.checkpoint import read_manifest
+    from nbmagic.mas.cli import _save
+    from nbmagic.mas.system import Agent, RecursiveMAS
+    from nbmagic.mas.train import new_links
+
+    q = f"hf:{tiny_hf_paths['qwen2']}"
+    mas = RecursiveMAS([Agent(q, "expert"), Agent(q, "learner")], pattern="distillation", rounds=1, latent_steps=1)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the folder should go")  # appeared after the up-front check
+    with pytest.raises(ConfigError, match="saved to") as err:
+        _save(mas, new_links(mas), blocker / "links", False, {"note": "kept"})
+    fallback = Path(err.value.message.rsplit("saved to ", 1)[1].removesuffix(" instead."))
+    try:
+        manifest, weights = read_manifest(fallback)
+        assert manifest["training"] == {"note": "kept"} and weights.exists()
+    finally:
+        import shutil
+
+        shutil.rmtree(fallback, ignore_errors=True)
 
 
 def test_train_links_module_is_light_to_import():
