@@ -408,6 +408,12 @@ def _capturing_publisher(collector: OutputCollector) -> Any:
     return CapturingPublisher()
 
 
+def _refuse_exit(*_args: Any, **_kwargs: Any) -> None:
+    """Stands in for the shell's ``ask_exit`` while generated code runs: in a kernel the real one
+    shuts the kernel down, losing every variable; here ``exit()`` is an error the fix loop sees."""
+    raise SystemExit("exit() and quit() are not allowed in generated cells: they would stop your kernel")
+
+
 class ShellExecutor:
     """Runs code with ``shell.run_cell`` in the user's namespace, capturing everything."""
 
@@ -426,7 +432,7 @@ class ShellExecutor:
         hook = _CapturingHook(shell, collector)
         tracebacks: list[tuple[type, BaseException, list[str]]] = []
         saved = (shell.display_pub, shell.displayhook, shell.display_trap.hook, sys.displayhook,
-                 shell.__dict__.get("_showtraceback"))
+                 shell.__dict__.get("_showtraceback"), shell.__dict__.get("ask_exit"))
         before = {id(f) for f in _open_figures()}
         result: Any = None
         timed_out = False
@@ -435,6 +441,7 @@ class ShellExecutor:
             shell.display_pub = _capturing_publisher(collector)
             shell.displayhook = shell.display_trap.hook = sys.displayhook = hook
             shell._showtraceback = lambda etype, evalue, stb: tracebacks.append((etype, evalue, stb))
+            shell.ask_exit = _refuse_exit  # `exit()` in generated code must not shut the kernel down
             try:
                 with timeout_guard(timeout) as guard:
                     result = shell.run_cell(code, store_history=False, silent=False)
@@ -442,11 +449,12 @@ class ShellExecutor:
                 timed_out = True
             finally:
                 with deferred_interrupts():
-                    shell.display_pub, shell.displayhook, shell.display_trap.hook, sys.displayhook, tb = saved
-                    if tb is None:
-                        shell.__dict__.pop("_showtraceback", None)
-                    else:
-                        shell._showtraceback = tb
+                    shell.display_pub, shell.displayhook, shell.display_trap.hook, sys.displayhook = saved[:4]
+                    for name, own in (("_showtraceback", saved[4]), ("ask_exit", saved[5])):
+                        if own is None:  # it was the class's method: drop the instance override
+                            shell.__dict__.pop(name, None)
+                        else:
+                            setattr(shell, name, own)
             _capture_new_figures(before, collector)
         seconds = time.perf_counter() - t0
         error = None if result is None else (result.error_before_exec or result.error_in_exec)

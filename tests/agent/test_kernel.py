@@ -98,3 +98,27 @@ except RunInterrupted as exc:
     assert "INTERRUPTED 2 True" in seen
     _, stdout, _ = _execute(kc, "print('sales' in globals(), 'top_products' in globals())")
     assert stdout.strip() == "True False"
+
+
+def test_generated_exit_does_not_stop_the_kernel(kernel, openai_server, tmp_path):
+    """A model writing `exit()` gets an error to fix; the user's kernel and variables survive."""
+    import re
+
+    write_sales_csv(tmp_path / "sales.csv")
+    kc = kernel.client
+    status, _, _ = _execute(kc, SETUP.format(path=str(tmp_path), url=openai_server.url) + "\nkeep = 41")
+    assert status["status"] == "ok"
+    works = make_responder("works")
+
+    def exits(request):  # every code block the model writes becomes `exit()`
+        reply = works(request)
+        text = reply if isinstance(reply, str) else reply.text
+        return re.sub(r"```python\n.*?```", "```python\nexit()\n```", text, flags=re.S)
+
+    openai_server.set_responder(exits)
+    status, stdout, shown = _execute(kc, RUN.format(timeout=30, fixes=0, request=REQUEST))
+    assert status["status"] == "ok" and shown == []
+    data = json.loads(stdout)
+    assert data["failed"] == [1, 2, 3] and set(data["enames"]) == {"SystemExit"}
+    status, stdout, _ = _execute(kc, "print(keep + 1)")
+    assert kernel.manager.is_alive() and stdout.strip() == "42"
