@@ -35,6 +35,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from nbmagic.text import truncate
+
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 
@@ -73,16 +75,7 @@ class ExecResult:
                     parts.append(str(data.get("text/plain", "")))
             elif kind == "error":
                 parts.append(f"{out.get('ename')}: {out.get('evalue')}")
-        return _truncate("\n".join(p.rstrip("\n") for p in parts if p), limit)
-
-
-def _truncate(text: str, limit: int) -> str:
-    """Keep head and tail: the end of a traceback matters most."""
-    if len(text) <= limit:
-        return text
-    head = limit // 3
-    tail = limit - head - 40
-    return f"{text[:head]}\n… ({len(text) - head - tail} chars omitted) …\n{text[-tail:]}"
+        return truncate("\n".join(p.rstrip("\n") for p in parts if p), limit, head=1 / 3)
 
 
 class Executor(Protocol):
@@ -472,7 +465,7 @@ class ShellExecutor:
         text = strip_ansi(shell.InteractiveTB.stb2text(stb) if tracebacks else "".join(stb))
         if timed_out:
             text += "\n" + _timeout_message(timeout or 0)
-        return ExecResult(collector.outputs, False, _truncate(text, 3000), ename, evalue, timed_out, seconds)
+        return ExecResult(collector.outputs, False, truncate(text, 3000, head=1 / 3), ename, evalue, timed_out, seconds)
 
 
 # --- plain namespace ---------------------------------------------------------------------------------
@@ -562,7 +555,7 @@ class NamespaceExecutor:
         if timed_out:
             text += "\n" + _timeout_message(timeout or 0)
         del guard
-        return ExecResult(collector.outputs, False, _truncate(text, 3000), ename, evalue, timed_out, seconds)
+        return ExecResult(collector.outputs, False, truncate(text, 3000, head=1 / 3), ename, evalue, timed_out, seconds)
 
 
 def _user_traceback(exc: BaseException) -> list[str]:

@@ -237,7 +237,7 @@ BASELINE_TEMPLATE = "{context}\n\n---\nQuestion: {question}"
 
 def run_baseline(task: Task, model: Any, *, max_chars: int | None = None) -> Run:
     from nbmagic.errors import NbmagicError
-    from nbmagic.rlm.execution import truncate
+    from nbmagic.text import truncate
 
     text = task.context_text()
     if max_chars is not None:

@@ -26,7 +26,9 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-TRUNCATION_MARKER = "\n… (truncated, {n} chars omitted) …\n"
+from nbmagic.text import TRUNCATION_MARKER, truncate
+
+__all__ = ["TRUNCATION_MARKER", "truncate"]  # re-exported: the REPL's callers import them from here
 
 
 class TurnTimeout(BaseException):
@@ -45,16 +47,6 @@ ReservedNameError.__module__ = "builtins"  # tracebacks show the bare name to th
 
 
 # --- output capture ---------------------------------------------------------------
-
-
-def truncate(text: str, max_chars: int) -> str:
-    """Keep the head and the tail of ``text`` within ``max_chars`` plus a marker."""
-    if max_chars <= 0 or len(text) <= max_chars:
-        return text
-    head = max_chars // 2
-    tail = max_chars - head
-    omitted = len(text) - head - tail
-    return text[:head] + TRUNCATION_MARKER.format(n=omitted) + text[len(text) - tail :]
 
 
 class CappedWriter(io.TextIOBase):

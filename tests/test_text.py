@@ -1,0 +1,24 @@
+"""The one truncation every engine uses."""
+
+from __future__ import annotations
+
+from nbmagic.text import truncate
+
+
+def test_short_text_is_untouched() -> None:
+    assert truncate("abc", 10) == "abc"
+    assert truncate("abc", 0) == "abc"  # no limit
+
+
+def test_head_and_tail_are_kept_with_the_count_of_what_was_dropped() -> None:
+    text = "".join(str(i % 10) for i in range(1000))
+    out = truncate(text, 100)
+    assert out.startswith(text[:50]) and out.endswith(text[-50:])
+    assert "(truncated, 900 chars omitted)" in out
+
+
+def test_head_share_keeps_more_of_the_end() -> None:
+    text = "a" * 500 + "Traceback ... ValueError: the cause"
+    out = truncate(text, 90, head=1 / 3)
+    assert out.startswith("a" * 30) and out.endswith("ValueError: the cause")
+    assert f"({len(text) - 90} chars omitted)" in out
