@@ -21,4 +21,4 @@ def test_head_share_keeps_more_of_the_end() -> None:
     text = "a" * 500 + "Traceback ... ValueError: the cause"
     out = truncate(text, 90, head=1 / 3)
     assert out.startswith("a" * 30) and out.endswith("ValueError: the cause")
-    assert f"({len(text) - 90} chars omitted)" in out
+    assert f"(truncated, {len(text) - 90} chars omitted)" in out
