@@ -12,22 +12,30 @@ the context. Each iteration it writes Python; the environment runs it; the
 ``submit(answer)``; after ``max_iterations`` a final step asks for the answer
 from the conversation so far.
 
-Budgets: ``max_llm_calls`` and ``max_tokens`` and ``timeout`` are per
-invocation and shared with child RLMs. Sub-calls over a budget return error
-strings inside the REPL. When the token or time budget is spent at the root,
-:class:`~nbmagic.errors.BudgetExceededError` is raised and its ``partial`` is
-an :class:`RLMResult` with ``complete=False`` holding the trajectory so far
-(and any answer already submitted).
+One invocation is one :class:`RLMRun` (root and every child ``rlm_query``):
+it owns the trajectory, the counters, the messages, the environment and the
+result, so :class:`RLM` stays a reusable configuration. ``rlm.start(...)``
+hands the run out for one turn at a time (``run.step()``); an
+:class:`~nbmagic.rlm.session.RLMSession` keeps one REPL across queries.
+
+Budgets: ``max_llm_calls``, ``max_tokens``, ``max_cost_usd`` and ``timeout``
+are per invocation and shared with child RLMs. Sub-calls over a budget return
+error strings inside the REPL. When the token, cost, time or error budget is
+spent at the root, :class:`~nbmagic.errors.BudgetExceededError` is raised and
+its ``partial`` is an :class:`RLMResult` with ``complete=False`` holding the
+trajectory so far (and any answer already submitted).
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbmagic.errors import (
     BudgetExceededError,
@@ -36,15 +44,35 @@ from nbmagic.errors import (
     NbmagicError,
     RunInterrupted,
 )
-from nbmagic.events import EventHandler, Failed, Finished, ModelCall, RlmIteration, RunStarted, emit
+from nbmagic.events import (
+    EventHandler,
+    Failed,
+    Finished,
+    ModelCall,
+    Notice,
+    RlmIteration,
+    RunStarted,
+    emit,
+)
 from nbmagic.llm.base import ChatModel, Usage
 from nbmagic.rlm import prompts
 from nbmagic.rlm.context import resolve_contexts, summarize_all
 from nbmagic.rlm.execution import outer_streams, truncate
+from nbmagic.rlm.pricing import check_prices, price_for
 from nbmagic.rlm.repl import ENVIRONMENTS, Environment, make_environment
-from nbmagic.rlm.tools import Budget, Toolbox, check_schema, validate_schema
+from nbmagic.rlm.schemas import build_typed, resolve_schema
+from nbmagic.rlm.tools import Budget, Toolbox, check_schema, describe_tool, make_tools
 from nbmagic.rlm.trajectory import TrajectoryWriter
 from nbmagic.secrets import redact
+
+if TYPE_CHECKING:
+    from nbmagic.rlm.session import RLMSession
+
+#: what a result that never ran code says about itself
+NOT_COMPUTED = (
+    "not computed: the model never ran code that worked, so this answer is its own guess in prose, "
+    "not something computed from the data"
+)
 
 
 @dataclass
@@ -59,6 +87,8 @@ class RLMResult:
     seconds: float
     complete: bool = True  # False on a partial result carried by an error
     final_step: bool = False  # the answer came from the forced final step, not submit()
+    computed: bool = True  # False: no code ever ran successfully; the answer is the model's prose
+    cost_usd: float | None = None  # None when a model used has no price
     exported: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -77,6 +107,7 @@ class RLMResult:
         answer = answer if len(answer) <= 200 else answer[:200] + "…"
         flags = "" if self.complete else ", complete=False"
         flags += ", final_step=True" if self.final_step else ""
+        flags += "" if self.computed else ", computed=False"
         return (
             f"RLMResult(answer={answer}, iterations={self.iterations}, llm_calls={self.llm_calls}, "
             f"tokens={self.total_usage.total_tokens}, seconds={self.seconds:.2f}{flags})"
@@ -133,6 +164,13 @@ class RLM:
         memory_limit_mb: int | None = 4096,
         temperature: float | None = None,
         sub_max_tokens: int | None = None,
+        recursive: bool = True,
+        tools: Any = None,
+        max_errors: int | None = None,
+        max_cost_usd: float | None = None,
+        prices: Mapping[str, tuple[float, float]] | None = None,
+        context_window: int | None = None,
+        compact_threshold: float = 0.8,
     ) -> None:
         from nbmagic.config import settings
 
@@ -162,6 +200,19 @@ class RLM:
         self.memory_limit_mb = _limit("memory_limit_mb", memory_limit_mb, minimum=0)
         self.temperature = temperature
         self.sub_max_tokens = _limit("sub_max_tokens", sub_max_tokens)
+        if not isinstance(recursive, bool):
+            raise ConfigError(f"recursive must be True or False, got {recursive!r}.")
+        self.recursive = recursive
+        self.tools = make_tools(tools)
+        self.max_errors = _limit("max_errors", max_errors)
+        self.max_cost_usd = _limit("max_cost_usd", max_cost_usd, number=True, unit="US dollars")
+        self.prices = check_prices(prices)
+        self.context_window = _limit("context_window", context_window, minimum=256)
+        if isinstance(compact_threshold, bool) or not isinstance(compact_threshold, int | float) or not (
+            0 < compact_threshold <= 1
+        ):
+            raise ConfigError(f"compact_threshold must be a fraction in (0, 1], got {compact_threshold!r}.")
+        self.compact_threshold = float(compact_threshold)
 
     # -- models, loaded on first use --
 
@@ -184,259 +235,61 @@ class RLM:
                 self._sub = load_model(self._sub_spec)
         return self._sub
 
-    # -- the public call --
+    # -- the public calls --
 
     def query(
         self,
         question: str,
         context: Any = None,
         *,
-        schema: Mapping[str, Any] | None = None,
+        schema: Any = None,
         export: bool = False,
+        session: RLMSession | None = None,
     ) -> RLMResult:
-        """Answer ``question`` about ``context``; see the module docstring for budgets."""
+        """Answer ``question`` about ``context``; see the module docstring for budgets.
+
+        ``schema``: a JSON schema (dict or JSON text) or a pydantic model class (the
+        answer then comes back as an instance). ``session``: run in that session's
+        persistent REPL (see :meth:`session`).
+        """
+        return self.start(question, context, schema=schema, export=export, session=session).run()
+
+    def start(
+        self,
+        question: str,
+        context: Any = None,
+        *,
+        schema: Any = None,
+        export: bool = False,
+        session: RLMSession | None = None,
+    ) -> RLMRun:
+        """Prepare a run without taking a turn: ``run.step()`` takes one, ``run.run()`` the rest."""
         if not isinstance(question, str) or not question.strip():
             raise ConfigError("RLM.query needs a question (a non-empty string).")
-        if schema is not None:
-            if not isinstance(schema, Mapping):
-                raise ConfigError("schema= must be a JSON schema given as a dict.")
-            validate_schema(schema)
+        json_schema, typed = resolve_schema(schema, self.namespace)
         if export and self.namespace is None:
             raise ConfigError("export=True needs a namespace to export into: RLM(namespace=...).")
         contexts = resolve_contexts(context, self.namespace)
-        budget = Budget(max_llm_calls=self.max_llm_calls, max_tokens=self.max_tokens, timeout=self.timeout)
-        return self._run(question, contexts, schema=schema, export=export, budget=budget, depth=0)
+        clash = sorted(set(contexts) & set(self.tools))
+        if clash:
+            raise ConfigError(f"Context {clash[0]!r} has the name of a tool; rename the variable or the tool.")
+        budget = Budget(max_llm_calls=self.max_llm_calls, max_tokens=self.max_tokens, timeout=self.timeout,
+                        max_cost_usd=self.max_cost_usd, prices=self.prices)
+        return RLMRun(self, question, contexts, schema=json_schema, typed=typed, export=export, budget=budget,
+                      depth=0, session=session)
 
-    # -- the loop --
+    def session(self) -> RLMSession:
+        """A REPL that lives across queries: follow-ups see the variables earlier ones made."""
+        from nbmagic.rlm.session import RLMSession
 
-    def _run(
-        self,
-        question: str,
-        contexts: dict[str, Any],
-        *,
-        schema: Mapping[str, Any] | None,
-        export: bool,
-        budget: Budget,
-        depth: int,
-    ) -> RLMResult:
-        t0 = time.monotonic()
-        root = self.model
-        sub = self.sub_model
-        top = depth == 0
-        trajectory: list[dict[str, Any]] = []
-        toolbox = Toolbox(
-            sub_model=sub,
-            budget=budget,
-            depth=depth,
-            max_depth=self.max_depth,
-            max_concurrency=self.max_concurrency,
-            schema=schema,
-            spawn_child=lambda p, c: self._child(p, c, budget, depth + 1),
-            sub_max_tokens=self.sub_max_tokens,
-            on_event=self.on_event,
-        )
-        env_kind: str | Environment = self.environment
-        if not top and isinstance(env_kind, Environment):
-            env_kind = env_kind.name
-        env = make_environment(
-            env_kind,
-            self.namespace if top else None,
-            **({"memory_limit_mb": self.memory_limit_mb} if env_kind == "subprocess" else {}),
-        )
-        summary = summarize_all(contexts)
-        messages: list[dict[str, str]] = [
-            {
-                "role": "system",
-                "content": prompts.system_prompt(
-                    max_iterations=self.max_iterations,
-                    max_llm_calls=self.max_llm_calls,
-                    max_output_chars=self.max_output_chars,
-                    max_concurrency=self.max_concurrency,
-                    depth=depth,
-                    max_depth=self.max_depth,
-                    schema=schema,
-                    turn_timeout=self.turn_timeout,
-                ),
-            },
-            {"role": "user", "content": prompts.first_message(question, summary)},
-        ]
-        writer = TrajectoryWriter(self.trajectory_path) if (self.trajectory_path and top) else None
-        state: dict[str, Any] = {"iterations": 0, "final_step": False}
+        return RLMSession(self)
 
-        def result(complete: bool, answer: Any = None) -> RLMResult:
-            return RLMResult(
-                answer=answer,
-                trajectory=trajectory,
-                usage=budget.usage_copy(),
-                iterations=state["iterations"],
-                llm_calls=budget.calls,
-                seconds=time.monotonic() - t0,
-                complete=complete,
-                final_step=state["final_step"],
-            )
-
-        def log(record: dict[str, Any]) -> None:
-            for key in ("response", "code"):  # the output is redacted where it is made
-                record[key] = redact(record[key])
-            trajectory.append(record)
-            if writer is not None:
-                writer.iteration(record)
-
-        if top:
-            emit(self.on_event, RunStarted(engine="rlm", title=question[:120], model=root.name))
-        if writer is not None:
-            writer.metadata(
-                question=question,
-                model=root.name,
-                sub_model=sub.name,
-                environment=env_kind if isinstance(env_kind, str) else env_kind.name,
-                contexts=summary,
-                config={
-                    "max_iterations": self.max_iterations,
-                    "max_llm_calls": self.max_llm_calls,
-                    "max_tokens": self.max_tokens,
-                    "timeout": self.timeout,
-                    "max_output_chars": self.max_output_chars,
-                    "max_depth": self.max_depth,
-                    "turn_timeout": self.turn_timeout,
-                },
-                schema=dict(schema) if schema else None,
-            )
-        try:
-            env.start(contexts, toolbox.helpers())
-            for i in range(1, self.max_iterations + 1):
-                self._check_budget(budget, lambda: result(False, toolbox.answer))
-                m0 = time.monotonic()
-                reply = self._root_call(root, messages, budget, depth)
-                model_seconds = time.monotonic() - m0
-                code = extract_code(reply)
-                state["iterations"] = i
-                if not code:
-                    feedback = prompts.EMPTY_REPLY if not reply.strip() else prompts.NO_CODE
-                    messages += [
-                        {"role": "assistant", "content": reply or "(empty)"},
-                        {"role": "user", "content": feedback},
-                    ]
-                    log({"iteration": i, "depth": depth, "kind": "no_code", "response": reply, "code": "",
-                         "output": feedback, "sub_calls": [], "model_seconds": round(model_seconds, 4),
-                         "exec_seconds": 0.0, "submitted": False})
-                    emit(self.on_event, RlmIteration(i=i, code="", output=feedback, seconds=model_seconds, depth=depth))
-                    continue
-                turn_limit = self.turn_timeout
-                left = budget.time_left()
-                if left is not None:
-                    turn_limit = max(0.5, min(turn_limit or left, left))
-                out = env.execute(code, timeout=turn_limit, max_output_chars=self.max_output_chars)
-                output = out.output  # already capped by the environment (head + marker + tail)
-                if len(output) > self.max_output_chars + 100:  # an environment that did not cap
-                    output = truncate(output, self.max_output_chars)
-                # code can print os.environ: no key reaches the model, the trajectory or the renderer
-                output = redact(output)
-                sub_calls = toolbox.take_records()
-                log({"iteration": i, "depth": depth, "kind": "code", "response": reply, "code": code,
-                     "output": output, "error": out.error, "timed_out": out.timed_out,
-                     "restarted": out.restarted, "notes": out.notes, "sub_calls": sub_calls,
-                     "model_seconds": round(model_seconds, 4), "exec_seconds": round(out.seconds, 4),
-                     "submitted": toolbox.submitted})
-                emit(self.on_event, RlmIteration(i=i, code=trajectory[-1]["code"], output=output,
-                                                 seconds=model_seconds + out.seconds, depth=depth))
-                if toolbox.submitted:
-                    break
-                messages += [
-                    {"role": "assistant", "content": reply},
-                    {"role": "user", "content": prompts.turn_feedback(
-                        i, self.max_iterations, output, out.notes, budget.calls_left)},
-                ]
-            if toolbox.submitted:
-                answer = toolbox.answer
-            else:
-                answer = self._final_step(root, messages, budget, depth, schema, state, log, result)
-            final = result(True, answer)
-            if top and export:
-                final.exported, final.notes = self._export(env)
-            if top:
-                emit(self.on_event, Finished(engine="rlm", result=final, seconds=final.seconds))
-            return final
-        except NbmagicError as exc:
-            if exc.partial is None:
-                exc.partial = result(False, toolbox.answer)
-            if top:
-                emit(self.on_event, Failed(engine="rlm", message=exc.message, partial=exc.partial))
-            raise
-        except KeyboardInterrupt:
-            partial = result(False, toolbox.answer)
-            if top:
-                emit(self.on_event, Failed(engine="rlm", message="interrupted", partial=partial))
-                raise RunInterrupted(
-                    f"RLM run interrupted after {state['iterations']} iterations; the trajectory so far is on .partial.",
-                    partial=partial,
-                ) from None
-            raise
-        finally:
-            env.close()
-
-    # -- pieces --
-
-    def _check_budget(self, budget: Budget, partial: Any) -> None:
-        if budget.expired():
-            raise BudgetExceededError(
-                f"The RLM ran out of time ({budget.timeout:g} s). The trajectory so far is on .partial; "
-                "raise timeout= or ask a narrower question.",
-                partial=partial(),
-            )
-        if budget.tokens_exhausted():
-            raise BudgetExceededError(
-                f"The RLM spent its token budget ({budget.tokens:,} of {budget.max_tokens:,} tokens). "
-                "The trajectory so far is on .partial; raise max_tokens= or ask a narrower question.",
-                partial=partial(),
-            )
-
-    def _root_call(self, root: ChatModel, messages: list[dict[str, str]], budget: Budget, depth: int) -> str:
-        res = root.chat(messages, temperature=self.temperature)
-        budget.record(root.name, res.usage)
-        emit(
-            self.on_event,
-            ModelCall(
-                model=root.name,
-                prompt_tokens=res.usage.prompt_tokens,
-                completion_tokens=res.usage.completion_tokens,
-                seconds=res.seconds,
-                agent=f"root@{depth}",
-            ),
-        )
-        return res.text or ""
-
-    def _final_step(self, root, messages, budget, depth, schema, state, log, result) -> Any:
-        """Out of iterations: ask for the answer from the conversation so far."""
-        ask = prompts.final_request(self.max_iterations, schema)
-        messages = [*messages, {"role": "user", "content": ask}]
-        for attempt in (1, 2):
-            self._check_budget(budget, lambda: result(False, None))
-            m0 = time.monotonic()
-            reply = self._root_call(root, messages, budget, depth)
-            state["final_step"] = True
-            answer: Any = _strip_fences(reply)
-            problems: list[str] = []
-            if schema is not None:
-                answer, problems = check_schema(answer, schema)
-            log({"iteration": self.max_iterations + attempt, "depth": depth, "kind": "final", "response": reply,
-                 "code": "", "output": "", "sub_calls": [], "problems": problems,
-                 "model_seconds": round(time.monotonic() - m0, 4), "exec_seconds": 0.0, "submitted": False})
-            if not problems:
-                return answer
-            messages += [
-                {"role": "assistant", "content": reply},
-                {"role": "user", "content": "That does not match the schema:\n" + "\n".join(problems)
-                 + "\nReply with only a corrected JSON value."},
-            ]
-        raise MalformedOutputError(
-            "The RLM's final answer did not match the schema after a retry: " + "; ".join(problems),
-            partial=result(False, answer),
-        )
+    # -- what runs share --
 
     def _child(self, prompt: str, context: Any, budget: Budget, depth: int) -> Any:
         contexts = resolve_contexts(context, None)
-        return self._run(prompt, contexts, schema=None, export=False, budget=budget, depth=depth).answer
+        run = RLMRun(self, prompt, contexts, schema=None, typed=None, export=False, budget=budget, depth=depth)
+        return run.run().answer
 
     def _export(self, env: Environment) -> tuple[list[str], list[str]]:
         assert self.namespace is not None
@@ -448,6 +301,444 @@ class RLM:
             self.namespace[name] = value
             exported.append(name)
         return exported, notes
+
+
+class RLMRun:
+    """One invocation: its conversation, environment, trajectory, counters and result.
+
+    Made by :meth:`RLM.start` (or for a child ``rlm_query``). ``step()`` takes one turn
+    (or, once the turns are spent, the final step) and returns its trajectory record;
+    ``run()`` takes the turns left and returns the :class:`RLMResult`. A failure ends the
+    run: the error carries the partial result and later steps are refused.
+    """
+
+    def __init__(
+        self,
+        rlm: RLM,
+        question: str,
+        contexts: dict[str, Any],
+        *,
+        schema: Mapping[str, Any] | None,
+        typed: Any,
+        export: bool,
+        budget: Budget,
+        depth: int,
+        session: RLMSession | None = None,
+    ) -> None:
+        self.rlm = rlm
+        self.question = question
+        self.contexts = contexts
+        self.schema = schema
+        self.typed = typed
+        self.export = export
+        self.budget = budget
+        self.depth = depth
+        self.top = depth == 0
+        self.session = session if self.top else None
+        self.t0 = time.monotonic()
+        # counters and log
+        self.trajectory: list[dict[str, Any]] = []
+        self.iterations = 0
+        self.failing = 0  # turns in a row that failed (an error, or no code)
+        self.worked = False  # some code ran without an error
+        self.final_step = False
+        self.compactions = 0
+        self.last_prompt_tokens = 0
+        self.result: RLMResult | None = None
+        self.ended = False  # finished, or stopped by an error
+        self._opened = False
+        # parts
+        self.root = rlm.model
+        self.sub = rlm.sub_model if rlm.recursive else self.root
+        self.toolbox = Toolbox(
+            sub_model=self.sub,
+            budget=budget,
+            depth=depth,
+            max_depth=rlm.max_depth,
+            max_concurrency=rlm.max_concurrency,
+            schema=schema,
+            spawn_child=lambda p, c: rlm._child(p, c, budget, depth + 1),
+            sub_max_tokens=rlm.sub_max_tokens,
+            on_event=rlm.on_event,
+            recursive=rlm.recursive,
+            tools=rlm.tools,
+        )
+        kind: str | Environment = rlm.environment
+        if not self.top and isinstance(kind, Environment):
+            kind = kind.name
+        self.env_name = kind if isinstance(kind, str) else kind.name
+        if self.session is not None:
+            self.env = self.session.environment_for(self.env_name)
+        else:
+            self.env = None
+        if self.env is None:
+            self.env = make_environment(
+                kind,
+                rlm.namespace if self.top else None,
+                **({"memory_limit_mb": rlm.memory_limit_mb} if kind == "subprocess" else {}),
+            )
+        self.writer = TrajectoryWriter(rlm.trajectory_path) if (rlm.trajectory_path and self.top) else None
+        self.messages: list[dict[str, str]] = []
+
+    # -- public --
+
+    @property
+    def done(self) -> bool:
+        return self.ended
+
+    def step(self) -> dict[str, Any] | None:
+        """One turn (or the final step); its trajectory record, or ``None`` once the run is over."""
+        if self.ended:
+            return None
+        with self._guard():
+            if not self._opened:
+                self._open()
+            if self.iterations < self.rlm.max_iterations:
+                return self._turn()
+            return self._final_step()
+
+    def run(self) -> RLMResult:
+        """Take the turns left and return the result (raises with ``.partial`` on failure)."""
+        while not self.ended:
+            self.step()
+        if self.result is None:
+            raise ConfigError("This RLM run stopped with an error; its partial result was on that error.")
+        return self.result
+
+    # -- the run's lifecycle --
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Any failure ends the run: the error gets the partial result, the REPL is released."""
+        try:
+            yield
+        except NbmagicError as exc:
+            if exc.partial is None:
+                exc.partial = self._result(False, self.toolbox.answer)
+            self._end()
+            if self.top:
+                emit(self.rlm.on_event, Failed(engine="rlm", message=exc.message, partial=exc.partial))
+            raise
+        except KeyboardInterrupt:
+            partial = self._result(False, self.toolbox.answer)
+            self._end()
+            if self.top:
+                emit(self.rlm.on_event, Failed(engine="rlm", message="interrupted", partial=partial))
+                raise RunInterrupted(
+                    f"RLM run interrupted after {self.iterations} iterations; the trajectory so far is on .partial.",
+                    partial=partial,
+                ) from None
+            raise
+        except BaseException:
+            self._end()
+            raise
+
+    def _end(self) -> None:
+        self.ended = True
+        if self.session is None and self.env is not None:
+            self.env.close()
+
+    def _open(self) -> None:
+        rlm = self.rlm
+        self._opened = True
+        if rlm.max_cost_usd is not None:  # a budget that cannot be measured is no budget
+            unpriced = sorted({m.name for m in (self.root, self.sub) if price_for(m.name, rlm.prices) is None})
+            if unpriced:
+                raise ConfigError(
+                    f"max_cost_usd needs a price for {', '.join(unpriced)}: pass prices={{name: (input, output)}} "
+                    "in USD per million tokens, or nbmagic.rlm.pricing.register_price(...)."
+                )
+        earlier: list[tuple[str, str]] = []
+        contexts = self.contexts
+        if self.session is not None:
+            earlier = self.session.earlier()
+            contexts = self.session.bind(self.env, self.contexts, self.toolbox.helpers())
+        else:
+            self.env.start(self.contexts, self.toolbox.helpers())
+        summary = summarize_all(contexts)
+        self.messages = [
+            {"role": "system", "content": prompts.system_prompt(
+                max_iterations=rlm.max_iterations,
+                max_llm_calls=rlm.max_llm_calls,
+                max_output_chars=rlm.max_output_chars,
+                max_concurrency=rlm.max_concurrency,
+                depth=self.depth,
+                max_depth=rlm.max_depth,
+                schema=self.schema,
+                turn_timeout=rlm.turn_timeout,
+                recursive=rlm.recursive,
+                tools=[describe_tool(n, f) for n, f in rlm.tools.items()],
+            )},
+            {"role": "user", "content": prompts.first_message(self.question, summary, earlier)},
+        ]
+        if self.top:
+            emit(rlm.on_event, RunStarted(engine="rlm", title=self.question[:120], model=self.root.name))
+        if self.writer is not None:
+            self.writer.metadata(
+                question=self.question,
+                model=self.root.name,
+                sub_model=self.sub.name if rlm.recursive else None,
+                environment=self.env_name,
+                contexts=summary,
+                tools=sorted(rlm.tools),
+                config={
+                    "max_iterations": rlm.max_iterations,
+                    "max_llm_calls": rlm.max_llm_calls,
+                    "max_tokens": rlm.max_tokens,
+                    "max_cost_usd": rlm.max_cost_usd,
+                    "max_errors": rlm.max_errors,
+                    "timeout": rlm.timeout,
+                    "max_output_chars": rlm.max_output_chars,
+                    "max_depth": rlm.max_depth,
+                    "turn_timeout": rlm.turn_timeout,
+                    "recursive": rlm.recursive,
+                },
+                schema=dict(self.schema) if self.schema else None,
+                session_query=self.session.runs + 1 if self.session is not None else None,
+            )
+
+    def _conclude(self, answer: Any) -> RLMResult:
+        """The run's end: typed answer, flags, export, events; the REPL closes unless a session keeps it."""
+        answer = build_typed(answer, self.typed) if self.typed is not None else answer
+        final = self._result(True, answer)
+        if not final.computed:
+            final.notes.append(NOT_COMPUTED)
+            if self.top:
+                emit(self.rlm.on_event, Notice(message=f"RLM answer {NOT_COMPUTED}.", level="warning"))
+        if self.top and self.export:
+            exported, notes = self.rlm._export(self.env)
+            final.exported, final.notes = exported, final.notes + notes
+        if self.session is not None:
+            self.session.record(self.question, final)
+        self.result = final
+        self._end()
+        if self.top:
+            emit(self.rlm.on_event, Finished(engine="rlm", result=final, seconds=final.seconds))
+        return final
+
+    def _result(self, complete: bool, answer: Any = None) -> RLMResult:
+        return RLMResult(
+            answer=answer,
+            trajectory=self.trajectory,
+            usage=self.budget.usage_copy(),
+            iterations=self.iterations,
+            llm_calls=self.budget.calls,
+            seconds=time.monotonic() - self.t0,
+            complete=complete,
+            final_step=self.final_step,
+            computed=self.toolbox.submitted or self.worked,
+            cost_usd=self.budget.cost(),
+        )
+
+    def _log(self, record: dict[str, Any]) -> dict[str, Any]:
+        for key in ("response", "code"):  # the output is redacted where it is made
+            record[key] = redact(record[key])
+        self.trajectory.append(record)
+        if self.writer is not None:
+            self.writer.iteration(record)
+        return record
+
+    # -- turns --
+
+    def _turn(self) -> dict[str, Any]:
+        rlm, toolbox = self.rlm, self.toolbox
+        self._check_budget()
+        self._maybe_compact()
+        m0 = time.monotonic()
+        reply = self._root_call(self.messages)
+        model_seconds = time.monotonic() - m0
+        code = extract_code(reply)
+        self.iterations = i = self.iterations + 1
+        if not code:
+            feedback = prompts.EMPTY_REPLY if not reply.strip() else prompts.NO_CODE
+            self.messages += [
+                {"role": "assistant", "content": reply or "(empty)"},
+                {"role": "user", "content": feedback},
+            ]
+            record = self._log({"iteration": i, "depth": self.depth, "kind": "no_code", "response": reply,
+                                "code": "", "output": feedback, "sub_calls": [],
+                                "model_seconds": round(model_seconds, 4), "exec_seconds": 0.0, "submitted": False})
+            emit(rlm.on_event, RlmIteration(i=i, code="", output=feedback, seconds=model_seconds, depth=self.depth))
+            self._count_failure(failed=True, why="no code in the reply")
+            return record
+        turn_limit = rlm.turn_timeout
+        left = self.budget.time_left()
+        if left is not None:
+            turn_limit = max(0.5, min(turn_limit or left, left))
+        out = self.env.execute(code, timeout=turn_limit, max_output_chars=rlm.max_output_chars)
+        output = out.output  # already capped by the environment (head + marker + tail)
+        if len(output) > rlm.max_output_chars + 100:  # an environment that did not cap
+            output = truncate(output, rlm.max_output_chars)
+        # code can print os.environ: no key reaches the model, the trajectory or the renderer
+        output = redact(output)
+        record = self._log({"iteration": i, "depth": self.depth, "kind": "code", "response": reply, "code": code,
+                            "output": output, "error": out.error, "timed_out": out.timed_out,
+                            "restarted": out.restarted, "notes": out.notes, "sub_calls": toolbox.take_records(),
+                            "model_seconds": round(model_seconds, 4), "exec_seconds": round(out.seconds, 4),
+                            "submitted": toolbox.submitted})
+        emit(rlm.on_event, RlmIteration(i=i, code=record["code"], output=output,
+                                        seconds=model_seconds + out.seconds, depth=self.depth))
+        if out.error is None:
+            self.worked = True
+        if toolbox.submitted:
+            self._conclude(toolbox.answer)
+            return record
+        self.messages += [
+            {"role": "assistant", "content": reply},
+            {"role": "user", "content": prompts.turn_feedback(
+                i, rlm.max_iterations, output, out.notes, self.budget.calls_left if rlm.recursive else None)},
+        ]
+        self._count_failure(failed=out.error is not None, why=f"the code raised {out.error}")
+        return record
+
+    def _count_failure(self, *, failed: bool, why: str) -> None:
+        """``max_errors``: stop after that many failing turns in a row."""
+        self.failing = self.failing + 1 if failed else 0
+        limit = self.rlm.max_errors
+        if limit is not None and self.failing >= limit:
+            raise BudgetExceededError(
+                f"The RLM stopped after {self.failing} failing turns in a row (max_errors={limit}; last: {why}). "
+                "The trajectory so far is on .partial; try a stronger model or a narrower question.",
+                partial=self._result(False, self.toolbox.answer),
+            )
+
+    def _final_step(self) -> dict[str, Any]:
+        """Out of turns: ask for the answer from the conversation so far (schema honoured)."""
+        ask = prompts.final_request(self.rlm.max_iterations, self.schema)
+        messages = [*self.messages, {"role": "user", "content": ask}]
+        problems: list[str] = []
+        answer: Any = None
+        record: dict[str, Any] = {}
+        for attempt in (1, 2):
+            self._check_budget()
+            m0 = time.monotonic()
+            reply = self._root_call(messages)
+            self.final_step = True
+            answer = _strip_fences(reply)
+            if self.schema is not None:
+                answer, problems = check_schema(answer, self.schema)
+            record = self._log({"iteration": self.rlm.max_iterations + attempt, "depth": self.depth,
+                                "kind": "final", "response": reply, "code": "", "output": "", "sub_calls": [],
+                                "problems": problems, "model_seconds": round(time.monotonic() - m0, 4),
+                                "exec_seconds": 0.0, "submitted": False})
+            if not problems:
+                self._conclude(answer)
+                return record
+            messages += [
+                {"role": "assistant", "content": reply},
+                {"role": "user", "content": "That does not match the schema:\n" + "\n".join(problems)
+                 + "\nReply with only a corrected JSON value."},
+            ]
+        raise MalformedOutputError(
+            "The RLM's final answer did not match the schema after a retry: " + "; ".join(problems),
+            partial=self._result(False, answer),
+        )
+
+    # -- pieces --
+
+    def _check_budget(self) -> None:
+        budget = self.budget
+        if budget.expired():
+            raise BudgetExceededError(
+                f"The RLM ran out of time ({budget.timeout:g} s). The trajectory so far is on .partial; "
+                "raise timeout= or ask a narrower question.",
+                partial=self._result(False, self.toolbox.answer),
+            )
+        if budget.tokens_exhausted():
+            raise BudgetExceededError(
+                f"The RLM spent its token budget ({budget.tokens:,} of {budget.max_tokens:,} tokens). "
+                "The trajectory so far is on .partial; raise max_tokens= or ask a narrower question.",
+                partial=self._result(False, self.toolbox.answer),
+            )
+        if budget.cost_exhausted():
+            raise BudgetExceededError(
+                f"The RLM spent its cost budget (${budget.cost():.4f} of ${budget.max_cost_usd:g}). "
+                "The trajectory so far is on .partial; raise max_cost_usd= or ask a narrower question.",
+                partial=self._result(False, self.toolbox.answer),
+            )
+
+    def _root_call(self, messages: list[dict[str, str]]) -> str:
+        res = self.root.chat(messages, temperature=self.rlm.temperature)
+        self.budget.record(self.root.name, res.usage)
+        self.last_prompt_tokens = res.usage.prompt_tokens + res.usage.completion_tokens
+        emit(
+            self.rlm.on_event,
+            ModelCall(
+                model=self.root.name,
+                prompt_tokens=res.usage.prompt_tokens,
+                completion_tokens=res.usage.completion_tokens,
+                seconds=res.seconds,
+                agent=f"root@{self.depth}",
+            ),
+        )
+        return res.text or ""
+
+    # -- compaction --
+
+    def window(self) -> int | None:
+        """The root model's context window in tokens: ``context_window=``, else what the model says."""
+        if self.rlm.context_window:
+            return self.rlm.context_window
+        for attr in ("context_window", "n_ctx"):
+            try:
+                value = getattr(self.root, attr, None)
+            except Exception:  # a backend that must load to know
+                value = None
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+        return None
+
+    def prompt_tokens(self) -> int:
+        """What the next root prompt will cost: the last call's tokens plus what came after, or a count."""
+        counted = sum(self.root.count_tokens(m["content"]) for m in self.messages)
+        tail = sum(self.root.count_tokens(m["content"]) for m in self.messages[-1:])
+        return max(counted, self.last_prompt_tokens + tail)
+
+    def _maybe_compact(self) -> None:
+        window = self.window()
+        if not window or len(self.messages) < 6:  # system, question, and at least two exchanges
+            return
+        used = self.prompt_tokens()
+        if used < self.rlm.compact_threshold * window:
+            return
+        keep = self.messages[-2:]  # the last reply and its output stay verbatim
+        old = self.messages[2:-2]
+        m0 = time.monotonic()
+        last = self.messages[-1]["content"]  # one user message, so the roles still alternate
+        summary = self._root_call(
+            [*self.messages[:-1], {"role": "user", "content": f"{last}\n\n{prompts.COMPACT_REQUEST}"}]
+        )
+        self.last_prompt_tokens = 0  # that call read the whole history; the next prompt is the short one
+        variables = self._variables()
+        self.messages = [
+            *self.messages[:2],
+            {"role": "assistant", "content": "Summary of my work so far:\n" + (summary.strip() or "(empty)")},
+            {"role": "user", "content": prompts.after_compaction(len(old), variables)},
+            *keep,
+        ]
+        self.compactions += 1
+        self._log({"iteration": self.iterations, "depth": self.depth, "kind": "compaction", "response": summary,
+                   "code": "", "output": f"variables: {variables}", "sub_calls": [], "dropped_messages": len(old),
+                   "tokens_before": used, "window": window, "model_seconds": round(time.monotonic() - m0, 4),
+                   "exec_seconds": 0.0, "submitted": False})
+        emit(self.rlm.on_event, Notice(
+            message=f"RLM history compacted: {len(old)} messages summarised (~{used:,} of {window:,} tokens).",
+        ))
+
+    def _variables(self) -> str:
+        """``name: type`` of what the REPL holds (the same probe for both environments)."""
+        skip = sorted({*self.toolbox.helpers(), "input", "exit", "quit"})
+        probe = (
+            "import json as _nbm_json\n"
+            f"print(_nbm_json.dumps({{_k: type(_v).__name__ for _k, _v in list(globals().items()) "
+            f"if not _k.startswith('_') and _k not in {skip!r}}}))"
+        )
+        out = self.env.execute(probe, timeout=10, max_output_chars=20_000)
+        try:
+            names = json.loads(out.output.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return ""
+        return ", ".join(f"{k} ({v})" for k, v in sorted(names.items()))[:2000]
 
 
 def _outside_turns(handler: EventHandler) -> EventHandler:
@@ -467,14 +758,14 @@ def _positive(name: str, value: int | None, default: int) -> int:
     return v
 
 
-def _limit(name: str, value: Any, *, minimum: int = 1, number: bool = False) -> Any:
-    """An optional limit: ``None`` (no limit), an integer >= ``minimum``, or (``number``) seconds > 0."""
+def _limit(name: str, value: Any, *, minimum: int = 1, number: bool = False, unit: str = "seconds") -> Any:
+    """An optional limit: ``None`` (no limit), an integer >= ``minimum``, or (``number``) an amount > 0."""
     if value is None:
         return None
     kinds = (int, float) if number else (int,)
     if isinstance(value, bool) or not isinstance(value, kinds) or value != value or (  # NaN too
         value <= 0 if number else value < minimum
     ):
-        want = "a positive number of seconds" if number else f"an integer of at least {minimum}"
+        want = f"a positive number of {unit}" if number else f"an integer of at least {minimum}"
         raise ConfigError(f"{name} must be {want} (or None), got {value!r}.")
     return value

@@ -9,7 +9,7 @@ the budgets, and asks for ```python blocks; every later message is the REPL's
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 #: A line every root system prompt starts with (scripted test models look for it).
@@ -26,9 +26,11 @@ def system_prompt(
     max_depth: int,
     schema: Mapping[str, Any] | None,
     turn_timeout: float | None,
+    recursive: bool = True,
+    tools: Sequence[str] = (),
 ) -> str:
     calls = "unlimited" if max_llm_calls is None else str(max_llm_calls)
-    recursive = (
+    child = (
         "rlm_query(prompt, context=None) -> str: hand a sub-problem and its data to a child RLM "
         "(it gets its own REPL with `context` bound); use it for sub-problems that need code over data."
         if depth + 1 <= max_depth
@@ -41,6 +43,26 @@ def system_prompt(
         else "submit(answer) takes any value: a string, a number, a list, a dict."
     )
     limit = f" Each turn may run at most {turn_timeout:g} s." if turn_timeout else ""
+    user_tools = "".join(f"\n- {t}" for t in tools)
+    if tools:
+        user_tools = "\nTools the user gave you (plain functions in the REPL; call them from code):" + user_tools
+    if not recursive:
+        return f"""{ROOT_MARKER}
+You answer a question about data you cannot see directly. The data (the context) is held in \
+variables of a persistent Python REPL; you see only a summary of it. Explore it by writing Python: \
+the REPL runs your code and shows you what it prints. Output longer than {max_output_chars:,} \
+characters is cut in the middle, so print summaries, counts and small slices, never whole contexts.
+
+Reply with your reasoning and one or more ```python code blocks. All blocks of a reply run in order; \
+variables, imports and functions persist between turns. The value of a final bare expression is shown.
+
+There are no sub-models in this run: compute the answer with code alone.
+Helper in the REPL (it cannot be reassigned):
+- submit(answer): give the final answer; the run ends after this turn. {answer_form}{user_tools}
+
+Budget: {max_iterations} turns.{limit}
+Plan: look at the data's shape, compute exactly with code (counting, searching, parsing), check \
+your result, then submit()."""
     return f"""{ROOT_MARKER}
 You answer a question about data you cannot see directly. The data (the context) is held in \
 variables of a persistent Python REPL; you see only a summary of it. Explore it by writing Python: \
@@ -55,8 +77,8 @@ Helpers in the REPL (they cannot be reassigned):
 meaning-level work on slices of the data.
 - llm_query_batched(prompts: list[str]) -> list[str]: many prompts at once, up to {max_concurrency} \
 concurrently; answers come back in order; a failed one is a string starting with "[error]".
-- {recursive}
-- submit(answer): give the final answer; the run ends after this turn. {answer_form}
+- {child}
+- submit(answer): give the final answer; the run ends after this turn. {answer_form}{user_tools}
 
 Budget: {max_iterations} turns; {calls} sub-calls in all (llm_query, each prompt of a batch, \
 rlm_query).{limit} When a budget is spent, helpers return "[error] …" strings instead of answers.
@@ -64,10 +86,18 @@ Plan: look at the data's shape, compute exactly with code where you can (countin
 parsing), use sub-calls for what needs reading comprehension, check your result, then submit()."""
 
 
-def first_message(question: str, context_summary: str) -> str:
+def first_message(question: str, context_summary: str, earlier: Sequence[tuple[str, str]] = ()) -> str:
+    """The question and the context summaries; in a continued session, the earlier questions too."""
+    before = ""
+    if earlier:
+        lines = "".join(f"\n- Q: {q}\n  A: {a}" for q, a in earlier)
+        before = (
+            "\n\nThis REPL continues an earlier session: the variables, imports and functions you made "
+            f"then are still defined. Earlier questions and answers:{lines}"
+        )
     return (
         f"Question: {question}\n\n"
-        f"Variables in the REPL (summaries only; the data itself is not in this prompt):\n{context_summary}\n\n"
+        f"Variables in the REPL (summaries only; the data itself is not in this prompt):\n{context_summary}{before}\n\n"
         "Start by writing Python code."
     )
 
@@ -98,11 +128,28 @@ EMPTY_REPLY = "Your reply was empty. Reply with Python code in a ```python block
 
 def final_request(max_iterations: int, schema: Mapping[str, Any] | None) -> str:
     form = (
-        "Reply with only a JSON value that matches the schema given at the start, no code."
+        "Reply with only a JSON value that matches this JSON schema, no code:\n"
+        + json.dumps(dict(schema), indent=1)
         if schema
         else "Reply with the final answer only, as plain text, no code."
     )
     return (
         f"You have used all {max_iterations} turns, so no more code will run. Based on everything "
         f"above, give your best final answer to the question now. {form}"
+    )
+
+
+COMPACT_REQUEST = (
+    "The conversation is getting too long for your context window, so the older turns will be "
+    "replaced by your summary. Write that summary now, no code: what you learned about the data, "
+    "which variables hold intermediate results (by name), what is done and what is left to do. "
+    "Be specific (numbers, names); the REPL and its variables stay as they are."
+)
+
+
+def after_compaction(dropped_turns: int, variables: str) -> str:
+    """The user message that follows the summary of the compacted turns."""
+    return (
+        f"(Earlier turns, {dropped_turns} messages, were replaced by the summary above.) "
+        f"Variables now in the REPL: {variables or '(none listed)'}. Continue from there."
     )

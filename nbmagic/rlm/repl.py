@@ -102,6 +102,16 @@ class Environment(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release the environment (processes, temporary files)."""
 
+    # -- persistent sessions (a REPL that serves several queries) --
+
+    def add_contexts(self, contexts: Mapping[str, Any]) -> None:
+        """Bind more contexts into a started REPL (a follow-up question with new data)."""
+        raise ConfigError(f"The {self.name!r} REPL cannot take new contexts after it started; reset the session.")
+
+    def set_helpers(self, helpers: Mapping[str, Helper]) -> None:
+        """Point the helper names at a new query's helpers (fresh budget, fresh submit)."""
+        raise ConfigError(f"The {self.name!r} REPL cannot serve a second query; reset the session.")
+
     def __enter__(self) -> Environment:
         return self
 
@@ -179,6 +189,22 @@ class KernelEnvironment(Environment):
             return {}
         return self.ns.own_variables(skip=self._context_names)
 
+    def add_contexts(self, contexts: Mapping[str, Any]) -> None:
+        if self.ns is None:
+            raise RuntimeError("start() the environment first")
+        for name, value in contexts.items():
+            self.ns.bind(name, value)
+        self._context_names |= set(contexts)
+
+    def set_helpers(self, helpers: Mapping[str, Helper]) -> None:
+        if self.ns is None:
+            raise RuntimeError("start() the environment first")
+        for name in [n for n in self.ns.reserved if n not in helpers]:  # a helper this query does not offer
+            self.ns.reserved.pop(name)
+            dict.pop(self.ns, name, None)
+        self.ns.reserved.update({name: _wrap_helper(name, fn) for name, fn in helpers.items()})
+        self.ns.restore()
+
 
 # --- subprocess -------------------------------------------------------------------------
 
@@ -223,6 +249,7 @@ class SubprocessEnvironment(Environment):
         self.restarts = 0
         self._turn = 0
         self._log: Any = None
+        self._extra_files: list[Path] = []
 
     # -- lifecycle --
 
@@ -310,6 +337,8 @@ class SubprocessEnvironment(Environment):
         self._kill()
         self.restarts += 1
         self._spawn()
+        for path in self._extra_files:  # contexts a continued session added
+            self._bind(path)
 
     def _log_tail(self) -> str:
         try:
@@ -333,6 +362,39 @@ class SubprocessEnvironment(Environment):
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
+
+    def add_contexts(self, contexts: Mapping[str, Any]) -> None:
+        """Pickle the new contexts to a file of their own that the worker binds (a restart binds it again)."""
+        assert self.workdir is not None
+        extra = self.workdir / f".contexts-{len(self._extra_files) + 1}.pkl"
+        try:
+            with open(extra, "wb") as f:
+                pickle.dump(dict(contexts), f, protocol=pickle.HIGHEST_PROTOCOL)
+        except OSError as exc:
+            raise ConfigError(f"Could not write the new contexts for the subprocess REPL: {exc.strerror or exc}.") from None
+        except Exception:
+            bad = [n for n, v in contexts.items() if not _picklable(v)]
+            raise ConfigError(
+                f"Context {', '.join(map(repr, bad)) or '?'} cannot be sent to the subprocess REPL (it cannot be pickled)."
+            ) from None
+        self._extra_files.append(extra)
+        if self.proc is None or self.proc.poll() is not None:
+            self._restart()  # binds every file
+        else:
+            self._bind(extra)
+
+    def _bind(self, path: Path) -> None:
+        self.conn.send(("bind", str(path)))
+        if not self.conn.poll(60) or self.conn.recv()[0] != "bound":
+            raise NbmagicError("The RLM worker did not take the new contexts.")
+
+    def set_helpers(self, helpers: Mapping[str, Helper]) -> None:
+        if set(helpers) != set(self.helpers):  # the worker's stubs are named at its start
+            raise ConfigError(
+                "This session's subprocess REPL was started with other helpers or tools "
+                f"({', '.join(sorted(self.helpers))}); reset the session to change them."
+            )
+        self.helpers = dict(helpers)
 
     @property
     def pid(self) -> int | None:

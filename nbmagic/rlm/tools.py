@@ -9,7 +9,10 @@ exceptions, so one bad sub-call never sinks a batch or a turn.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
+import keyword
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +25,9 @@ from nbmagic.events import EventHandler, ModelCall, SubCall, emit
 from nbmagic.llm.base import ChatModel, Usage
 
 HELPER_NAMES = ("llm_query", "llm_query_batched", "rlm_query", "submit")
+SUB_LM_HELPERS = ("llm_query", "llm_query_batched", "rlm_query")
+#: names a user tool may not take: the helpers and what the REPL itself provides
+RESERVED_TOOL_NAMES = frozenset({*HELPER_NAMES, "input", "exit", "quit", "context"})
 PREVIEW = 200
 
 
@@ -34,9 +40,13 @@ class Budget:
         max_llm_calls: int | None = 50,
         max_tokens: int | None = None,
         timeout: float | None = None,
+        max_cost_usd: float | None = None,
+        prices: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         self.max_llm_calls = max_llm_calls
         self.max_tokens = max_tokens
+        self.max_cost_usd = max_cost_usd
+        self.prices = dict(prices or {})
         self.started = time.monotonic()
         self.deadline = self.started + timeout if timeout else None
         self.timeout = timeout
@@ -74,6 +84,18 @@ class Budget:
 
     def tokens_exhausted(self) -> bool:
         return self.max_tokens is not None and self.tokens >= self.max_tokens
+
+    def cost(self) -> float | None:
+        """USD spent so far (``None`` when a model used has no price)."""
+        from nbmagic.rlm.pricing import cost_usd
+
+        return cost_usd(self.usage_copy(), self.prices)
+
+    def cost_exhausted(self) -> bool:
+        if self.max_cost_usd is None:
+            return False
+        spent = self.cost()
+        return spent is not None and spent >= self.max_cost_usd
 
     def time_left(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
@@ -122,8 +144,12 @@ class Toolbox:
         spawn_child: Callable[[str, Any], Any] | None = None,
         sub_max_tokens: int | None = None,
         on_event: EventHandler | None = None,
+        recursive: bool = True,
+        tools: Mapping[str, Callable[..., Any]] | None = None,
     ) -> None:
         self.sub_model = sub_model
+        self.recursive = recursive
+        self.tools = dict(tools or {})
         self.budget = budget
         self.depth = depth
         self.max_depth = max_depth
@@ -139,12 +165,44 @@ class Toolbox:
         self._lock = threading.Lock()
 
     def helpers(self) -> dict[str, Callable[..., tuple[Any, str | None]]]:
-        return {
-            "llm_query": self.llm_query,
-            "llm_query_batched": self.llm_query_batched,
-            "rlm_query": self.rlm_query,
-            "submit": self.submit,
-        }
+        """What the REPL gets: the sub-LM helpers (unless ``recursive=False``), ``submit``, user tools."""
+        out: dict[str, Callable[..., tuple[Any, str | None]]] = {}
+        if self.recursive:
+            out.update(llm_query=self.llm_query, llm_query_batched=self.llm_query_batched, rlm_query=self.rlm_query)
+        out["submit"] = self.submit
+        for name, fn in self.tools.items():
+            out[name] = self._tool(name, fn)
+        return out
+
+    def _tool(self, name: str, fn: Callable[..., Any]) -> Callable[..., tuple[Any, None]]:
+        """A user tool as a helper: runs here (the parent, for the subprocess REPL), is recorded,
+        awaits coroutines, and lets exceptions reach the model's code like any function's."""
+
+        def call(*args: Any, **kwargs: Any) -> tuple[Any, None]:
+            t0 = time.monotonic()
+            shown = ", ".join([*(repr(a) for a in args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+            record: dict[str, Any] = {"helper": name, "tool": True, "model": "", "depth": self.depth,
+                                      "prompt_chars": len(shown), "prompt": f"{name}({shown[:PREVIEW]})"}
+            try:
+                value = fn(*args, **kwargs)
+                if inspect.isawaitable(value):
+                    value = run_awaitable(value)
+            except BaseException as exc:
+                record.update(ok=False, seconds=round(time.monotonic() - t0, 4),
+                              response=f"{type(exc).__name__}: {exc}"[:PREVIEW], response_chars=0)
+                with self._lock:
+                    self._records.append(record)
+                raise
+            text = value if isinstance(value, str) else repr(value)
+            record.update(ok=True, seconds=round(time.monotonic() - t0, 4), response_chars=len(text),
+                          response=text[:PREVIEW])
+            with self._lock:
+                self._records.append(record)
+            return value, None
+
+        call.__name__ = call.__qualname__ = name
+        call.__doc__ = fn.__doc__
+        return call
 
     def take_records(self) -> list[dict[str, Any]]:
         """The sub-calls made since the last call (one turn's worth)."""
@@ -157,6 +215,8 @@ class Toolbox:
     def _exhausted(self, helper: str) -> str | None:
         if self.budget.tokens_exhausted():
             return f"[error] {helper}: the token budget ({self.budget.max_tokens:,}) is spent. Submit what you have."
+        if self.budget.cost_exhausted():
+            return f"[error] {helper}: the cost budget (${self.budget.max_cost_usd:g}) is spent. Submit what you have."
         if self.budget.expired():
             return f"[error] {helper}: the time budget ({self.budget.timeout:g} s) is spent. Submit what you have."
         return None
@@ -328,6 +388,74 @@ class Toolbox:
         self.submitted = True
         self.answer = answer
         return None, "Answer submitted."
+
+
+# --- user tools ----------------------------------------------------------------------------
+
+
+def run_awaitable(awaitable: Any) -> Any:
+    """The result of an async tool: on a fresh loop, in a thread if this one already runs a loop
+    (inside Jupyter the kernel's loop is running and cannot be re-entered)."""
+
+    async def wait() -> Any:
+        return await awaitable
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wait())
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlm-tool") as pool:
+        return pool.submit(asyncio.run, wait()).result()
+
+
+def make_tools(tools: Any) -> dict[str, Callable[..., Any]]:
+    """``{name: callable}`` from a list of functions or a dict; bad names are a :class:`ConfigError`.
+
+    A tool is exposed in the REPL under its name (``fn.__name__`` or the dict key). Names of
+    helpers (``llm_query``, ``submit``, ...) and names starting with ``_`` are refused, so a
+    tool can never hide a helper nor look like a private variable.
+    """
+    if tools is None:
+        return {}
+    if callable(tools) and not isinstance(tools, Mapping):
+        tools = [tools]
+    if isinstance(tools, Mapping):
+        pairs = list(tools.items())
+    elif isinstance(tools, Sequence) and not isinstance(tools, str):
+        pairs = [(getattr(fn, "__name__", None), fn) for fn in tools]
+    else:
+        raise ConfigError(f"tools= must be a list of functions (or a dict name -> function), got {type(tools).__name__}.")
+    out: dict[str, Callable[..., Any]] = {}
+    for name, fn in pairs:
+        if not callable(fn):
+            raise ConfigError(f"Tool {name!r} is a {type(fn).__name__}, not a function.")
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+            raise ConfigError(
+                f"Tool name {name!r} is not a Python identifier (a lambda has no usable name): "
+                "define it with def, or pass tools={'name': fn}."
+            )
+        if name.startswith("_"):
+            raise ConfigError(f"Tool name {name!r} starts with '_': tools need public names; rename it.")
+        if name in RESERVED_TOOL_NAMES:
+            raise ConfigError(
+                f"Tool name {name!r} is taken by an RLM helper ({', '.join(sorted(RESERVED_TOOL_NAMES))}); rename it."
+            )
+        if name in out:
+            raise ConfigError(f"Two tools are named {name!r}; give them different names.")
+        out[name] = fn
+    return out
+
+
+def describe_tool(name: str, fn: Callable[..., Any]) -> str:
+    """``name(signature) -> ret: first docstring line`` for the prompt."""
+    try:
+        sig = str(inspect.signature(fn))
+    except (TypeError, ValueError):  # some builtins
+        sig = "(...)"
+    doc = inspect.getdoc(fn) or ""
+    first = doc.strip().splitlines()[0].strip() if doc.strip() else ""
+    # no "async": the REPL's wrapper awaits coroutines, so the model calls every tool plainly
+    return f"{name}{sig}" + (f": {first}" if first else "")
 
 
 # --- JSON schema -------------------------------------------------------------------------

@@ -134,6 +134,14 @@ class Worker:
                 continue
         self.conn.send(("exported", blobs))
 
+    def bind(self, path: str) -> None:
+        with open(path, "rb") as f:
+            contexts = pickle.load(f)
+        for name, value in contexts.items():
+            self.ns.bind(name, value)
+        self.context_names |= set(contexts)
+        self.conn.send(("bound",))
+
     def serve(self) -> None:
         while True:
             try:
@@ -145,6 +153,8 @@ class Worker:
                 self.run_turn(*msg[1:])
             elif kind == "export":
                 self.export()
+            elif kind == "bind":  # a continued session's new contexts
+                self.bind(msg[1])
             elif kind == "close":
                 return
             # "reply" here is stale (its turn already ended): ignore
