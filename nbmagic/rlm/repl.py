@@ -470,7 +470,10 @@ class SubprocessEnvironment(Environment):
         except NbmagicError as exc:
             value = f"[error] {name} failed: {exc.message}"
         except Exception as exc:  # a helper bug must not end the run (nor leave the worker waiting)
-            value = f"[error] {name} failed: {type(exc).__name__}: {exc}"
+            if getattr(fn, "raises_in_repl", False):  # a user tool: its exception reaches the code, as in-kernel
+                error = (type(exc).__name__, str(exc))
+            else:
+                value = f"[error] {name} failed: {type(exc).__name__}: {exc}"
         try:
             self.conn.send(("reply", cid, value, notice, error))
         except (pickle.PicklingError, TypeError, AttributeError):

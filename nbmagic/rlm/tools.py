@@ -202,6 +202,7 @@ class Toolbox:
 
         call.__name__ = call.__qualname__ = name
         call.__doc__ = fn.__doc__
+        call.raises_in_repl = True  # type: ignore[attr-defined]  # the subprocess REPL re-raises it there
         return call
 
     def take_records(self) -> list[dict[str, Any]]:
@@ -449,7 +450,10 @@ def make_tools(tools: Any) -> dict[str, Callable[..., Any]]:
 def describe_tool(name: str, fn: Callable[..., Any]) -> str:
     """``name(signature) -> ret: first docstring line`` for the prompt."""
     try:
-        sig = str(inspect.signature(fn))
+        try:  # string annotations (from __future__ import annotations) read as the types they name
+            sig = str(inspect.signature(fn, eval_str=True))
+        except NameError:
+            sig = str(inspect.signature(fn))
     except (TypeError, ValueError):  # some builtins
         sig = "(...)"
     doc = inspect.getdoc(fn) or ""

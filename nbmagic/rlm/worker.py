@@ -13,6 +13,7 @@ worker starts quickly.
 
 from __future__ import annotations
 
+import builtins
 import itertools
 import pickle
 import sys
@@ -87,7 +88,9 @@ class Worker:
                 if notice:
                     print(notice)
                 if error is not None:
-                    kind = {"TypeError": TypeError, "ValueError": ValueError}.get(error[0], NameError)
+                    kind = getattr(builtins, error[0], None)  # a user tool's own exception type, if builtin
+                    if not (isinstance(kind, type) and issubclass(kind, Exception)):
+                        raise RuntimeError(f"{error[0]}: {error[1]}")
                     raise kind(error[1])
                 return value
             # a stale reply to a call an interrupted turn abandoned: drop it
