@@ -34,6 +34,31 @@ _SPECS: dict[str, tuple[Any, type, str]] = {
 
 _KIND_NAMES = {str: "a string", int: "a whole number", float: "a number"}
 
+#: name -> (lowest, highest) allowed value: checked here for every entry point (magics, CLI,
+#: engines, %config, environment) so a bad bound fails at once with one message, not later
+#: deep inside an engine
+_BOUNDS: dict[str, tuple[int, int]] = {
+    "rounds": (1, 100),
+    "latent_steps": (1, 4096),
+}
+
+
+def check_value(name: str, value: Any, label: str | None = None) -> Any:
+    """``value`` if it is a valid ``name`` setting, else one :class:`ConfigError` naming ``label``.
+
+    ``label`` is how the caller's user spells the option (``--latent-steps``, ``latent_steps``).
+    """
+    if name not in _SPECS:
+        raise AttributeError(f"unknown nbmagic setting {name!r}; known: {', '.join(_SPECS)}")
+    kind, what = _SPECS[name][1], label or name
+    if name in _BOUNDS:
+        low, high = _BOUNDS[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"{what} must be a whole number from {low} to {high}, not {value!r}.")
+    elif value is not None and not isinstance(value, kind) and not (kind is float and isinstance(value, int)):
+        raise ConfigError(f"{what} must be {_KIND_NAMES[kind]}, not {value!r}.")
+    return value
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -67,9 +92,12 @@ class Settings:
         raw = os.environ.get(env)
         if raw not in (None, ""):
             try:
-                return Setting(name, kind(raw), f"env {env}", help_)
+                return Setting(name, check_value(name, kind(raw)), f"env {env}", help_)
             except ValueError:  # say so where settings are shown, rather than fail at startup
                 return Setting(name, default, f"default ({env}={raw!r} ignored: not {_KIND_NAMES[kind]})", help_)
+            except ConfigError:
+                low, high = _BOUNDS[name]
+                return Setting(name, default, f"default ({env}={raw!r} ignored: not from {low} to {high})", help_)
         return Setting(name, default, "default", help_)
 
     def set(self, name: str, value: Any, source: str = "%config") -> None:
@@ -80,9 +108,10 @@ class Settings:
             return
         kind = _SPECS[name][1]
         try:
-            self._explicit[name] = (kind(value), source)
+            converted = kind(value)
         except (TypeError, ValueError):
             raise ConfigError(f"nbmagic setting {name} must be {_KIND_NAMES[kind]}, not {value!r}.") from None
+        self._explicit[name] = (check_value(name, converted, f"nbmagic setting {name}"), source)
 
     def reset(self) -> None:
         self._explicit.clear()

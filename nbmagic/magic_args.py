@@ -228,10 +228,10 @@ def mas_options(args: argparse.Namespace) -> dict[str, Any]:
         "mode": _pick(getattr(args, "mode", None), "mode"),
         "pattern": _pick(getattr(args, "pattern", None), "pattern"),
     }
-    if out["rounds"] < 1:
-        raise ConfigError("--rounds must be at least 1.")
-    if out["latent_steps"] < 0:
-        raise ConfigError("--latent-steps must be 0 or more.")
+    from nbmagic.config import check_value
+
+    check_value("rounds", out["rounds"], "--rounds")  # the bounds every entry point shares
+    check_value("latent_steps", out["latent_steps"], "--latent-steps")
     from nbmagic.mas.roles import check_pattern
 
     # before the run: a failed run may already have created its --output notebook

@@ -36,3 +36,21 @@ def test_unknown_names_are_attribute_errors_naming_the_known_ones():
     with pytest.raises(AttributeError, match="known: model"):
         settings.roundz  # noqa: B018
     assert [s.name for s in settings.explain()][:2] == ["model", "sub_model"]
+
+
+def test_bounds_are_checked_in_one_place_for_every_entry_point(monkeypatch):
+    from nbmagic.config import check_value
+
+    assert check_value("latent_steps", 16, "--latent-steps") == 16
+    for bad in (0, -3, 5000, True, 2.5, "8"):
+        with pytest.raises(ConfigError, match="--latent-steps must be a whole number from 1 to 4096"):
+            check_value("latent_steps", bad, "--latent-steps")
+    with pytest.raises(ConfigError, match="nbmagic setting rounds must be a whole number from 1 to 100, not 0"):
+        settings.rounds = 0  # %config NbMagic.rounds = 0
+    assert settings.rounds == 3
+    monkeypatch.setenv("NBMAGIC_ROUNDS", "0")
+    assert settings.rounds == 3 and "NBMAGIC_ROUNDS='0' ignored: not from 1 to 100" in settings.get("rounds").source
+    from nbmagic.mas.system import RecursiveMAS  # the engine refuses with the same words
+
+    with pytest.raises(ConfigError, match="latent_steps must be a whole number from 1 to 4096, not 0"):
+        RecursiveMAS(model="openai-compat:m@http://127.0.0.1:9/v1", latent_steps=0)

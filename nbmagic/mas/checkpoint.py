@@ -10,7 +10,9 @@ A checkpoint is a folder::
 Loading checks the manifest against the system it is loaded for (agent count, names,
 roles, hidden sizes, the hops the pattern needs) and refuses a mismatch with a
 :class:`CheckpointMismatchError` that says what differs, before any tensor is read.
-Imports torch at module level: import this module only when links are used.
+Functions take the run's :class:`~nbmagic.mas.team.Team` (a ``RecursiveMAS`` has the same
+fields, so ``save_links(mas, ...)`` works too). Imports torch (through the links) at module
+level: import this module only when links are used.
 """
 
 from __future__ import annotations
@@ -22,71 +24,21 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
 from nbmagic.errors import CheckpointMismatchError, ConfigError
+from nbmagic.mas.links import LINK_TYPES, LinkSet
 
 if TYPE_CHECKING:
-    from nbmagic.mas.system import RecursiveMAS
+    from nbmagic.mas.team import Team
 
 FORMAT = "nbmagic-recursivemas-links"
 VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "links.safetensors"
-LINK_TYPES = ("ln", "mlp")
+__all__ = ["LinkSet", "check_fit", "describe", "load_links", "read_manifest", "save_links"]
 
 
-def make_inner(link_type: str, dim: int, out_norm: float | None = None) -> nn.Module:
-    from nbmagic.mas import links
-
-    return links.LNInnerLink(dim, out_norm=out_norm) if link_type == "ln" else links.InnerLink(dim)
-
-
-def make_outer(link_type: str, src: int, dst: int, out_norm: float | None = None) -> nn.Module:
-    from nbmagic.mas import links
-
-    return links.LNOuterLink(src, dst, out_norm=out_norm) if link_type == "ln" else links.OuterLink(src, dst)
-
-
-class LinkSet(nn.Module):
-    """Every trainable link of a system: one inner link per agent, one outer link per hop."""
-
-    def __init__(
-        self,
-        link_type: str,
-        dims: list[int],
-        edges: list[tuple[int, int]],
-        out_norms: list[float] | None = None,
-    ) -> None:
-        super().__init__()
-        if link_type not in LINK_TYPES:
-            raise ConfigError(f"Unknown link type {link_type!r}: choose one of {', '.join(LINK_TYPES)}.")
-        self.link_type = link_type
-        self.dims = list(dims)
-        self.edges = [tuple(e) for e in edges]
-        norms = out_norms or [None] * len(dims)
-        self.inner = nn.ModuleDict({str(i): make_inner(link_type, d, norms[i]) for i, d in enumerate(dims)})
-        self.outer = nn.ModuleDict(
-            {f"{s}_{t}": make_outer(link_type, dims[s], dims[t], norms[t]) for s, t in self.edges}
-        )
-        self.warnings: list[str] = []
-
-    def inner_for(self, agent: int) -> nn.Module:
-        return self.inner[str(agent)]
-
-    def outer_for(self, source: int, target: int) -> nn.Module:
-        return self.outer[f"{source}_{target}"]
-
-    def flat_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-
-def describe(mas: RecursiveMAS, links: LinkSet, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The manifest of ``links`` trained for ``mas``."""
+def describe(team: Team, links: LinkSet, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest of ``links`` trained for ``team``."""
     from nbmagic import __version__
 
     return {
@@ -94,13 +46,13 @@ def describe(mas: RecursiveMAS, links: LinkSet, extra: dict[str, Any] | None = N
         "version": VERSION,
         "nbmagic": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "pattern": mas.pattern,
+        "pattern": team.pattern,
         "link_type": links.link_type,
-        "rounds": mas.rounds,
-        "latent_steps": mas.latent_steps,
+        "rounds": team.rounds,
+        "latent_steps": team.latent_steps,
         "agents": [
             {"index": m.index, "name": m.name, "role": m.role, "model": m.spec, "hidden_size": links.dims[m.index]}
-            for m in mas.members
+            for m in team.members
         ],
         "inner": [{"agent": i, "dim": d, "key": f"inner.{i}"} for i, d in enumerate(links.dims)],
         "outer": [
@@ -113,7 +65,7 @@ def describe(mas: RecursiveMAS, links: LinkSet, extra: dict[str, Any] | None = N
     }
 
 
-def save_links(mas: RecursiveMAS, links: LinkSet, out_dir: str | Path, *, force: bool = False,
+def save_links(team: Team, links: LinkSet, out_dir: str | Path, *, force: bool = False,
                extra: dict[str, Any] | None = None) -> Path:
     """Write ``links`` and their manifest into ``out_dir``; never overwrite unless ``force``."""
     from safetensors.torch import save_file
@@ -124,7 +76,7 @@ def save_links(mas: RecursiveMAS, links: LinkSet, out_dir: str | Path, *, force:
     if (out / MANIFEST).exists() and not force:
         raise ConfigError(f"{out} already holds a links checkpoint; choose another folder or pass force=True (--force).")
     out.mkdir(parents=True, exist_ok=True)
-    manifest = describe(mas, links, extra)
+    manifest = describe(team, links, extra)
     _atomic(out / WEIGHTS, lambda p: save_file(links.flat_state(), str(p), metadata={"format": FORMAT}))
     _atomic(out / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8"))
     return out
@@ -189,19 +141,19 @@ def _check_shape(data: dict[str, Any], mpath: Path) -> None:
         ) from None
 
 
-def check_fit(manifest: dict[str, Any], mas: RecursiveMAS, dims: list[int]) -> list[str]:
-    """Raise if the checkpoint cannot serve ``mas``; return warnings for harmless differences."""
+def check_fit(manifest: dict[str, Any], team: Team, dims: list[int]) -> list[str]:
+    """Raise if the checkpoint cannot serve ``team``; return warnings for harmless differences."""
     agents = manifest.get("agents") or []
-    ours = [f"{m.name} ({m.role}, hidden {d})" for m, d in zip(mas.members, dims, strict=True)]
+    ours = [f"{m.name} ({m.role}, hidden {d})" for m, d in zip(team.members, dims, strict=True)]
     theirs = [f"{a.get('name')} ({a.get('role')}, hidden {a.get('hidden_size')})" for a in agents]
-    if len(agents) != len(mas.members):
+    if len(agents) != len(team.members):
         raise CheckpointMismatchError(
             f"The links checkpoint was trained for {len(agents)} agents [{', '.join(theirs)}], "
-            f"but this system has {len(mas.members)} [{', '.join(ours)}]. Train links for these agents "
+            f"but this system has {len(team.members)} [{', '.join(ours)}]. Train links for these agents "
             "(python -m nbmagic train-links) or drop links=... to use the training-free realignment."
         )
     warnings: list[str] = []
-    for m, d, a in zip(mas.members, dims, agents, strict=True):
+    for m, d, a in zip(team.members, dims, agents, strict=True):
         if int(a.get("hidden_size", -1)) != d:
             raise CheckpointMismatchError(
                 f"Agent {m.index + 1} ({m.name}, model {m.spec}) has hidden size {d}, but the checkpoint's "
@@ -216,24 +168,24 @@ def check_fit(manifest: dict[str, Any], mas: RecursiveMAS, dims: list[int]) -> l
         if a.get("model") != m.spec:
             warnings.append(f"agent {m.name}: links were trained with {a.get('model')}, used with {m.spec}")
     have = {(int(o["source"]), int(o["target"])) for o in manifest.get("outer") or []}
-    missing = [(s, t) for s, t in mas.plan.edges() if (s, t) not in have]
+    missing = [(s, t) for s, t in team.plan.edges() if (s, t) not in have]
     if missing:
-        names = ", ".join(f"{mas.members[s].name}->{mas.members[t].name}" for s, t in missing)
+        names = ", ".join(f"{team.members[s].name}->{team.members[t].name}" for s, t in missing)
         raise CheckpointMismatchError(
             f"The checkpoint (pattern {manifest.get('pattern')}) has no outer links for the hops {names} that "
-            f"the {mas.pattern} pattern needs. Train links for this pattern."
+            f"the {team.pattern} pattern needs. Train links for this pattern."
         )
     return warnings
 
 
-def load_links(path: str | Path, mas: RecursiveMAS) -> LinkSet:
-    """Load links for ``mas`` from ``path``, checking that they fit first."""
+def load_links(path: str | Path, team: Team) -> LinkSet:
+    """Load links for ``team`` from ``path``, checking that they fit first."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     manifest, weights = read_manifest(path)
-    dims = [int(m.model.hidden_size) for m in mas.members]
-    warnings = check_fit(manifest, mas, dims)
+    dims = [int(m.model.hidden_size) for m in team.members]
+    warnings = check_fit(manifest, team, dims)
     link_type = str(manifest.get("link_type", "ln"))
     edges = [(int(o["source"]), int(o["target"])) for o in manifest.get("outer") or []]
     links = LinkSet(link_type, dims, edges)
@@ -251,7 +203,7 @@ def load_links(path: str | Path, mas: RecursiveMAS) -> LinkSet:
         detail = detail if len(detail) <= 400 else detail[:400] + " …"
         raise CheckpointMismatchError(f"{weights} does not match its manifest: {detail}") from None
     links.warnings = warnings
-    first = mas.members[0].model
+    first = team.members[0].model
     links.to(device=getattr(first, "torch_device", "cpu"))
     links.eval()
     links.requires_grad_(False)

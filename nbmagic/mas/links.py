@@ -12,6 +12,11 @@ output space (it is dotted with the LM head) and has a different norm. Links map
   each vector rescaled to the mean norm of real input embeddings.
 * :class:`VocabBridge` (training-free, d_i ≠ d_j): realign in the source model, then a least-squares
   map between the two input-embedding tables over the tokens both vocabularies share.
+* :class:`LinkSet`: every trainable link of a system (one inner link per agent, one outer link per
+  hop), what training produces and a checkpoint (:mod:`nbmagic.mas.checkpoint`) stores.
+
+Everything derived from a frozen model (its mean embedding norm, its realignment, bridges from
+it) is computed once and kept in one per-model cache (:func:`model_cache`), dropped with the model.
 
 All link math runs in float32 (:func:`apply_link` casts in and back), so bf16/fp16 models
 do not lose the small residual corrections the links learn.
@@ -20,6 +25,7 @@ do not lose the small residual corrections the links learn.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +39,16 @@ if TYPE_CHECKING:
     from nbmagic.llm.hf import HFChatModel
 
 RIDGE_LAMBDA = 1e-5
+LINK_TYPES = ("ln", "mlp")
+
+#: model -> what was derived from it (embedding norm, realignment, bridges): the one per-model
+#: cache of the package; weak, so it goes with the model
+_MODEL_CACHE: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def model_cache(model: Any) -> dict[Any, Any]:
+    """The dict of values computed once for ``model`` (its weights are frozen)."""
+    return _MODEL_CACHE.setdefault(model, {})
 
 
 def apply_link(link: nn.Module | None, h: Tensor, out_dtype: torch.dtype) -> Tensor:
@@ -160,16 +176,15 @@ def embedding_norm(model: HFChatModel, chunk: int = 8192) -> float:
     embedding module (Gemma multiplies by √d) right. Remembered per loaded model (its
     embeddings are frozen): realignment, bridges and fresh links all ask for it.
     """
-    memo = model.__dict__.get("_nbmagic_embedding_norm")
-    if memo is not None:
-        return memo
-    n = _vocab_rows(model)
-    total = 0.0
-    for start in range(0, n, chunk):
-        ids = torch.arange(start, min(n, start + chunk), device=model.torch_device)
-        total += model.embed_ids(ids[None])[0].float().norm(dim=-1).sum().item()
-    model.__dict__["_nbmagic_embedding_norm"] = total / n
-    return total / n
+    cache = model_cache(model)
+    if "embedding_norm" not in cache:
+        n = _vocab_rows(model)
+        total = 0.0
+        for start in range(0, n, chunk):
+            ids = torch.arange(start, min(n, start + chunk), device=model.torch_device)
+            total += model.embed_ids(ids[None])[0].float().norm(dim=-1).sum().item()
+        cache["embedding_norm"] = total / n
+    return float(cache["embedding_norm"])
 
 
 def _tied(model: HFChatModel) -> bool:
@@ -236,7 +251,7 @@ class Realignment(nn.Module):
     @torch.no_grad()
     def from_model(cls, model: HFChatModel, lam: float = RIDGE_LAMBDA) -> Realignment:
         """Solve once per loaded model (a d×d system over the vocabulary) and remember it."""
-        memo: dict[float, Realignment] = model.__dict__.setdefault("_nbmagic_realignment", {})
+        memo: dict[float, Realignment] = model_cache(model).setdefault("realign", {})
         if lam not in memo:
             if _tied(model):  # W_out = W_in (up to a scale the rescale removes): W_a = I, no solve
                 W_a = torch.eye(model.hidden_size, device=model.torch_device)
@@ -289,6 +304,17 @@ class VocabBridge(nn.Module):
         M = ridge_from_chunks(pairs, lam)  # [d_src, d_dst]: E_src·M ≈ E_dst over shared tokens
         return cls(W_a @ M, embedding_norm(dst), len(src_ids)).to(dst.torch_device)
 
+    @classmethod
+    def cached(cls, src: HFChatModel, dst: HFChatModel) -> VocabBridge:
+        """The bridge ``src -> dst``, solved once and kept in ``src``'s :func:`model_cache`."""
+        bridges: dict[int, tuple[weakref.ref[Any], VocabBridge]] = model_cache(src).setdefault("bridges", {})
+        hit = bridges.get(id(dst))
+        if hit is None or hit[0]() is not dst:  # an id may be reused by a later model
+            with torch.inference_mode(False), torch.no_grad():
+                hit = (weakref.ref(dst), cls.from_models(src, dst))
+            bridges[id(dst)] = hit
+        return hit[1]
+
     def forward(self, h: Tensor) -> Tensor:
         e = h.to(self.W.device) @ self.W
         return e * (self.target_norm / e.norm(dim=-1, keepdim=True).clamp_min(1e-6))
@@ -309,3 +335,50 @@ def shared_token_ids(src: HFChatModel, dst: HFChatModel) -> tuple[Tensor, Tensor
 def link_params(*links: Any) -> list[nn.Parameter]:
     """Trainable parameters of several links (None and parameter-free links are skipped)."""
     return [p for link in links if link is not None for p in link.parameters() if p.requires_grad]
+
+
+# -- the trainable set ----------------------------------------------------------------------
+
+
+def make_inner(link_type: str, dim: int, out_norm: float | None = None) -> nn.Module:
+    return LNInnerLink(dim, out_norm=out_norm) if link_type == "ln" else InnerLink(dim)
+
+
+def make_outer(link_type: str, src: int, dst: int, out_norm: float | None = None) -> nn.Module:
+    return LNOuterLink(src, dst, out_norm=out_norm) if link_type == "ln" else OuterLink(src, dst)
+
+
+class LinkSet(nn.Module):
+    """Every trainable link of a system: one inner link per agent, one outer link per hop."""
+
+    def __init__(
+        self,
+        link_type: str,
+        dims: list[int],
+        edges: list[tuple[int, int]],
+        out_norms: list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        if link_type not in LINK_TYPES:
+            raise ConfigError(f"Unknown link type {link_type!r}: choose one of {', '.join(LINK_TYPES)}.")
+        self.link_type = link_type
+        self.dims = list(dims)
+        self.edges = [(int(s), int(t)) for s, t in edges]
+        norms: list[float | None] = list(out_norms) if out_norms else [None] * len(dims)
+        self.inner = nn.ModuleDict({str(i): make_inner(link_type, d, norms[i]) for i, d in enumerate(dims)})
+        self.outer = nn.ModuleDict(
+            {f"{s}_{t}": make_outer(link_type, dims[s], dims[t], norms[t]) for s, t in self.edges}
+        )
+        self.warnings: list[str] = []
+
+    def inner_for(self, agent: int) -> nn.Module:
+        return self.inner[str(agent)]
+
+    def outer_for(self, source: int, target: int) -> nn.Module:
+        return self.outer[f"{source}_{target}"]
+
+    def flat_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -109,6 +109,11 @@ def check_pattern(pattern: str) -> str:
     return name
 
 
+def role_title(role: str) -> str:
+    """How prompts name a role: ``tool_caller`` -> ``Tool-Caller``."""
+    return role.replace("_", "-").title()
+
+
 def system_prompt(role: str, instructions: str | None = None) -> str:
     """The system prompt of an agent: its role's prompt plus the user's own instructions."""
     base = ROLE_PROMPTS.get(role, f"You are the {role.replace('_', ' ')} in a team of agents.")

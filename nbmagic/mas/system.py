@@ -21,25 +21,13 @@ a spec string is loaded once per system.
 from __future__ import annotations
 
 import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from nbmagic.config import check_value
 from nbmagic.errors import ConfigError, NbmagicError, RunInterrupted
-from nbmagic.events import (
-    AgentFinished,
-    AgentStarted,
-    EventHandler,
-    Failed,
-    Finished,
-    ModelCall,
-    Notice,
-    RunStarted,
-    emit,
-    fanout,
-)
-from nbmagic.llm.base import ChatModel, Usage
+from nbmagic.events import EventHandler, Failed, Finished, Notice, RunStarted, emit, fanout
+from nbmagic.llm.base import ChatModel
 from nbmagic.mas.roles import (
     DEFAULT_ROLES,
     Plan,
@@ -48,87 +36,25 @@ from nbmagic.mas.roles import (
     normalize_role,
     system_prompt,
 )
+from nbmagic.mas.team import (
+    LOCAL_BACKENDS,
+    MODES,
+    Agent,
+    AgentStats,
+    Bookkeeper,
+    MASResult,
+    Member,
+    Team,
+    model_label,
+)
 
-if TYPE_CHECKING:
-    from nbmagic.mas.checkpoint import LinkSet
-
-MODES = ("auto", "latent", "text")
-#: backends whose models run in this process (not safe to call from several threads at once)
-LOCAL_BACKENDS = frozenset({"hf", "gguf", "llamacpp"})
-
-
-@dataclass
-class Agent:
-    """One member of the team: a model (object or spec string) playing a role.
-
-    ``model=None`` means the system's ``model``. ``instructions`` are appended to the
-    role's prompt; with them a role may be any name (a custom role).
-    """
-
-    model: ChatModel | str | None
-    role: str
-    name: str | None = None
-    instructions: str | None = None
-
-
-@dataclass
-class AgentStats:
-    """What one agent did over the whole run."""
-
-    name: str
-    role: str
-    tokens: int = 0  # generated (decoded) tokens
-    seconds: float = 0.0
-    latent_steps: int = 0
-    calls: int = 0
-
-
-@dataclass
-class MASResult:
-    """The answer and what it cost."""
-
-    answer: str
-    mode: str  # "latent" | "text"
-    rounds: int  # rounds actually run (deliberation may stop early)
-    agents: list[AgentStats]
-    usage: Usage
-    seconds: float
-    transcript: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def generated_tokens(self) -> int:
-        return sum(a.tokens for a in self.agents)
-
-    def __str__(self) -> str:
-        return self.answer
-
-
-@dataclass
-class Member:
-    """An agent resolved for a run: loaded model, normalised role, unique name, prompt."""
-
-    index: int
-    name: str
-    role: str
-    model: ChatModel
-    system: str
-    spec: str  # how the model was named (spec string or repr), for manifests and logs
-
-    @property
-    def local(self) -> bool:
-        return str(getattr(self.model, "backend", "")) in LOCAL_BACKENDS
+__all__ = ["LOCAL_BACKENDS", "MODES", "Agent", "AgentStats", "MASResult", "Member", "RecursiveMAS", "model_label"]
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {value!r}.")
     return value
-
-
-def model_label(model: ChatModel | str | None) -> str:
-    if isinstance(model, ChatModel):
-        return f"{model.backend}:{model.name}"
-    return str(model)
 
 
 class RecursiveMAS:
@@ -158,20 +84,16 @@ class RecursiveMAS:
     ) -> None:
         from nbmagic.config import settings
 
-        self.pattern = check_pattern(pattern if pattern is not None else settings.pattern)
-        self.rounds = _check_int("rounds", rounds if rounds is not None else settings.rounds, 1, 100)
-        self.latent_steps = _check_int(
-            "latent_steps", latent_steps if latent_steps is not None else settings.latent_steps, 1, 4096
-        )
-        self.max_new_tokens = _check_int("max_new_tokens", max_new_tokens, 1, 1_000_000)
-        self.message_tokens = _check_int("message_tokens", message_tokens, 1, 1_000_000)
-        if not isinstance(temperature, (int, float)) or temperature < 0:
+        pattern = check_pattern(pattern if pattern is not None else settings.pattern)
+        rounds = check_value("rounds", rounds if rounds is not None else settings.rounds)
+        latent_steps = check_value("latent_steps", latent_steps if latent_steps is not None else settings.latent_steps)
+        max_new_tokens = _check_int("max_new_tokens", max_new_tokens, 1, 1_000_000)
+        message_tokens = _check_int("message_tokens", message_tokens, 1, 1_000_000)
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
             raise ConfigError(f"temperature must be a number >= 0, not {temperature!r}.")
-        self.temperature = float(temperature)
         if isinstance(tool_timeout, bool) or not isinstance(tool_timeout, (int, float)) or not tool_timeout > 0:
             raise ConfigError(f"tool_timeout must be a number of seconds > 0, not {tool_timeout!r}.")
-        self.tool_timeout = float(tool_timeout)
-        self.max_tool_calls = _check_int("max_tool_calls", max_tool_calls, 0, 20)
+        max_tool_calls = _check_int("max_tool_calls", max_tool_calls, 0, 20)
         requested = mode if mode is not None else settings.mode or "auto"
         requested = requested.strip().lower() if isinstance(requested, str) else ""
         if requested not in MODES:
@@ -180,31 +102,38 @@ class RecursiveMAS:
             raise ConfigError(f"on_event must be a callable taking an event, not {type(on_event).__name__}.")
         self.on_event = on_event
 
-        specs = self._agent_specs(agents, model)
+        specs = self._agent_specs(agents, model, pattern)
         roles = [normalize_role(a.role) for a in specs]
         custom = {i for i, a in enumerate(specs) if a.instructions and a.instructions.strip()}
-        self.plan: Plan = arrange(self.pattern, roles, custom)
+        plan: Plan = arrange(pattern, roles, custom)
         self._cache: dict[str, ChatModel] = {}
-        self.members: list[Member] = []
+        members: list[Member] = []
         names = self._unique_names(specs, roles)
         for i, (a, role, name) in enumerate(zip(specs, roles, names, strict=True)):
             chat_model, spec = self._load(a.model if a.model is not None else model)
-            self.members.append(Member(i, name, role, chat_model, system_prompt(role, a.instructions), spec))
+            members.append(Member(i, name, role, chat_model, system_prompt(role, a.instructions), spec))
 
-        non_latent = [m.name for m in self.members if not getattr(m.model, "supports_latent", False)]
+        non_latent = [m.name for m in members if not getattr(m.model, "supports_latent", False)]
         if requested == "latent" and non_latent:
             raise ConfigError(
                 "mode='latent' needs every agent on a local Hugging Face model (hf:...), because latent "
                 f"thoughts are hidden states; these agents have none: {', '.join(non_latent)}. "
                 "Use mode='text' or give them hf: models."
             )
-        self.mode = "text" if requested == "text" or non_latent else "latent"
+        #: the resolved system the modes run (settings, plan, members)
+        self.team = Team(
+            pattern=pattern, plan=plan, members=members,
+            mode="text" if requested == "text" or non_latent else "latent",
+            rounds=rounds, latent_steps=latent_steps, max_new_tokens=max_new_tokens,
+            message_tokens=message_tokens, temperature=float(temperature),
+            tool_timeout=float(tool_timeout), max_tool_calls=max_tool_calls,
+        )
         self.fallback_reason = (
             f"text mode: agents {', '.join(non_latent)} have no hidden states (remote or GGUF models)"
             if requested == "auto" and non_latent
             else ""
         )
-        self.links: LinkSet | None = None
+        self.links: Any = None  # a LinkSet (torch) once trained links are loaded or trained
         if links is not None and not isinstance(links, (str, Path)):
             raise ConfigError(f"links must be the path of a links checkpoint folder, not {type(links).__name__}.")
         self.links_path = Path(links).expanduser() if links is not None else None
@@ -216,14 +145,29 @@ class RecursiveMAS:
                 )
             from nbmagic.mas.checkpoint import load_links
 
-            self.links = load_links(self.links_path, self)
+            self.links = load_links(self.links_path, self.team)
         self._run_lock = threading.Lock()
+
+    # -- the team's fields, read through ------------------------------------------------------
+
+    pattern = property(lambda self: self.team.pattern, doc="the collaboration pattern")
+    plan = property(lambda self: self.team.plan, doc="agents (by index) arranged in stages")
+    members = property(lambda self: self.team.members, doc="the resolved agents")
+    mode = property(lambda self: self.team.mode, doc='"latent" or "text"')
+    rounds = property(lambda self: self.team.rounds, doc="recursion rounds")
+    latent_steps = property(lambda self: self.team.latent_steps, doc="latent thoughts per agent per round")
+    max_new_tokens = property(lambda self: self.team.max_new_tokens, doc="length cap of the answer")
+    message_tokens = property(lambda self: self.team.message_tokens, doc="length cap of a text message")
+    temperature = property(lambda self: self.team.temperature, doc="0 = greedy")
+    tool_timeout = property(lambda self: self.team.tool_timeout, doc="seconds a Python tool call may run")
+    max_tool_calls = property(lambda self: self.team.max_tool_calls, doc="tool calls per tool-caller turn")
 
     # -- construction helpers -------------------------------------------------------------
 
-    def _agent_specs(self, agents: list[Agent] | None, model: ChatModel | str | None) -> list[Agent]:
+    @staticmethod
+    def _agent_specs(agents: list[Agent] | None, model: ChatModel | str | None, pattern: str) -> list[Agent]:
         if agents is None:
-            return [Agent(model, role) for role in DEFAULT_ROLES[self.pattern]]
+            return [Agent(model, role) for role in DEFAULT_ROLES[pattern]]
         if isinstance(agents, Agent):
             agents = [agents]
         out: list[Agent] = []
@@ -284,23 +228,24 @@ class RecursiveMAS:
         emit(handler, RunStarted("mas", title, ", ".join(sorted({m.spec for m in self.members}))))
         if self.fallback_reason:
             emit(handler, Notice(self.fallback_reason))
-        book = Bookkeeper(self, handler)
+        book = Bookkeeper(self.team, handler)
         with self._run_lock:
             try:
                 if self.mode == "latent":
                     from nbmagic.mas.latent_mode import run_latent
 
-                    answer, rounds = run_latent(self, question, book, limit)
+                    answer, rounds = run_latent(self.team, self.links, question, book, limit)
                 else:
                     from nbmagic.mas.text import run_text
 
-                    answer, rounds = run_text(self, question, book, limit)
+                    answer, rounds = run_text(self.team, question, book, limit)
             except NbmagicError as exc:
                 if exc.partial is None:
                     exc.partial = book.result(book.partial_answer, book.rounds_done)
                 emit(handler, Failed("mas", exc.message, exc.partial))
                 raise
             except KeyboardInterrupt:
+                book.cancel()  # workers still in flight stop reporting (text mode's concurrent calls)
                 partial = book.result(book.partial_answer, book.rounds_done)
                 emit(handler, Failed("mas", "interrupted", partial))
                 raise RunInterrupted("RecursiveMAS run interrupted.", partial=partial) from None
@@ -319,57 +264,3 @@ class RecursiveMAS:
     def __repr__(self) -> str:
         team = ", ".join(f"{m.name}={m.spec}" for m in self.members)
         return f"<RecursiveMAS {self.pattern} {self.mode} rounds={self.rounds} [{team}]>"
-
-
-class Bookkeeper:
-    """Per-run tallies and the events that report them (shared by both modes, thread-safe)."""
-
-    def __init__(self, mas: RecursiveMAS, handler: EventHandler) -> None:
-        self.mas = mas
-        self.handler = handler
-        self.t0 = time.perf_counter()
-        self.stats = [AgentStats(m.name, m.role) for m in mas.members]
-        self.usage = Usage()
-        self.transcript: list[dict[str, Any]] = []
-        self.partial_answer = ""
-        self.rounds_done = 0
-        self._lock = threading.Lock()
-
-    def event(self, ev: Any) -> None:
-        emit(self.handler, ev)
-
-    def agent_started(self, m: Member, round_: int) -> float:
-        self.event(AgentStarted(m.name, m.role, self.mas.mode, round_))
-        return time.perf_counter()
-
-    def agent_finished(
-        self, m: Member, round_: int, started: float, *, tokens: int, latent_steps: int = 0
-    ) -> None:
-        seconds = time.perf_counter() - started
-        with self._lock:
-            s = self.stats[m.index]
-            s.tokens += tokens
-            s.seconds += seconds
-            s.latent_steps += latent_steps
-        self.event(AgentFinished(m.name, tokens, seconds, latent_steps, round_))
-
-    def model_call(self, m: Member, prompt_tokens: int, completion_tokens: int, seconds: float) -> None:
-        with self._lock:
-            self.usage = self.usage + Usage(prompt_tokens, completion_tokens, 1)
-            self.stats[m.index].calls += 1
-        self.event(ModelCall(m.model.name, prompt_tokens, completion_tokens, seconds, m.name))
-
-    def record(self, entry: dict[str, Any]) -> None:
-        with self._lock:
-            self.transcript.append(entry)
-
-    def result(self, answer: str, rounds: int) -> MASResult:
-        return MASResult(
-            answer=answer,
-            mode=self.mas.mode,
-            rounds=rounds,
-            agents=[AgentStats(**vars(s)) for s in self.stats],
-            usage=Usage(self.usage.prompt_tokens, self.usage.completion_tokens, self.usage.calls),
-            seconds=time.perf_counter() - self.t0,
-            transcript=list(self.transcript),
-        )

@@ -7,6 +7,10 @@ are capped at ``message_tokens``; the last agent of the last round answers with
 up to ``max_new_tokens``. Agents of one stage run concurrently when their models
 are remote (mixture's specialists); in-process models run one after another.
 The deliberation pattern stops early once the reflector agrees.
+
+Ctrl-C while concurrent calls are in flight returns at once, as it does with one call:
+the run is cancelled (the workers stop streaming at their next token, their events are
+dropped) and nobody waits for the replies still on their way.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ from typing import TYPE_CHECKING
 
 from nbmagic.events import RoundFinished, RoundStarted, TextDelta, ToolCalled
 from nbmagic.mas.pytool import run_blocks
+from nbmagic.mas.roles import role_title
 
 if TYPE_CHECKING:
-    from nbmagic.mas.system import Bookkeeper, Member, RecursiveMAS
+    from nbmagic.mas.team import Bookkeeper, Member, Team
+
+__all__ = ["Message", "agrees", "compose", "follow_tool_calls", "role_title", "run_text", "task_line"]
 
 _AGREE = re.compile(r"VERDICT:\s*AGREE\b", re.IGNORECASE)
 
@@ -40,10 +47,6 @@ def agrees(text: str) -> bool:
     return bool(_AGREE.search(text or ""))
 
 
-def role_title(role: str) -> str:
-    return role.replace("_", "-").title()
-
-
 def compose(question: str, incoming: list[Message], task: str) -> str:
     """The user message of one agent turn."""
     parts = [f"Question:\n{question.strip()}"]
@@ -59,9 +62,9 @@ def task_line(final: bool, message_tokens: int) -> str:
     return f"Write your message for the next agent: brief, at most about {message_tokens} tokens."
 
 
-def run_text(mas: RecursiveMAS, question: str, book: Bookkeeper, limit: int) -> tuple[str, int]:
+def run_text(team: Team, question: str, book: Bookkeeper, limit: int) -> tuple[str, int]:
     """Run every round in text mode; return (answer, rounds run)."""
-    plan, members, total = mas.plan, mas.members, mas.rounds
+    plan, members, total = team.plan, team.members, team.rounds
     feedback: list[Message] = []
     rounds_run = 0
     for r in range(1, total + 1):
@@ -70,8 +73,8 @@ def run_text(mas: RecursiveMAS, question: str, book: Bookkeeper, limit: int) -> 
         agreed = False
         for si, stage in enumerate(plan.stages):
             final = si == len(plan.stages) - 1 and r == total
-            outs = _run_stage(mas, book, [members[i] for i in stage], question, incoming, r, final, limit)
-            if mas.pattern == "deliberation" and members[stage[0]].role == "reflector" and r > 1 and agrees(outs[0].content):
+            outs = _run_stage(team, book, [members[i] for i in stage], question, incoming, r, final, limit)
+            if team.pattern == "deliberation" and members[stage[0]].role == "reflector" and r > 1 and agrees(outs[0].content):
                 agreed = True
                 break
             incoming = outs
@@ -85,7 +88,7 @@ def run_text(mas: RecursiveMAS, question: str, book: Bookkeeper, limit: int) -> 
 
 
 def _run_stage(
-    mas: RecursiveMAS,
+    team: Team,
     book: Bookkeeper,
     stage: list[Member],
     question: str,
@@ -95,16 +98,23 @@ def _run_stage(
     limit: int,
 ) -> list[Message]:
     def one(m: Member) -> Message:
-        return _run_agent(mas, book, m, question, incoming, round_, final, limit)
+        return _run_agent(team, book, m, question, incoming, round_, final, limit)
 
     if len(stage) > 1 and not any(m.local for m in stage):
-        with ThreadPoolExecutor(max_workers=len(stage), thread_name_prefix="nbmagic-mas") as pool:
-            return list(pool.map(one, stage))
+        pool = ThreadPoolExecutor(max_workers=len(stage), thread_name_prefix="nbmagic-mas")
+        futures = [pool.submit(one, m) for m in stage]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:  # Ctrl-C, or one call failed: stop the others, wait for none of them
+            book.cancel()
+            raise
+        finally:
+            pool.shutdown(wait=not book.cancelled, cancel_futures=True)
     return [one(m) for m in stage]
 
 
 def _run_agent(
-    mas: RecursiveMAS,
+    team: Team,
     book: Bookkeeper,
     m: Member,
     question: str,
@@ -114,13 +124,13 @@ def _run_agent(
     limit: int,
 ) -> Message:
     started = book.agent_started(m, round_)
-    max_tokens = limit if final else mas.message_tokens
+    max_tokens = limit if final else team.message_tokens
     messages = [
         {"role": "system", "content": m.system},
-        {"role": "user", "content": compose(question, incoming, task_line(final, mas.message_tokens))},
+        {"role": "user", "content": compose(question, incoming, task_line(final, team.message_tokens))},
     ]
-    reply, tokens = _chat(mas, book, m, messages, max_tokens)
-    extra, more = follow_tool_calls(mas, book, m, messages, reply, round_, final, max_tokens)
+    reply, tokens = _chat(team, book, m, messages, max_tokens)
+    extra, more = follow_tool_calls(team, book, m, messages, reply, round_, final, max_tokens)
     content, tokens = reply + extra, tokens + more
     book.record(
         {
@@ -138,7 +148,7 @@ def _run_agent(
 
 
 def follow_tool_calls(
-    mas: RecursiveMAS,
+    team: Team,
     book: Bookkeeper,
     m: Member,
     messages: list[dict[str, str]],
@@ -149,15 +159,15 @@ def follow_tool_calls(
 ) -> tuple[str, int]:
     """Let a tool-caller run the Python in its reply and continue with the output.
 
-    Up to ``mas.max_tool_calls`` times: run the reply's python blocks, show the agent their
+    Up to ``team.max_tool_calls`` times: run the reply's python blocks, show the agent their
     output after the conversation so far (``messages`` then its reply), and take its next
     reply. Returns the text to append to the agent's message and the tokens it spent; both
     modes use this (latent mode's final agent decodes its reply first, then follows here).
     """
     extra, tokens, calls = "", 0, 0
     messages = list(messages)
-    while m.role == "tool_caller" and calls < mas.max_tool_calls:
-        run = run_blocks(reply, timeout=mas.tool_timeout)
+    while m.role == "tool_caller" and calls < team.max_tool_calls:
+        run = run_blocks(reply, timeout=team.tool_timeout)
         if run is None:
             break
         calls += 1
@@ -170,20 +180,20 @@ def follow_tool_calls(
                 + ("Use it and state the final answer." if final else "Use it in your message."),
             },
         ]
-        reply, more = _chat(mas, book, m, messages, max_tokens)
+        reply, more = _chat(team, book, m, messages, max_tokens)
         tokens += more
         extra += f"\n\nPython output:\n```text\n{run.output}\n```\n\n{reply}"
     return extra, tokens
 
 
 def _chat(
-    mas: RecursiveMAS, book: Bookkeeper, m: Member, messages: list[dict[str, str]], max_tokens: int
+    team: Team, book: Bookkeeper, m: Member, messages: list[dict[str, str]], max_tokens: int
 ) -> tuple[str, int]:
-    result = m.model.chat(
-        messages,
-        temperature=mas.temperature,
-        max_tokens=max_tokens,
-        on_token=lambda piece: book.event(TextDelta(m.name, piece)),
-    )
+    def on_token(piece: str) -> None:
+        book.check()  # an interrupted run: a worker's stream ends at its next token
+        book.event(TextDelta(m.name, piece))
+
+    book.check()
+    result = m.model.chat(messages, temperature=team.temperature, max_tokens=max_tokens, on_token=on_token)
     book.model_call(m, result.usage.prompt_tokens, result.usage.completion_tokens, result.seconds)
     return result.text, result.usage.completion_tokens

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -37,21 +37,29 @@ from torch.utils.checkpoint import checkpoint
 
 from nbmagic.errors import ConfigError, RunInterrupted
 from nbmagic.mas import latent as L
-from nbmagic.mas.checkpoint import LinkSet
-from nbmagic.mas.latent_mode import (
+from nbmagic.mas.agent_pass import (
     LinkProvider,
     Thoughts,
     answer_loss,
+    answer_steps,
     incoming_blocks,
     latent_user,
     segments,
     think,
 )
-from nbmagic.mas.links import embedding_norm
+from nbmagic.mas.links import LinkSet, embedding_norm
 
 if TYPE_CHECKING:
     from nbmagic.llm.hf import HFChatModel
-    from nbmagic.mas.system import Member, RecursiveMAS
+    from nbmagic.mas.team import Member, Team
+
+
+class System(Protocol):
+    """What training needs of a system (a :class:`~nbmagic.mas.system.RecursiveMAS`): its
+    team, and a place for the links it trains."""
+
+    team: Team
+    links: LinkSet | None
 
 
 @dataclass
@@ -146,23 +154,23 @@ def load_jsonl(path: str | Path) -> list[Example]:
 # -- links ---------------------------------------------------------------------------------
 
 
-def new_links(mas: RecursiveMAS, link_type: str = "ln") -> LinkSet:
-    """Fresh trainable links for ``mas`` (near-identity; LN output scale = embedding norm)."""
+def new_links(team: Team, link_type: str = "ln") -> LinkSet:
+    """Fresh trainable links for ``team`` (near-identity; LN output scale = embedding norm)."""
     norms: dict[int, float] = {}
-    for m in mas.members:
+    for m in team.members:
         if id(m.model) not in norms:
             norms[id(m.model)] = embedding_norm(m.model)
     links = LinkSet(
         link_type,
-        [int(m.model.hidden_size) for m in mas.members],
-        mas.plan.edges(),
-        [norms[id(m.model)] for m in mas.members],
+        [int(m.model.hidden_size) for m in team.members],
+        team.plan.edges(),
+        [norms[id(m.model)] for m in team.members],
     )
-    return links.to(mas.members[0].model.torch_device)
+    return links.to(team.members[0].model.torch_device)
 
 
-def freeze_models(mas: RecursiveMAS) -> None:
-    for m in mas.members:
+def freeze_models(team: Team) -> None:
+    for m in team.members:
         m.model.model.requires_grad_(False)
 
 
@@ -202,7 +210,7 @@ def _answer_ids(model: HFChatModel, answers: Sequence[str], max_tokens: int) -> 
 
 
 def outer_loss(
-    mas: RecursiveMAS,
+    team: Team,
     links: LinkSet,
     questions: Sequence[str],
     answers: Sequence[str],
@@ -211,8 +219,8 @@ def outer_loss(
     max_answer_tokens: int = 64,
 ) -> Tensor:
     """Cross-entropy of ``answers`` after the full recursion over ``questions`` (a batch)."""
-    prov = LinkProvider(mas, links)
-    plan, members, total, steps = mas.plan, mas.members, mas.rounds, mas.latent_steps
+    prov = LinkProvider(links)
+    plan, members, total, steps = team.plan, team.members, team.rounds, team.latent_steps
     final_model = members[plan.final].model
     targets = _answer_ids(final_model, answers, max_answer_tokens)
     feedback: list[Thoughts] = []
@@ -224,7 +232,8 @@ def outer_loss(
             for i in stage:
                 m = members[i]
                 final = r == total and i == plan.final
-                result = _agent_pass(prov, m, questions, incoming, steps, final, targets, gradient_checkpointing)
+                own = answer_steps(links, steps) if final else steps  # the decode position inference uses
+                result = _agent_pass(prov, m, questions, incoming, own, final, targets, gradient_checkpointing)
                 if final:
                     loss = result
                 outs.append(Thoughts(m, r, result))
@@ -288,7 +297,7 @@ def _inner_texts(m: Member, examples: Sequence[Example], max_tokens: int) -> lis
 
 
 def train_links(
-    mas: RecursiveMAS,
+    mas: System,
     examples: Sequence[Example],
     config: TrainConfig | None = None,
     *,
@@ -300,7 +309,8 @@ def train_links(
     Starts from ``links``, else from the checkpoint ``mas`` loaded (keeping its link type), else fresh.
     """
     cfg = config or TrainConfig()
-    if mas.mode != "latent":
+    team = mas.team
+    if team.mode != "latent":
         raise ConfigError("Training links needs latent mode: every agent on a local hf: model.")
     if not examples:
         raise ConfigError("No training examples.")
@@ -308,11 +318,11 @@ def train_links(
     log = on_log or (lambda _row: None)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    freeze_models(mas)
+    freeze_models(team)
     if links is None:
         if mas.links is not None:  # continue from the loaded checkpoint, in its link type
             cfg = dataclasses.replace(cfg, link_type=mas.links.link_type)
-        links = new_links(mas, cfg.link_type)
+        links = new_links(team, cfg.link_type)
         if mas.links is not None:  # (it may hold hops this pattern does not use: those stay behind)
             own = links.state_dict()
             links.load_state_dict({k: v for k, v in mas.links.state_dict().items() if k in own})
@@ -322,11 +332,11 @@ def train_links(
 
     # texts of one token teach the inner loop nothing, and a batch drawn only from them would
     # have no pairs: leave them out now (not a random crash at some step)
-    inner_texts = {m.index: _inner_texts(m, examples, cfg.max_text_tokens) for m in mas.members} if cfg.inner_steps else {}
+    inner_texts = {m.index: _inner_texts(m, examples, cfg.max_text_tokens) for m in team.members} if cfg.inner_steps else {}
     inner_losses: dict[str, list[float]] = {}
     outer_losses: list[float] = []
     try:
-        for m in mas.members if cfg.inner_steps else []:
+        for m in team.members if cfg.inner_steps else []:
             link = links.inner_for(m.index)
             opt = torch.optim.AdamW(link.parameters(), lr=cfg.inner_lr, weight_decay=cfg.weight_decay)
             texts = inner_texts[m.index]
@@ -358,7 +368,7 @@ def train_links(
                     break
                 batch = [examples[i] for i in order[start : start + cfg.batch_size]]
                 loss = outer_loss(
-                    mas, links, [e.question for e in batch], [e.answer for e in batch],
+                    team, links, [e.question for e in batch], [e.answer for e in batch],
                     gradient_checkpointing=cfg.gradient_checkpointing, max_answer_tokens=cfg.max_answer_tokens,
                 )
                 opt.zero_grad(set_to_none=True)

@@ -295,3 +295,38 @@ def test_empty_question_and_server_failure_keep_partial_work(openai_server, spec
         RecursiveMAS(model=f"openai-compat:test-model@{openai_server.url}", rounds=1).run("q")
     partial = err.value.partial
     assert partial is not None and partial.transcript[0]["content"] == "plan ready"
+
+
+@pytest.mark.parametrize("pattern", ["mixture", "sequential"])
+def test_ctrl_c_with_calls_in_flight_returns_at_once(openai_server, pattern):
+    """Ctrl-C while the mixture's specialists wait on slow replies ends the run now, as it does
+    with sequential's one call: nobody waits for the replies still on their way."""
+    import signal
+    import threading
+    import time
+
+    from nbmagic.errors import RunInterrupted
+    from nbmagic.events import Failed
+
+    openai_server.set_responder(lambda body: Reply("slow words", delay=6.0))
+    rec = EventRecorder()
+    mas = RecursiveMAS(model=f"openai-compat:test-model@{openai_server.url}", pattern=pattern, rounds=1,
+                       message_tokens=5, max_new_tokens=5, on_event=rec)
+    main = threading.main_thread().ident
+    assert main is not None and threading.current_thread() is threading.main_thread()
+    timer = threading.Timer(0.5, signal.pthread_kill, (main, signal.SIGINT))  # Ctrl-C, to the main thread
+    t0 = time.perf_counter()
+    timer.start()
+    try:
+        with pytest.raises(RunInterrupted) as info:
+            mas.run("What is 2+2?")
+        elapsed = time.perf_counter() - t0
+    finally:
+        timer.cancel()
+    assert elapsed < 3.0  # the replies take 6 s; before the fix mixture took all of them
+    assert len(rec.of(AgentStarted)) == (3 if pattern == "mixture" else 1)  # the specialists were all in flight
+    assert info.value.partial is not None and info.value.partial.answer == ""
+    time.sleep(0.2)
+    assert rec.kinds()[-1] == "Failed" and rec.of(Failed)[0].message == "interrupted"  # nothing reported after
+    assert not rec.of(TextDelta)
+    mas.close()

@@ -98,8 +98,12 @@ def test_kwargs_follow_options_then_settings():
     kw = agent_kwargs(ns)
     assert (kw["model"], kw["mas_options"]["rounds"], kw["max_fixes"]) == ("ollama:qwen2.5:7b", 4, 0)
     ns.rounds = 0
-    with pytest.raises(ConfigError, match="--rounds must be at least 1"):
+    with pytest.raises(ConfigError, match="--rounds must be a whole number from 1 to 100, not 0"):
         agent_kwargs(ns)
+    ns.rounds, ns.latent_steps = 2, 0  # refused here (the settings' bounds), not later inside RecursiveMAS
+    with pytest.raises(ConfigError, match="--latent-steps must be a whole number from 1 to 4096, not 0"):
+        agent_kwargs(ns)
+    ns.latent_steps = None
     r = argparse.Namespace(model=None, sub_model="openai:x", repl=None, max_iterations=5, max_llm_calls=None,
                            max_tokens=None, timeout=None, max_depth=None, trajectory=None)
     kw = rlm_kwargs(r)
