@@ -11,20 +11,17 @@ Two executors share one interface (``run(code, timeout) -> ExecResult``):
 * :class:`NamespaceExecutor` runs in a plain dict (the CLI): ``exec`` of the
   body and ``eval`` of a trailing expression, with the same capture.
 
-Both turn new matplotlib figures into ``image/png`` outputs and enforce a
-per-cell timeout by raising :class:`CellTimeout` in the main thread (SIGALRM
-where available, else an asynchronous exception from a timer thread).
+Both turn new matplotlib figures into ``image/png`` outputs. Time limits, the
+exec-and-show-last-expression step, the capped stream buffer and the guard
+against ``os._exit`` & co. come from the execution core (:mod:`nbmagic.execution`),
+which the RLM shares.
 """
 
 from __future__ import annotations
 
-import ast
-import ctypes
 import io
-import linecache
 import os
 import re
-import signal
 import sys
 import threading
 import time
@@ -35,17 +32,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from nbmagic.execution import (
+    GRACE,
+    CappedWriter,
+    CellTimeout,
+    compile_cell,
+    deferred_interrupts,
+    harden,
+    process_guard,
+    time_limit,
+    trim_traceback,
+    user_traceback,
+)
 from nbmagic.text import truncate
+
+__all__ = ["CellTimeout", "ExecResult", "Executor", "NamespaceExecutor", "ShellExecutor", "strip_ansi"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 
 def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
-
-
-class CellTimeout(BaseException):
-    """Raised inside runaway code. A BaseException so ``except Exception`` cannot swallow it."""
 
 
 @dataclass
@@ -87,34 +94,43 @@ class Executor(Protocol):
 # --- capture plumbing -------------------------------------------------------------------------
 
 
-#: stream text kept per cell; a cell printing in a loop until its timeout must not eat the memory
+#: stream text kept per stream output (head and tail); a cell printing in a loop until its
+#: timeout must not eat the memory, and its last lines are the interesting ones
 MAX_STREAM_CHARS = 1_000_000
 
 
 class OutputCollector:
-    """Ordered outputs; consecutive writes to one stream merge into one output."""
+    """Ordered nbformat outputs; consecutive writes to one stream merge into one output.
+
+    Stream text goes through the execution core's :class:`CappedWriter` (one per
+    stream output), so the head and the tail of a flood are kept.
+    """
 
     def __init__(self, max_stream_chars: int = MAX_STREAM_CHARS) -> None:
-        self.outputs: list[dict[str, Any]] = []
+        self._outputs: list[dict[str, Any]] = []
+        self._writers: dict[int, CappedWriter] = {}  # id(output) -> its text
         self.lock = threading.Lock()
-        self.stream_chars = 0
         self.max_stream_chars = max_stream_chars
+
+    @property
+    def outputs(self) -> list[dict[str, Any]]:
+        with self.lock:
+            for out in self._outputs:
+                writer = self._writers.get(id(out))
+                if writer is not None:
+                    out["text"] = writer.getvalue()
+            return self._outputs
 
     def stream(self, name: str, text: str) -> None:
         if not text:
             return
         with self.lock:
-            room = self.max_stream_chars - self.stream_chars
-            if room <= 0:
-                return
-            if len(text) > room:
-                text = text[:room] + f"\n… (output cut at {self.max_stream_chars} characters)\n"
-            self.stream_chars += len(text)
-            last = self.outputs[-1] if self.outputs else None
-            if last and last["output_type"] == "stream" and last["name"] == name:
-                last["text"] += text
-            else:
-                self.outputs.append({"output_type": "stream", "name": name, "text": text})
+            last = self._outputs[-1] if self._outputs else None
+            if last is None or last["output_type"] != "stream" or last["name"] != name:
+                last = {"output_type": "stream", "name": name, "text": ""}
+                self._outputs.append(last)
+                self._writers[id(last)] = CappedWriter(self.max_stream_chars)
+            self._writers[id(last)].write(text)
 
     def display(self, data: dict[str, Any], metadata: dict[str, Any] | None = None, kind: str = "display_data") -> None:
         # nbformat loads with it: once, when a cell first displays something
@@ -124,16 +140,16 @@ class OutputCollector:
         if kind == "execute_result":
             out["execution_count"] = None
         with self.lock:
-            self.outputs.append(out)
+            self._outputs.append(out)
 
     def error(self, ename: str, evalue: str, tb: list[str]) -> None:
         with self.lock:
-            self.outputs.append({"output_type": "error", "ename": ename, "evalue": evalue, "traceback": list(tb)})
+            self._outputs.append({"output_type": "error", "ename": ename, "evalue": evalue, "traceback": list(tb)})
 
     def clear(self) -> None:
         with self.lock:
-            self.outputs.clear()
-            self.stream_chars = 0  # the cap is on what is kept: a progress loop that clears stays visible
+            self._outputs.clear()
+            self._writers.clear()
 
 
 class _Tap(io.TextIOBase):
@@ -234,136 +250,15 @@ def _capture_new_figures(before: set[int], collector: OutputCollector) -> None:
             plt.close(fig)
 
 
-@contextmanager
-def deferred_interrupts() -> Iterator[None]:
-    """Hold SIGINT while the shell is being put back, so Ctrl-C cannot leave it half-restored.
-
-    A Ctrl-C that arrives meanwhile is delivered right after, as a normal KeyboardInterrupt.
-    """
-    can = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
-    if can:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        if can:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+# --- timeout messages ------------------------------------------------------------------------------
 
 
-# --- timeout ----------------------------------------------------------------------------------------
-
-
-#: seconds a repeated timeout waits while the previous one is still being handled
-REPEAT_GRACE = 2.0
-
-
-@dataclass
-class _Guard:
-    seconds: float
-    fired: bool = False
-    armed: bool = True
-    fired_at: float = 0.0
-
-
-@contextmanager
-def timeout_guard(seconds: float | None) -> Iterator[_Guard]:
-    """Raise :class:`CellTimeout` in the calling thread after ``seconds``, then every 0.5 s.
-
-    Repeating matters: code that catches the first interrupt (``except BaseException``)
-    gets another; while that first one is still being handled (the shell formatting its
-    traceback) repeats wait up to :data:`REPEAT_GRACE` s, so they do not break the
-    handling itself (main-thread guard). In the main thread on POSIX this is SIGALRM (it also interrupts
-    ``time.sleep``); an outer itimer (e.g. pytest-timeout) is honoured and restored.
-    Elsewhere a timer thread injects the exception between bytecodes.
-    """
-    guard = _Guard(float(seconds or 0))
-    if not seconds or seconds <= 0:
-        guard.armed = False
-        yield guard
-        return
-    if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
-        with _signal_guard(guard) as g:
-            yield g
-    else:
-        with _thread_guard(guard) as g:
-            yield g
-
-
-@contextmanager
-def _signal_guard(guard: _Guard) -> Iterator[_Guard]:
-    start = time.monotonic()
-    deadline = start + guard.seconds
-    old_handler = signal.getsignal(signal.SIGALRM)
-    old_delay, old_interval = signal.getitimer(signal.ITIMER_REAL)
-    outer_deadline = start + old_delay if old_delay > 0 else None
-
-    def handler(signum: int, frame: Any) -> None:
-        now = time.monotonic()
-        if outer_deadline is not None and now >= outer_deadline and callable(old_handler):
-            old_handler(signum, frame)
-        if guard.armed and now >= deadline - 1e-3:
-            if guard.fired and isinstance(sys.exc_info()[1], CellTimeout) and now < guard.fired_at + REPEAT_GRACE:
-                return  # the last one is still being handled (the shell showing its traceback): let it finish
-            if not guard.fired:
-                guard.fired, guard.fired_at = True, now
-            raise CellTimeout(f"the cell ran longer than {guard.seconds:g} s and was interrupted")
-
-    first = guard.seconds if outer_deadline is None else max(1e-3, min(guard.seconds, old_delay))
-    signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, first, 0.5)
-    try:
-        yield guard
-    finally:
-        # Disarm before any call: a handler runs only at calls and loop edges, so a timer
-        # firing as the cell ends can no longer skip the restore below (and then raise
-        # CellTimeout into the user's kernel every 0.5 s).
-        guard.armed = False
-        with deferred_interrupts():
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            # None: the old handler was not set from Python and cannot be put back
-            signal.signal(signal.SIGALRM, signal.SIG_DFL if old_handler is None else old_handler)
-            if outer_deadline is not None:
-                signal.setitimer(signal.ITIMER_REAL, max(1e-3, outer_deadline - time.monotonic()), old_interval)
-
-
-@contextmanager
-def _thread_guard(guard: _Guard) -> Iterator[_Guard]:
-    target = threading.get_ident()
-    lock = threading.Lock()
-    done = threading.Event()
-    set_async = ctypes.pythonapi.PyThreadState_SetAsyncExc
-
-    def fire() -> None:
-        if done.wait(guard.seconds):
-            return
-        while not done.is_set():
-            with lock:
-                if not guard.armed:
-                    return
-                guard.fired = True
-                set_async(ctypes.c_ulong(target), ctypes.py_object(CellTimeout))
-            if done.wait(0.5):
-                return
-
-    timer = threading.Thread(target=fire, name="nbmagic-cell-timeout", daemon=True)
-    timer.start()
-    try:
-        yield guard
-    finally:
-        while True:  # an injected exception may land on the way in here: disarm until it sticks
-            try:
-                with lock:
-                    guard.armed = False
-                    set_async(ctypes.c_ulong(target), None)  # drop an exception not yet delivered
-                break
-            except CellTimeout:
-                continue
-        done.set()
-        timer.join(timeout=1)
-
-
-def _timeout_message(seconds: float) -> str:
-    return f"CellTimeout: the cell ran longer than {seconds:g} s (cell_timeout) and was interrupted."
+def _timeout_message(seconds: float, overrun: float = 0.0) -> str:
+    text = f"CellTimeout: the cell ran longer than {seconds:g} s (cell_timeout) and was interrupted."
+    if overrun > GRACE + 1.0:
+        text += (f" It went on {overrun:.0f} s past the limit: a long call into compiled code (C) cannot be "
+                 "interrupted until it returns; split the work into smaller calls.")
+    return text
 
 
 # --- IPython shell ----------------------------------------------------------------------------------
@@ -426,20 +321,23 @@ class ShellExecutor:
         tracebacks: list[tuple[type, BaseException, list[str]]] = []
         saved = (shell.display_pub, shell.displayhook, shell.display_trap.hook, sys.displayhook,
                  shell.__dict__.get("_showtraceback"), shell.__dict__.get("ask_exit"))
+        custom = (shell.custom_exceptions, shell.CustomTB)
         before = {id(f) for f in _open_figures()}
         result: Any = None
-        timed_out = False
+        limit = time_limit(timeout)
         t0 = time.perf_counter()
         with _redirect_std(collector):
             shell.display_pub = _capturing_publisher(collector)
             shell.displayhook = shell.display_trap.hook = sys.displayhook = hook
             shell._showtraceback = lambda etype, evalue, stb: tracebacks.append((etype, evalue, stb))
             shell.ask_exit = _refuse_exit  # `exit()` in generated code must not shut the kernel down
+            shell.ast_transformers.append(_HARDEN)  # handlers get the time limit's checkpoint
+            shell.set_custom_exc((CellTimeout,), _timeout_traceback)  # shown without nbmagic's frames
             try:
-                with timeout_guard(timeout) as guard:
+                with process_guard(), limit:
                     result = shell.run_cell(code, store_history=False, silent=False)
             except CellTimeout:  # fired in the instant after the cell returned
-                timed_out = True
+                pass
             finally:
                 with deferred_interrupts():
                     shell.display_pub, shell.displayhook, shell.display_trap.hook, sys.displayhook = saved[:4]
@@ -448,24 +346,46 @@ class ShellExecutor:
                             shell.__dict__.pop(name, None)
                         else:
                             setattr(shell, name, own)
+                    while _HARDEN in shell.ast_transformers:
+                        shell.ast_transformers.remove(_HARDEN)
+                    shell.custom_exceptions, shell.CustomTB = custom
             _capture_new_figures(before, collector)
         seconds = time.perf_counter() - t0
         error = None if result is None else (result.error_before_exec or result.error_in_exec)
-        if isinstance(error, KeyboardInterrupt):
+        if limit.interrupted or isinstance(error, KeyboardInterrupt):
             raise KeyboardInterrupt
-        timed_out = timed_out or (guard.fired and error is not None)
+        timed_out = limit.timed_out  # also when the cell swallowed the interruption and finished
         if error is None and not timed_out:
             return ExecResult(collector.outputs, True, seconds=seconds)
+        message = _timeout_message(timeout or 0, limit.overrun)
         if timed_out and not isinstance(error, CellTimeout):
-            error = CellTimeout(_timeout_message(timeout or 0))
+            error = CellTimeout(timeout)
+        assert error is not None
         ename = type(error).__name__
-        evalue = _timeout_message(timeout or 0).split(": ", 1)[1] if timed_out else str(error)
-        stb = tracebacks[-1][2] if tracebacks else traceback.format_exception_only(type(error), error)
+        evalue = message.split(": ", 1)[1] if timed_out else str(error)
+        shown = bool(tracebacks) and tracebacks[-1][1] is error
+        stb = tracebacks[-1][2] if shown else traceback.format_exception_only(type(error), error)
         collector.error(ename, evalue, stb)
-        text = strip_ansi(shell.InteractiveTB.stb2text(stb) if tracebacks else "".join(stb))
+        text = strip_ansi(shell.InteractiveTB.stb2text(stb) if shown else "".join(stb))
         if timed_out:
-            text += "\n" + _timeout_message(timeout or 0)
+            text += "\n" + message
         return ExecResult(collector.outputs, False, truncate(text, 3000, head=1 / 3), ename, evalue, timed_out, seconds)
+
+
+def _timeout_traceback(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None) -> Any:
+    """IPython's custom-exception hook for :class:`CellTimeout`: its usual traceback, minus the
+    frames of the time limit itself (the alarm handler, the checkpoint)."""
+    return shell.InteractiveTB.structured_traceback(etype, value, trim_traceback(tb), tb_offset=tb_offset)
+
+
+class _Harden:
+    """The execution core's checkpoint transform as an IPython ``ast_transformer``."""
+
+    def visit(self, node: Any) -> Any:
+        return harden(node)
+
+
+_HARDEN = _Harden()
 
 
 # --- plain namespace ---------------------------------------------------------------------------------
@@ -507,14 +427,9 @@ class NamespaceExecutor:
         self._count += 1
         filename = f"<nbmagic-cell-{self._count}>"
         code = _drop_magics(code)
-        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         collector = OutputCollector()
-        t0 = time.perf_counter()
-        try:  # compile() finds what parse() lets through: `return`/`await`/`break` outside their place
-            tree = ast.parse(code, filename)
-            last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-            body = compile(ast.Module(body=tree.body, type_ignores=[]), filename, "exec")
-            expr = compile(ast.Expression(body=last.value), filename, "eval") if last is not None else None
+        try:
+            cell = compile_cell(code, filename)
         except SyntaxError as exc:
             tb = traceback.format_exception_only(type(exc), exc)
             collector.error(type(exc).__name__, str(exc), tb)
@@ -523,15 +438,14 @@ class NamespaceExecutor:
         old_cwd = os.getcwd() if self.cwd else None
         error: BaseException | None = None
         value: Any = None
-        guard = None
+        limit = time_limit(timeout)
+        t0 = time.perf_counter()
         with _redirect_std(collector):
             try:
                 if self.cwd:
                     os.chdir(self.cwd)
-                with timeout_guard(timeout) as guard:
-                    exec(body, self.namespace)
-                    if expr is not None:
-                        value = eval(expr, self.namespace)
+                with process_guard(), limit:
+                    value = cell.run(self.namespace)  # type: ignore[arg-type]
             except KeyboardInterrupt:
                 raise
             except BaseException as exc:  # the user's code may raise anything, SystemExit included
@@ -544,26 +458,22 @@ class NamespaceExecutor:
                 collector.display(data, metadata, kind="execute_result")
             _capture_new_figures(before, collector)
         seconds = time.perf_counter() - t0
-        if error is None:
+        if limit.interrupted:
+            raise KeyboardInterrupt
+        if error is None and not limit.timed_out:
             return ExecResult(collector.outputs, True, seconds=seconds)
-        timed_out = isinstance(error, CellTimeout)
-        tb_lines = _user_traceback(error)
+        timed_out = limit.timed_out
+        message = _timeout_message(timeout or 0, limit.overrun)
+        if timed_out and not isinstance(error, CellTimeout):
+            error = CellTimeout(timeout)
+        assert error is not None
         ename = type(error).__name__
-        evalue = _timeout_message(timeout or 0).split(": ", 1)[1] if timed_out else str(error)
-        collector.error(ename, evalue, tb_lines)
-        text = "".join(tb_lines)
+        evalue = message.split(": ", 1)[1] if timed_out else str(error)
+        text = user_traceback(error)
+        collector.error(ename, evalue, text.splitlines(keepends=True))
         if timed_out:
-            text += "\n" + _timeout_message(timeout or 0)
-        del guard
+            text += "\n" + message
         return ExecResult(collector.outputs, False, truncate(text, 3000, head=1 / 3), ename, evalue, timed_out, seconds)
-
-
-def _user_traceback(exc: BaseException) -> list[str]:
-    """The traceback without this module's own frames."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-        tb = tb.tb_next
-    return traceback.format_exception(type(exc), exc, tb)
 
 
 def _drop_magics(code: str) -> str:
