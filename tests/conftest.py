@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.kernels",
     "tests.fixtures.hf_models",
     "tests.fixtures.gguf_models",
+    "tests.fixtures.real_models",
 ]

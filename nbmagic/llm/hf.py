@@ -6,7 +6,8 @@ stop strings, token streaming, exact usage from token ids) and also what latent 
 ``chat_ids`` (the prompt as token ids) and ``embed_ids`` (the input embedding module's
 output, so models that scale embeddings inside that module, like Gemma, stay right).
 
-Models load with ``from_pretrained`` from a local folder or a hub repo id. A repo id that
+Models load with ``from_pretrained`` from a local folder, a GGUF file (de-quantized once into a
+cached folder by :mod:`nbmagic.llm.gguf_hf`) or a hub repo id. A repo id that
 is not in the local cache is downloaded once with huggingface_hub's progress bar; offline
 (``HF_HUB_OFFLINE=1``) or unreachable, the user gets one :class:`NoModelAvailableError`
 saying how to get a model instead of a stack of HTTP errors.
@@ -61,6 +62,10 @@ def resolve_model_path(name_or_path: str, *, download: bool = True) -> Path:
     has no such repo and :class:`AuthenticationError` for gated repos without a token.
     """
     path = Path(name_or_path).expanduser()
+    if path.suffix.lower() == ".gguf" and path.is_file():  # de-quantized once, then a cached folder
+        from nbmagic.llm.gguf_hf import hf_folder_for_gguf
+
+        return hf_folder_for_gguf(path)
     if path.is_dir():
         if not (path / "config.json").exists():
             raise ModelNotFoundError(

