@@ -79,6 +79,7 @@ class NbMagic(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
         self.last: MagicResult | None = None
+        self.rlm_session: Any = None  # the REPL %rlm --continue asks in (an RLMSession)
         # values from an IPython config file arrive before observers are active: write them through
         for name in _SPECS:
             value = getattr(self, name)
@@ -138,6 +139,14 @@ class NbMagic(Magics):
     @argument("--timeout", type=float, default=None, help="seconds the whole query may take")
     @argument("--repl", choices=("kernel", "subprocess"), default=None, help="where the model's code runs: this kernel's namespace or a separate worker process")
     @argument("--trajectory", default=None, metavar="PATH", help="also write the trajectory as JSONL")
+    @argument("--no-sub-calls", action="store_true", help="no llm_query/rlm_query in the REPL: code alone answers")
+    @argument("--tool", action="append", default=None, metavar="FUNC", help="a function of the notebook the model's code may call (repeatable)")
+    @argument("--schema", default=None, metavar="JSON|MODEL", help="the answer's shape: a JSON schema, or the name of a pydantic model in the notebook")
+    @argument("--max-errors", type=int, default=None, help="stop after N failing turns in a row")
+    @argument("--max-cost", type=float, default=None, metavar="USD", help="cost budget in US dollars (priced models)")
+    @argument("--continue", dest="continue_", action="store_true", help="ask a follow-up in the last %%rlm's REPL (its variables are still there)")
+    @argument("--reset", action="store_true", help="end the REPL kept for --continue")
+    @argument("--view", action="store_true", help="show a trajectory: the last run's, or the JSONL file named after the options")
     @argument("--out", default=None, metavar="VAR", help="also store the result object in variable VAR")
     @argument("--ui", choices=RENDERERS, default=None, help="progress display (default: auto)")
     @line_cell_magic
@@ -149,9 +158,36 @@ class NbMagic(Magics):
         Line form: ``%rlm --context text How many chapters mention whales?``;
         cell form: options on the line, question in the body. ``{var}``
         interpolation as in ``%%agent``. The answer lands in ``_``.
+
+        The REPL of the last run stays for ``%rlm --continue <follow-up>`` until the
+        next ``%rlm`` or ``%rlm --reset``; ``%rlm --view [FILE.jsonl]`` shows a trajectory.
         """
         args, text = self._split(self.rlm, line, cell)
+        if args.view:
+            return self._rlm_view(text)
+        if args.reset:
+            self._rlm_reset()
+            if not text.strip():
+                print("nbmagic: the RLM session was reset.", file=sys.stderr)
+                return None
         return self._run("rlm", args, text)
+
+    def _rlm_reset(self) -> None:
+        session, self.rlm_session = getattr(self, "rlm_session", None), None
+        if session is not None:
+            session.close()
+
+    def _rlm_view(self, text: str) -> Any:
+        from nbmagic.ui.trajectory_view import TrajectoryView
+
+        source: Any = text.strip() or self.last
+        try:
+            if source is None:
+                raise NbmagicError("Nothing to view yet: run %rlm first, or give a file: %rlm --view run.jsonl")
+            return TrajectoryView(source)
+        except NbmagicError as exc:
+            _fail(exc.message)
+            return None
 
     # -- %nbmagic ----------------------------------------------------------------------------
 
@@ -195,7 +231,7 @@ class NbMagic(Magics):
                 job = _AgentJob(self.shell, args, ma.interpolate(request, ns))
             else:
                 question = ma.require_text(text, "question", "%rlm --context text How many chapters mention whales?")
-                job = _RlmJob(self.shell, args, ma.interpolate(question, ns))
+                job = _RlmJob(self.shell, args, ma.interpolate(question, ns), owner=self)
             job.prepare()
             renderer = self._choose_renderer(args)
             renderer.start(job.title, engine=kind, model=job.model_label)
@@ -274,16 +310,27 @@ class _AgentJob:
 class _RlmJob:
     """Builds the RLM and resolves ``--context`` for one ``%rlm`` run."""
 
-    def __init__(self, shell: Any, args: argparse.Namespace, question: str) -> None:
-        self.shell, self.args, self.question = shell, args, question
+    def __init__(self, shell: Any, args: argparse.Namespace, question: str, owner: Any = None) -> None:
+        self.shell, self.args, self.question, self.owner = shell, args, question, owner
         self.title = question
         self.model_label = args.model or settings.model or ""
 
     def prepare(self) -> None:
-        self.contexts = ma.resolve_contexts(
-            self.args.context, self.shell.user_ns, getattr(self.shell, "user_ns_hidden", None)
-        )
+        from nbmagic.errors import ConfigError
+
+        ns = self.shell.user_ns
+        self.contexts = ma.resolve_contexts(self.args.context, ns, getattr(self.shell, "user_ns_hidden", None))
         self.kwargs = ma.rlm_kwargs(self.args)
+        tools = {}
+        for item in self.args.tool or []:
+            for name in filter(None, (n.strip() for n in item.split(","))):
+                if name not in ns:
+                    raise ConfigError(f"--tool {name}: no function named {name!r} in the notebook; define it first.")
+                tools[name] = ns[name]
+        self.kwargs.update(recursive=not self.args.no_sub_calls, tools=tools or None,
+                           max_errors=self.args.max_errors, max_cost_usd=self.args.max_cost)
+        if self.args.continue_ and getattr(self.owner, "rlm_session", None) is None:
+            raise ConfigError("--continue: there is no RLM session to continue; ask a first question with %rlm.")
 
     def run(self, renderer: Renderer) -> Any:
         from nbmagic.rlm.agent import RLM
@@ -292,7 +339,15 @@ class _RlmJob:
         # by name, so the REPL binds each context under the user's own variable name
         names = list(self.contexts)
         context: Any = None if not names else names[0] if len(names) == 1 else {n: n for n in names}
-        return rlm.query(self.question, context=context)
+        if self.owner is None:
+            return rlm.query(self.question, context=context, schema=self.args.schema)
+        # the REPL stays for a follow-up (%rlm --continue) until the next %rlm or %rlm --reset
+        session = self.owner.rlm_session if self.args.continue_ else None
+        if session is None:
+            self.owner._rlm_reset()
+            session = self.owner.rlm_session = rlm.session()
+        session.rlm = rlm
+        return session.query(self.question, context=context, schema=self.args.schema)
 
 
 def _store(ns: dict[str, Any], name: str, result: MagicResult) -> bool:
@@ -333,6 +388,9 @@ def _to_result(kind: str, raw: Any, renderer: Renderer, status: str, note: str =
             answer = raw
         result.answer = answer
         result.trajectory = list(getattr(raw, "trajectory", None) or _iterations(state))
+        if getattr(raw, "computed", True) is False:  # prose only: never shown as if computed
+            note = (note + " " if note else "") + "Not computed: the model never ran code that worked; " \
+                "this answer is its guess in prose."
     else:
         result.cells = list(getattr(raw, "cells", None) or state.cells)
         result.plan = list(getattr(raw, "plan", None) or [s.title for s in state.plan])
@@ -440,6 +498,7 @@ def unload_ipython_extension(shell: Any) -> None:
     magics = _instance(shell)
     if magics is None:
         return
+    magics._rlm_reset()  # a kept RLM REPL (subprocess worker) ends with the extension
     table = shell.magics_manager.magics
     for kind, names in MAGIC_NAMES.items():
         for name in names:

@@ -415,12 +415,15 @@ class RLMRun:
         except NbmagicError as exc:
             if exc.partial is None:
                 exc.partial = self._result(False, self.toolbox.answer)
+            if isinstance(exc.partial, RLMResult):
+                self._write_result(exc.partial, error=exc.message)
             self._end()
             if self.top:
                 emit(self.rlm.on_event, Failed(engine="rlm", message=exc.message, partial=exc.partial))
             raise
         except KeyboardInterrupt:
             partial = self._result(False, self.toolbox.answer)
+            self._write_result(partial, error="interrupted")
             self._end()
             if self.top:
                 emit(self.rlm.on_event, Failed(engine="rlm", message="interrupted", partial=partial))
@@ -510,11 +513,21 @@ class RLMRun:
             final.exported, final.notes = exported, final.notes + notes
         if self.session is not None:
             self.session.record(self.question, final)
+        self._write_result(final)
         self.result = final
         self._end()
         if self.top:
             emit(self.rlm.on_event, Finished(engine="rlm", result=final, seconds=final.seconds))
         return final
+
+    def _write_result(self, result: RLMResult, error: str | None = None) -> None:
+        if self.writer is None:
+            return
+        self.writer.result(
+            answer=result.answer, complete=result.complete, computed=result.computed, final_step=result.final_step,
+            iterations=result.iterations, llm_calls=result.llm_calls, seconds=round(result.seconds, 3),
+            usage={k: u.as_dict() for k, u in result.usage.items()}, cost_usd=result.cost_usd, error=error,
+        )
 
     def _result(self, complete: bool, answer: Any = None) -> RLMResult:
         return RLMResult(
@@ -557,7 +570,8 @@ class RLMRun:
             ]
             record = self._log({"iteration": i, "depth": self.depth, "kind": "no_code", "response": reply,
                                 "code": "", "output": feedback, "sub_calls": [],
-                                "model_seconds": round(model_seconds, 4), "exec_seconds": 0.0, "submitted": False})
+                                "model_seconds": round(model_seconds, 4), "exec_seconds": 0.0,
+                                "root_tokens": self.last_prompt_tokens, "submitted": False})
             emit(rlm.on_event, RlmIteration(i=i, code="", output=feedback, seconds=model_seconds, depth=self.depth))
             self._count_failure(failed=True, why="no code in the reply")
             return record
@@ -575,6 +589,7 @@ class RLMRun:
                             "output": output, "error": out.error, "timed_out": out.timed_out,
                             "restarted": out.restarted, "notes": out.notes, "sub_calls": toolbox.take_records(),
                             "model_seconds": round(model_seconds, 4), "exec_seconds": round(out.seconds, 4),
+                            "root_tokens": self.last_prompt_tokens, "calls_left": self.budget.calls_left,
                             "submitted": toolbox.submitted})
         emit(rlm.on_event, RlmIteration(i=i, code=record["code"], output=output,
                                         seconds=model_seconds + out.seconds, depth=self.depth))
@@ -620,7 +635,7 @@ class RLMRun:
             record = self._log({"iteration": self.rlm.max_iterations + attempt, "depth": self.depth,
                                 "kind": "final", "response": reply, "code": "", "output": "", "sub_calls": [],
                                 "problems": problems, "model_seconds": round(time.monotonic() - m0, 4),
-                                "exec_seconds": 0.0, "submitted": False})
+                                "exec_seconds": 0.0, "root_tokens": self.last_prompt_tokens, "submitted": False})
             if not problems:
                 self._conclude(answer)
                 return record

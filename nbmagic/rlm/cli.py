@@ -1,8 +1,11 @@
-"""``python -m nbmagic rlm QUESTION --context FILE [--model SPEC]``.
+"""``python -m nbmagic rlm QUESTION --context FILE [--model SPEC]`` and ``rlm --view FILE``.
 
 Each ``--context`` file becomes a variable named after the file (its text; a
 folder stays a path the code can walk); one context is also bound as
-``context``. The answer goes to stdout, progress to stderr with ``--verbose``.
+``context``. The answer goes to stdout, progress to stderr with ``--verbose``;
+an answer the model never computed (prose only) is flagged on stderr.
+``--view run.jsonl`` prints a saved trajectory as text, ``--html page.html``
+writes it as a standalone page instead.
 Light to import: the engine loads only when the command runs.
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import re
 import sys
 from pathlib import Path
@@ -21,7 +25,7 @@ MAX_TEXT_BYTES = 2 * 1024**3
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("question", help="what to ask about the context")
+    p.add_argument("question", nargs="?", default=None, help="what to ask about the context")
     p.add_argument("--context", "-c", action="append", default=[], metavar="PATH",
                    help="a file (read as text) or folder (kept as a path); repeatable")
     p.add_argument("--model", "-m", default=None, help="root model spec (default: the configured default)")
@@ -34,7 +38,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=None, help="wall-clock seconds for the whole query")
     p.add_argument("--max-depth", type=int, default=1)
     p.add_argument("--trajectory", default=None, metavar="PATH.jsonl", help="append the trajectory as JSONL")
+    p.add_argument("--no-sub-calls", action="store_true", help="no llm_query/rlm_query: code alone answers")
+    p.add_argument("--max-errors", type=int, default=None, help="stop after N failing turns in a row")
+    p.add_argument("--max-cost", type=float, default=None, metavar="USD",
+                   help="cost budget in US dollars (needs priced models, see nbmagic.rlm.pricing)")
+    p.add_argument("--schema", default=None, metavar="JSON|FILE.json",
+                   help="the answer must match this JSON schema (JSON text or a .json file)")
     p.add_argument("--verbose", "-v", action="store_true", help="log iterations and sub-calls to stderr")
+    p.add_argument("--view", default=None, metavar="FILE.jsonl", help="show a saved trajectory instead of asking")
+    p.add_argument("--html", default=None, metavar="FILE.html", help="with --view: write an HTML page there")
+    p.add_argument("--force", action="store_true", help="with --html: overwrite an existing file")
 
 
 def _name_for(path: Path, taken: set[str]) -> str:
@@ -72,9 +85,43 @@ def load_contexts(paths: list[str]) -> dict[str, Any] | None:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    from nbmagic.rlm.agent import RLM
+def _schema(text: str | None) -> Any:
+    if text is None:
+        return None
+    stripped = text.strip()
+    if not stripped.startswith(("{", "[")):
+        path = Path(stripped).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"--schema {text!r}: give JSON text ('{{\"type\": \"integer\"}}') or a .json file.")
+        try:
+            stripped = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--schema {text!r}: cannot read it ({exc.strerror or exc}).") from None
+    return stripped
 
+
+def view(args: argparse.Namespace) -> int:
+    from nbmagic.ui.trajectory_view import TrajectoryView
+
+    if args.question:
+        raise ConfigError("--view shows a saved trajectory; ask a question without --view.")
+    shown = TrajectoryView(args.view)
+    if args.html:
+        print(shown.save(args.html, force=args.force))
+    else:
+        print(shown.to_text())
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from nbmagic.rlm.agent import NOT_COMPUTED, RLM
+
+    if args.view is not None:
+        return view(args)
+    if args.html:
+        raise ConfigError("--html goes with --view FILE.jsonl.")
+    if not args.question or not args.question.strip():
+        raise ConfigError('The question is empty. Example: python -m nbmagic rlm "How many errors?" -c app.log')
     contexts = load_contexts(args.context)
     log = None
     if args.verbose:  # the same milestone lines as every other engine's log, ending with a summary
@@ -92,8 +139,21 @@ def run(args: argparse.Namespace) -> int:
         max_depth=args.max_depth,
         trajectory_path=args.trajectory,
         on_event=log,
+        recursive=not args.no_sub_calls,
+        max_errors=args.max_errors,
+        max_cost_usd=args.max_cost,
     )
     with log if log is not None else contextlib.nullcontext():
-        result = rlm.query(args.question, context=contexts)
-    print(result.answer)
+        result = rlm.query(args.question, context=contexts, schema=_schema(args.schema))
+    answer = result.answer
+    if hasattr(answer, "model_dump_json"):
+        answer = answer.model_dump_json()
+    elif not isinstance(answer, str):
+        try:
+            answer = json.dumps(answer, ensure_ascii=False)
+        except (TypeError, ValueError):
+            answer = repr(answer)
+    print(answer)
+    if not result.computed:
+        print(f"nbmagic rlm: warning: answer {NOT_COMPUTED}.", file=sys.stderr)
     return 0

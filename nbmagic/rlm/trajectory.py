@@ -1,4 +1,4 @@
-"""Trajectories as JSONL: one metadata line, then one line per iteration.
+"""Trajectories as JSONL: one metadata line, one line per iteration, then one result line.
 
 Lines are appended as the run goes, so a crash or a timeout still leaves every
 finished iteration on disk. Every line passes through :func:`nbmagic.secrets.redact`
@@ -39,6 +39,10 @@ class TrajectoryWriter:
 
     def iteration(self, record: dict[str, Any]) -> None:
         self._write({"type": "iteration", **record})
+
+    def result(self, **fields: Any) -> None:
+        """How the run ended: the answer and its flags, or the error that stopped it."""
+        self._write({"type": "result", **fields})
 
 
 def _jsonable(value: Any) -> Any:

@@ -181,6 +181,8 @@ class Dashboard(Renderer):
             bits.append(f"{s.elapsed:.1f} s")
             if s.tokens:
                 bits.append(f"{s.tokens:,} tokens")
+            if s.models_line():  # root and sub-model apart
+                bits.append(html.escape(s.models_line()))
             if s.round:
                 bits.append(f"round {s.round}/{s.rounds_total or s.round}")
             value = " · ".join(bits)

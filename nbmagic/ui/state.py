@@ -111,6 +111,7 @@ class RunState:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     calls: int = 0
+    model_tokens: dict[str, list[int]] = field(default_factory=dict)  # model -> [tokens, calls]
     notices: list[tuple[str, str]] = field(default_factory=list)
     result: Any = None
     events: int = 0
@@ -147,6 +148,18 @@ class RunState:
         self.calls += 1
         if not self.model:
             self.model = e.model
+        per = self.model_tokens.setdefault(e.model, [0, 0])  # RLM root and sub-model apart
+        per[0] += e.prompt_tokens + e.completion_tokens
+        per[1] += 1
+
+    def models_line(self) -> str:
+        """``gpt-4o 1,234 tok (3 calls) · gpt-4o-mini 567 tok (9 calls)`` when more than one model ran."""
+        if len(self.model_tokens) < 2:
+            return ""
+        return " · ".join(
+            f"{name.split('@')[0]} {tok:,} tok ({n} call{'s' if n != 1 else ''})"
+            for name, (tok, n) in self.model_tokens.items()
+        )
 
     def _on_Finished(self, e: ev.Finished) -> None:
         if e.engine == self.engine:

@@ -49,6 +49,8 @@ def summary_parts(state: RunState) -> list[str]:
         parts.append(f"{_n(state.tokens)} tokens")
     if state.calls:
         parts.append(f"{state.calls} model call{'s' if state.calls != 1 else ''}")
+    if state.models_line():  # a cheaper sub-model: its own share
+        parts.append(state.models_line())
     return parts
 
 
@@ -166,6 +168,12 @@ class MagicResult:
             return str(self.answer)
         return self.summary or self.message
 
+    def view(self) -> Any:
+        """The RLM trajectory as a collapsible HTML view (see :mod:`nbmagic.ui.trajectory_view`)."""
+        from nbmagic.ui.trajectory_view import TrajectoryView
+
+        return TrajectoryView(self)
+
     def __repr__(self) -> str:
         what = f"answer={_short(self.answer)!r}" if self.answer is not None else f"cells={len(self.cells)}"
         return f"<nbmagic {self.kind} result {self.status}: {what}, {self.seconds:.1f} s>"
@@ -175,6 +183,9 @@ class MagicResult:
         # progress display; the result shows what was asked for: the answer, or what was done
         if self.answer is not None:
             text = str(self.answer)
+            if getattr(self.raw, "computed", True) is False:  # an RLM answer given in prose, never computed
+                warn = "not computed: the model never ran code that worked; this is its guess in prose"
+                return {"text/plain": f"{text}\n({warn})", "text/markdown": f"{text}\n\n**⚠ {warn}**"}
             return {"text/plain": text, "text/markdown": text}
         body = self.message or self.summary or f"{self.kind} {self.status}"
         html_body = html.escape(body).replace("\n", "<br>")

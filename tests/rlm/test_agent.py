@@ -278,7 +278,8 @@ def test_trajectory_jsonl_and_events_never_carry_the_key(openai_server: OpenAICo
     rec = EventRecorder()
     res = RLM(root, trajectory_path=str(path), on_event=rec).query("q", context="abc")
     lines = read_trajectory(path)
-    assert [ln["type"] for ln in lines] == ["metadata", "iteration", "iteration"]
+    assert [ln["type"] for ln in lines] == ["metadata", "iteration", "iteration", "result"]
+    assert lines[-1]["answer"] == "ok" and lines[-1]["computed"] is True and lines[-1]["usage"]["test-model"]["calls"] == 3  # 2 root turns + llm_query (no sub-model)
     assert lines[0]["question"] == "q" and "3 chars" in lines[0]["contexts"]
     assert lines[1]["code"].startswith("print(") and lines[1]["sub_calls"][0]["prompt"] == "hi"
     assert secret not in path.read_text() and "***" in path.read_text()
