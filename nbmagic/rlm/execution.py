@@ -5,38 +5,27 @@ through :func:`execute_code`, so a turn behaves the same wherever it runs: the
 last expression is echoed like a REPL, output is captured with a cap that keeps
 the head and the tail, tracebacks are short, and ``exit()`` ends nothing.
 
-This module is imported by the worker process, so it uses the standard library
-only and must stay cheap to import.
+The time limit, the capped output buffer and the compile-and-echo step are the
+execution core's (:mod:`nbmagic.execution`, shared with the notebook agent); what
+is RLM-specific (the layered namespace, the REPL's reporting) is here. This module
+is imported by the worker process, so it uses the standard library only and must
+stay cheap to import.
 """
 
 from __future__ import annotations
 
-import ast
 import builtins
 import contextlib
-import ctypes
-import io
-import linecache
-import signal
 import sys
-import threading
-import time
 import traceback
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from nbmagic.execution import CappedWriter, CellTimeout, compile_cell, is_own_file
 from nbmagic.text import TRUNCATION_MARKER, truncate
 
-__all__ = ["TRUNCATION_MARKER", "truncate"]  # re-exported: the REPL's callers import them from here
-
-
-class TurnTimeout(BaseException):
-    """Raised inside model code when its turn ran past the time limit.
-
-    A ``BaseException`` so that the model's own ``except Exception`` does not
-    swallow it (a bare ``except:`` can; the alarm then repeats).
-    """
+# re-exported: the REPL's callers import them from here
+__all__ = ["TRUNCATION_MARKER", "CappedWriter", "CellTimeout", "truncate"]
 
 
 class ReservedNameError(NameError):
@@ -44,66 +33,6 @@ class ReservedNameError(NameError):
 
 
 ReservedNameError.__module__ = "builtins"  # tracebacks show the bare name to the model
-
-
-# --- output capture ---------------------------------------------------------------
-
-
-class CappedWriter(io.TextIOBase):
-    """A text sink that keeps at most ``limit`` characters: the first and the last halves.
-
-    Model code may print megabytes; holding all of it only to cut it later would
-    cost memory (and, in the worker, a pipe transfer), so the middle is dropped
-    as it arrives and only counted.
-    """
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = max(2, int(limit))
-        self._head_limit = self.limit // 2
-        self._tail_limit = self.limit - self._head_limit
-        self._head: list[str] = []
-        self._head_len = 0
-        self._tail: deque[str] = deque()
-        self._tail_len = 0
-        self.total = 0
-        self._lock = threading.Lock()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, s: Any) -> int:
-        if not isinstance(s, str):
-            s = str(s)
-        n = len(s)
-        with self._lock:
-            self.total += n
-            room = self._head_limit - self._head_len
-            if room > 0:
-                self._head.append(s[:room])
-                self._head_len += min(room, n)
-                s = s[room:]
-            if s:
-                if len(s) >= self._tail_limit:
-                    self._tail.clear()
-                    s = s[-self._tail_limit :]
-                    self._tail_len = 0
-                self._tail.append(s)
-                self._tail_len += len(s)
-                while self._tail_len - len(self._tail[0]) >= self._tail_limit:
-                    self._tail_len -= len(self._tail.popleft())
-        return n
-
-    def getvalue(self) -> str:
-        """The captured text, with a truncation marker if anything was dropped."""
-        with self._lock:
-            head = "".join(self._head)
-            tail = "".join(self._tail)
-            if self.total <= self.limit:
-                return head + tail
-            tail = tail[-self._tail_limit :]
-            omitted = self.total - len(head) - len(tail)
-            return head + TRUNCATION_MARKER.format(n=omitted) + tail
 
 
 # --- the layered namespace -----------------------------------------------------------
@@ -194,7 +123,8 @@ _SHADOWED: dict[str, Callable[..., Any]] = {"input": _no_input, "exit": _exit, "
 
 
 def short_traceback(exc: BaseException, filename: str, max_chars: int = 2000) -> str:
-    """The exception with only the frames that matter: the model's own code and below."""
+    """The exception with only the frames that matter: the model's own code and below,
+    without nbmagic's (the namespace internals, the time limit's handler)."""
     te = traceback.TracebackException.from_exception(exc, limit=-8)
     frames = list(te.stack)
     # drop our own wrapper frames above the model's code
@@ -202,7 +132,7 @@ def short_traceback(exc: BaseException, filename: str, max_chars: int = 2000) ->
         if fr.filename == filename:
             frames = frames[i:]
             break
-    frames = [fr for fr in frames if fr.filename != __file__]  # our namespace internals
+    frames = [fr for fr in frames if not is_own_file(fr.filename)]
     te.stack = traceback.StackSummary.from_list(frames)
     text = "".join(te.format())
     if len(text) > max_chars:
@@ -213,38 +143,31 @@ def short_traceback(exc: BaseException, filename: str, max_chars: int = 2000) ->
 def execute_code(code: str, namespace: dict[str, Any], *, filename: str, out: CappedWriter) -> dict[str, Any]:
     """Run ``code`` in ``namespace`` with stdout/stderr going to ``out``.
 
-    Returns ``{"error": str | None, "exited": bool}``. :class:`TurnTimeout` and
+    Returns ``{"error": str | None, "exited": bool}``. :class:`CellTimeout` and
     ``KeyboardInterrupt`` propagate; everything else (``SystemExit`` included) is
     reported into ``out``.
     """
     result: dict[str, Any] = {"error": None, "exited": False}
     try:
-        tree = ast.parse(code, filename=filename, mode="exec")
+        cell = compile_cell(code, filename)
     except SyntaxError as exc:
         msg = "".join(traceback.format_exception_only(type(exc), exc))
         out.write(msg)
         result["error"] = msg.strip().splitlines()[-1]
         return result
-    last: ast.Expression | None = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body.pop().value)
-    lines = code.splitlines(keepends=True)
-    linecache.cache[filename] = (len(code), None, lines, filename)
     _outer.append((sys.stdout, sys.stderr))
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         try:
-            exec(compile(tree, filename, "exec"), namespace)
-            if last is not None:
-                value = eval(compile(last, filename, "eval"), namespace)
-                if value is not None:
-                    out.write(repr(value) + "\n")
+            value = cell.run(namespace)
+            if value is not None:
+                out.write(repr(value) + "\n")
         except SystemExit as exc:
             result["exited"] = True
             out.write(
                 f"SystemExit({exc.code!r}): exit() and sys.exit() do not end the run; the REPL is "
                 "still alive with your variables. Call submit(answer) to finish.\n"
             )
-        except (TurnTimeout, KeyboardInterrupt):
+        except (CellTimeout, KeyboardInterrupt):
             raise
         except BaseException as exc:
             tb = short_traceback(exc, filename)
@@ -274,108 +197,3 @@ def outer_streams() -> Iterator[None]:
         yield
     finally:
         sys.stdout, sys.stderr = saved
-
-
-# --- time limits -----------------------------------------------------------------------
-
-_deadlines: list[float] = []  # nested limits of the main thread (child RLMs run inside a turn)
-_REPEAT = 0.1  # seconds between repeated alarms after the deadline (defeats bare `except:`)
-
-
-def _on_alarm(signum: int, frame: Any) -> None:
-    if _deadlines and time.monotonic() >= min(_deadlines) - 1e-3:
-        raise TurnTimeout()
-
-
-def _arm_signal() -> None:
-    if _deadlines:
-        left = max(min(_deadlines) - time.monotonic(), 0.001)
-        signal.setitimer(signal.ITIMER_REAL, left, _REPEAT)
-    else:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-
-
-def _retry(fn: Callable[[], None]) -> None:
-    """Run a disarm step even if a late alarm interrupts it."""
-    while True:
-        try:
-            fn()
-            return
-        except TurnTimeout:
-            continue
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float | None) -> Iterator[None]:
-    """Raise :class:`TurnTimeout` in this thread once ``seconds`` have passed.
-
-    In the main thread (where IPython runs cells) a ``SIGALRM`` interval timer
-    interrupts pure-Python loops and blocking sleeps alike; nested limits share
-    it. In other threads a watchdog injects the exception with
-    ``PyThreadState_SetAsyncExc``: that lands between bytecodes only, so a long
-    call into C code is interrupted when it returns.
-    """
-    if not seconds or seconds <= 0:
-        yield
-        return
-    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
-        with _signal_limit(seconds):
-            yield
-    else:
-        with _async_limit(seconds):
-            yield
-
-
-@contextlib.contextmanager
-def _signal_limit(seconds: float) -> Iterator[None]:
-    outermost = not _deadlines
-    previous = signal.getsignal(signal.SIGALRM) if outermost else None
-    if outermost:
-        signal.signal(signal.SIGALRM, _on_alarm)
-    _deadlines.append(time.monotonic() + seconds)
-    _arm_signal()
-    try:
-        yield
-    finally:
-
-        def disarm() -> None:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            if _deadlines:
-                _deadlines.pop()
-            if outermost:
-                signal.signal(signal.SIGALRM, previous or signal.SIG_DFL)
-            else:
-                _arm_signal()
-
-        _retry(disarm)
-
-
-@contextlib.contextmanager
-def _async_limit(seconds: float) -> Iterator[None]:
-    tid = threading.get_ident()
-    lock = threading.Lock()
-    state = {"armed": True}
-
-    def fire() -> None:
-        deadline = time.monotonic() + 60.0  # keep poking for a while, then give up
-        while time.monotonic() < deadline:
-            with lock:
-                if not state["armed"]:
-                    return
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(TurnTimeout))
-            time.sleep(_REPEAT)
-
-    timer = threading.Timer(seconds, fire)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-
-        def disarm() -> None:
-            with lock:
-                state["armed"] = False
-            timer.cancel()
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), None)  # clear a pending one
-
-        _retry(disarm)

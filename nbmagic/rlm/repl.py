@@ -5,8 +5,10 @@
     run in this process. Zero-copy: a 5 GB DataFrame is read where it lies. Writes
     stay in the RLM's layer; the user's names are never rebound. No isolation
     beyond that: code can mutate user objects in place, open files, or import
-    anything. Per-turn time limits use ``SIGALRM`` in the main thread (a watchdog
-    with an async exception elsewhere).
+    anything (``os._exit`` and the like are refused, see :mod:`nbmagic.execution`).
+    Per-turn time limits come from the execution core: ``SIGALRM`` in the main
+    thread (a watchdog with an async exception elsewhere), raised again into code
+    that swallows them.
 
 ``subprocess``
     A persistent separate Python worker (``python -m nbmagic.rlm.worker``) with
@@ -36,13 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from nbmagic.errors import ConfigError, NbmagicError
-from nbmagic.rlm.execution import (
-    CappedWriter,
-    LayeredNamespace,
-    TurnTimeout,
-    execute_code,
-    time_limit,
-)
+from nbmagic.execution import GRACE, CappedWriter, CellTimeout, process_guard, time_limit
+from nbmagic.rlm.execution import LayeredNamespace, execute_code
 
 #: A helper as the engine defines it: returns (value for the code, notice to print or None).
 Helper = Callable[..., tuple[Any, "str | None"]]
@@ -162,16 +159,19 @@ class KernelEnvironment(Environment):
         self._turn += 1
         out = CappedWriter(max_output_chars)
         t0 = time.monotonic()
-        timed_out = False
         res: dict[str, Any] = {"error": None, "exited": False}
+        limit = time_limit(timeout)
         try:
-            with time_limit(timeout):
+            with process_guard(), limit:  # os._exit & co. must not end the user's kernel
                 res = execute_code(code, self.ns, filename=f"<rlm-turn-{self._turn}>", out=out)
-        except TurnTimeout:
-            if timeout is None or time.monotonic() < t0 + timeout - 0.05:
+        except CellTimeout:
+            if not limit.timed_out:
                 raise  # an enclosing turn's limit (a child RLM inside a helper call)
-            timed_out = True
-            out.write(timeout_message(timeout, kept=True))
+        if limit.interrupted:
+            raise KeyboardInterrupt  # Ctrl-C, even one the model's code swallowed
+        timed_out = limit.timed_out  # also when the code caught the interruption and finished
+        if timed_out:
+            out.write(timeout_message(timeout or 0, kept=True))
         changed = self.ns.restore()
         if changed:
             notes.append(helpers_note(changed))
@@ -410,7 +410,8 @@ class SubprocessEnvironment(Environment):
         self._turn += 1
         turn = self._turn
         t0 = time.monotonic()
-        hard = t0 + timeout + self.grace if timeout else None
+        # the worker's own limit may take GRACE more to stop code that swallows it; then it is killed
+        hard = t0 + timeout + GRACE + self.grace if timeout else None
         try:
             self.conn.send(("exec", turn, code, timeout, max_output_chars))
         except (OSError, BrokenPipeError):

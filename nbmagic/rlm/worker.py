@@ -7,8 +7,8 @@ Helpers are stubs that send ``("call", id, name, args, kwargs)`` to the parent
 and wait for the matching ``("reply", id, value, notice)``; replies to calls a
 timed-out turn abandoned are recognised by id and dropped.
 
-Only the standard library and :mod:`nbmagic.rlm.execution` are imported, so the
-worker starts quickly.
+Only the standard library, the execution core (:mod:`nbmagic.execution`) and
+:mod:`nbmagic.rlm.execution` are imported, so the worker starts quickly.
 """
 
 from __future__ import annotations
@@ -20,13 +20,8 @@ import sys
 import time
 from typing import Any
 
-from nbmagic.rlm.execution import (
-    CappedWriter,
-    LayeredNamespace,
-    TurnTimeout,
-    execute_code,
-    time_limit,
-)
+from nbmagic.execution import CappedWriter, CellTimeout, time_limit
+from nbmagic.rlm.execution import LayeredNamespace, execute_code
 
 
 def _set_memory_limit(mb: int) -> None:
@@ -104,17 +99,19 @@ class Worker:
             notes.append(helpers_note(changed))
         out = CappedWriter(max_chars)
         res: dict[str, Any] = {"error": None, "exited": False}
-        timed_out = False
         t0 = time.monotonic()
+        limit = time_limit(timeout)
         try:
-            with time_limit(timeout):
+            with limit:
                 res = execute_code(code, self.ns, filename=f"<rlm-turn-{turn}>", out=out)
-        except TurnTimeout:
-            timed_out = True
-            out.write(timeout_message(timeout or 0, kept=True))
+        except CellTimeout:
+            pass
         except KeyboardInterrupt:
             out.write("\nKeyboardInterrupt\n")
             res["error"] = "KeyboardInterrupt"
+        timed_out = limit.timed_out  # also when the code caught the interruption and finished
+        if timed_out:
+            out.write(timeout_message(timeout or 0, kept=True))
         changed = self.ns.restore()
         if changed:
             notes.append(helpers_note(changed))

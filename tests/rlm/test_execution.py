@@ -7,15 +7,8 @@ import time
 
 import pytest
 
-from nbmagic.rlm.execution import (
-    CappedWriter,
-    LayeredNamespace,
-    ReservedNameError,
-    TurnTimeout,
-    execute_code,
-    time_limit,
-    truncate,
-)
+from nbmagic.execution import CappedWriter, CellTimeout, time_limit
+from nbmagic.rlm.execution import LayeredNamespace, ReservedNameError, execute_code, truncate
 
 
 def test_truncate_keeps_head_and_tail_with_marker() -> None:
@@ -99,7 +92,7 @@ def test_exit_never_reaches_the_users_exiter() -> None:
 
 def test_time_limit_main_thread_stops_loops_even_with_bare_except() -> None:
     ns = LayeredNamespace({}, {})
-    with pytest.raises(TurnTimeout), time_limit(0.3):
+    with pytest.raises(CellTimeout), time_limit(0.3):
         execute_code(
             "n = 0\nwhile True:\n    try:\n        n += 1\n    except:\n        pass",
             ns, filename="<loop>", out=CappedWriter(100),
@@ -109,7 +102,7 @@ def test_time_limit_main_thread_stops_loops_even_with_bare_except() -> None:
 
 
 def test_time_limit_nested_limits_restore_the_outer_one() -> None:
-    with pytest.raises(TurnTimeout), time_limit(0.6):
+    with pytest.raises(CellTimeout), time_limit(0.6):
         with time_limit(10):
             pass  # inner finished in time; the outer must still fire
         while True:
@@ -124,7 +117,7 @@ def test_time_limit_in_a_worker_thread_uses_async_exception() -> None:
             with time_limit(0.3):
                 while True:
                     pass
-        except TurnTimeout:
+        except CellTimeout:
             seen.append("timeout")
 
     t = threading.Thread(target=body)

@@ -106,6 +106,30 @@ def test_infinite_loop_is_stopped_and_state_kept(env: Any) -> None:
     assert run(env, "print(before)").output == "kept\n"
 
 
+def test_a_loop_that_swallows_the_limit_is_stopped_too(env: Any) -> None:
+    # the case: a bare except around sleep ran 20.7 s under a 3 s limit in the kernel REPL
+    run(env, "swallowed = 0")
+    t0 = time.monotonic()
+    res = run(env, "import time\nwhile True:\n    try:\n        time.sleep(0.2)\n    except:\n        swallowed += 1",
+              timeout=0.5)
+    assert res.timed_out and res.error == "TimeoutError" and not res.restarted  # stopped softly, state kept
+    assert time.monotonic() - t0 < 5
+    assert "nbmagic" not in res.output.replace("<rlm-turn", "")  # no frames of ours in what the model reads
+    assert int(run(env, "print(swallowed)").output) >= 1
+
+
+def test_a_process_exit_is_refused_in_the_kernel_repl() -> None:
+    env = KernelEnvironment({})
+    env.start({}, HELPERS)
+    for code in ("import os\nos._exit(0)", "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)",
+                 "import os\nos.abort()", "import signal\nsignal.raise_signal(signal.SIGTERM)"):
+        res = run(env, code)
+        assert res.error.startswith("ExitBlocked") and "would end the Python process" in res.output, code
+    import os
+
+    assert os._exit.__module__ == "posix"  # put back after the turn
+
+
 def test_turn_limit_holds_while_a_helper_is_slow(env: Any) -> None:
     run(env, "kept_too = 1")
     res = run(env, "slow_helper(1.5)", timeout=0.4)
