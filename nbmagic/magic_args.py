@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import keyword
+import os
 import re
 import shlex
 from collections.abc import Mapping
@@ -111,6 +112,11 @@ def split_options(line: str, parser: argparse.ArgumentParser) -> tuple[str, str]
         token = line[pos:end]
         if token == "--":
             return line[:pos].strip(), line[end:].strip()
+        if token == "-" and _options_follow(line[end:], takes_value):
+            raise ConfigError(
+                f"a lone '-' before {line[end:].split()[0]}: the options after it would become the request's text. "
+                "Remove the '-', or write '--' where the options end."
+            )
         name = token.split("=", 1)[0]
         if len(name) > 2 and not name.startswith("--") and name[:2] in takes_value:
             pos = end  # -cVALUE: a short option with its value attached, as argparse allows
@@ -125,6 +131,31 @@ def split_options(line: str, parser: argparse.ArgumentParser) -> tuple[str, str]
         if takes_value[name] and "=" not in token:
             pos = _consume_value(line, pos)
     return line[:pos].strip(), line[pos:].strip()
+
+
+def _options_follow(rest: str, known: Mapping[str, bool]) -> bool:
+    """Does ``rest`` start with one of the parser's options (so a lone '-' would swallow it)?"""
+    words = rest.split()
+    return bool(words) and words[0].split("=", 1)[0] in known
+
+
+def parse_options(parser: argparse.ArgumentParser, options: str) -> argparse.Namespace:
+    """Parse the option part as a shell would split it: quotes group and are removed.
+
+    ``-o "my analysis.ipynb"`` gives the path without its quotes (IPython's own
+    splitter keeps them). Unbalanced quotes are a ``ValueError``. On Windows a
+    backslash is a path separator, not an escape.
+    """
+    lexer = shlex.shlex(options, posix=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    if os.name == "nt":
+        lexer.escape = ""
+    try:
+        argv = list(lexer)
+    except ValueError as exc:  # "No closing quotation"
+        raise ValueError(str(exc)) from None
+    return parser.parse_args(argv)
 
 
 def _consume_value(line: str, pos: int) -> int:

@@ -12,6 +12,7 @@ from nbmagic.magic_args import (
     agent_kwargs,
     check_variable_name,
     interpolate,
+    parse_options,
     require_text,
     resolve_contexts,
     rlm_kwargs,
@@ -71,6 +72,25 @@ def _parser() -> argparse.ArgumentParser:
 )
 def test_split_options(line, options, rest):
     assert split_options(line, _parser()) == (options, rest)
+
+
+def test_parse_options_splits_as_a_shell_does():
+    p = _parser()
+    p.add_argument("-o", "--output")
+    args = parse_options(p, """-o "my analysis.ipynb" --context 'doc' --context=a\\ b""")
+    assert args.output == "my analysis.ipynb" and args.context == ["doc", "a b"]
+    with pytest.raises(ValueError, match="closing quotation"):
+        parse_options(p, '-o "unclosed')
+
+
+@pytest.mark.parametrize("line", ["- --context text q", "-c a - --force q", "- --max-iterations=3 q"])
+def test_a_lone_dash_before_options_is_refused(line):
+    with pytest.raises(ConfigError, match="lone '-'"):
+        split_options(line, _parser())
+
+
+def test_a_dash_starting_prose_is_still_text():
+    assert split_options("- list the files", _parser()) == ("", "- list the files")
 
 
 def test_names_contexts_and_text():

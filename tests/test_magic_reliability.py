@@ -1,0 +1,50 @@
+"""The magics in a real IPython shell (issue 13): quoted option values split as a shell does,
+a lone '-' refused, huge interpolated variables capped, one failure line for --ui widgets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nbmagic.testing import agent_scripts
+from nbmagic.ui.summary import MagicResult
+
+
+@pytest.fixture
+def shell(ipython_shell, openai_server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ipython_shell.run_line_magic("load_ext", "nbmagic")
+    ipython_shell.run_cell(f'%config NbMagic.model = "openai-compat:test-model@{openai_server.url}"')
+    ipython_shell.run_cell("%config NbMagic.renderer = 'plain'")
+    yield ipython_shell
+
+
+def test_quoted_option_values_lose_their_quotes(shell, openai_server, capsys):
+    agent_scripts.write_sales_csv("sales.csv")
+    openai_server.set_responder(agent_scripts.respond)
+    result = shell.run_cell('%%agent --rounds 1 -o "my analysis.ipynb" --out "res" --dry-run\n'
+                            "Analyze sales.csv: top 5 products by revenue", store_history=True)
+    err = capsys.readouterr().err
+    assert isinstance(result.result, MagicResult), err
+    assert Path("my analysis.ipynb").exists() and not list(Path().glob('"*'))  # no file named with quotes
+    assert shell.user_ns["res"] is result.result
+
+
+def test_rlm_trajectory_path_with_a_space(shell, openai_server, capsys):
+    from nbmagic.testing import rlm_scripts
+
+    openai_server.set_responder(rlm_scripts.respond)
+    shell.user_ns["doc"] = "log line\n" * 50 + "the secret code is 4242\n" + "log line\n" * 50
+    result = shell.run_cell('%rlm --context "doc" --trajectory "my traj.jsonl" What is the secret code?',
+                            store_history=True)
+    err = capsys.readouterr().err
+    assert isinstance(result.result, MagicResult), err
+    assert Path("my traj.jsonl").exists() and not Path('"my').exists()
+
+
+def test_a_lone_dash_before_options_is_refused(shell, openai_server, capsys):
+    result = shell.run_cell("%agent - --timeout 3 plot revenue", store_history=True)
+    err = capsys.readouterr().err
+    assert result.result is None and "lone '-'" in err and "--timeout" in err
+    assert openai_server.chat_requests() == []  # nothing was sent with the options as request text
