@@ -1,5 +1,6 @@
 # Two commands on a fresh machine:
-#   make run    write a notebook from a plain-language request with the default model
+#   make run    write a notebook from a plain-language request with the default model (offline:
+#               the embedded SmolLM2-135M), then re-run it top to bottom in a fresh kernel
 #   make test   run the whole test suite
 # Each creates .venv and installs what it needs.
 
@@ -14,7 +15,7 @@ PYTEST_ARGS ?=
 
 run:
 	@bash scripts/bootstrap.sh run
-	$(PY) -m nbmagic generate "$(REQUEST)" -o "$(OUT)" $(if $(MODEL),--model "$(MODEL)")
+	$(PY) -m nbmagic generate "$(REQUEST)" -o "$(OUT)" --verify $(if $(MODEL),--model "$(MODEL)")
 
 test:
 	@bash scripts/bootstrap.sh test
