@@ -54,3 +54,13 @@ def test_with_nothing_configured_the_default_is_the_embedded_model(monkeypatch, 
         assert "Paris" in model.chat(QUESTION, max_tokens=24, temperature=0).text
     finally:
         model.close()
+
+
+def test_nbmagic_status_names_the_embedded_model_and_why(ipython_shell, monkeypatch, capsys, embedded_gguf_path):
+    monkeypatch.delenv("NBMAGIC_EMBEDDED")
+    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")
+    ipython_shell.run_line_magic("load_ext", "nbmagic")
+    ipython_shell.run_line_magic("nbmagic", "status")
+    out = capsys.readouterr().out
+    assert f"gguf:{embedded_gguf_path}" in out
+    assert "the embedded model (SmolLM2-135M-Instruct (Q4_1 GGUF), 98 MB, Apache-2.0" in out
