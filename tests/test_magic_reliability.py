@@ -48,3 +48,16 @@ def test_a_lone_dash_before_options_is_refused(shell, openai_server, capsys):
     err = capsys.readouterr().err
     assert result.result is None and "lone '-'" in err and "--timeout" in err
     assert openai_server.chat_requests() == []  # nothing was sent with the options as request text
+
+
+def test_a_failed_widgets_run_in_a_plain_shell_says_its_error_once(shell, openai_server, capfd):
+    # the planner's first call succeeds (the dashboard has something to show), then the server refuses
+    from nbmagic.testing.openai_server import Reply
+
+    openai_server.queue("1. Load the data\n2. Plot revenue",
+                        *[Reply(status=400, error_message="the model refused this request (test)")] * 50)
+    result = shell.run_cell("%%agent --ui widgets --rounds 1 --max-fixes 0\nplot revenue", store_history=True)
+    out, err = capfd.readouterr()
+    assert result.result is None
+    assert (out + err).count("the model refused this request (test)") == 1, out + err
+    assert err.strip().startswith("nbmagic: ")

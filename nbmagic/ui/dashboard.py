@@ -114,7 +114,8 @@ class Dashboard(Renderer):
             return
         self._stop.set()
         super().close(status, message)
-        summary = RunSummary(self.state)
+        # a failure's message is printed by the caller, right below: not a second time here
+        summary = RunSummary(self.state, message=self.state.status != "failed")
         if self.handle is not None:
             s = self.state
             if s.status == "failed" and not (s.grid or s.plan or s.cells or s.iterations):

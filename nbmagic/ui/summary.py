@@ -54,10 +54,13 @@ def summary_parts(state: RunState) -> list[str]:
     return parts
 
 
-def summary_text(state: RunState) -> str:
-    """One line: ``rlm done in 3.2 s · 4 iterations · 12/50 sub-calls · 1,234 tokens``."""
+def summary_text(state: RunState, *, message: bool = True) -> str:
+    """One line: ``rlm done in 3.2 s · 4 iterations · 12/50 sub-calls · 1,234 tokens``.
+
+    ``message=False`` leaves out a failure's message, for displays above the caller's error line.
+    """
     line = " · ".join(summary_parts(state))
-    if state.status in ("failed", "interrupted") and state.message:
+    if message and state.status in ("failed", "interrupted") and state.message:
         line += f" — {state.message}"
     return line
 
@@ -99,12 +102,12 @@ def iterations_html(state: RunState, limit: int = _CUT) -> str:
     return "".join(out)
 
 
-def summary_html(state: RunState) -> str:
+def summary_html(state: RunState, *, message: bool = True) -> str:
     """The compact HTML left in the notebook: one line, details folded."""
     color = {"done": "#2e7d32", "failed": "#c62828", "interrupted": "#ef6c00"}.get(state.status, "#555")
     parts = [
         f"<div class='nbm-summary'><span style='color:{color}'>●</span> "
-        f"<b>nbmagic</b> {html.escape(summary_text(state))}"
+        f"<b>nbmagic</b> {html.escape(summary_text(state, message=message))}"
     ]
     if state.plan:
         parts.append(f"<details><summary>plan</summary>{plan_html(state)}</details>")
@@ -122,11 +125,13 @@ def summary_html(state: RunState) -> str:
 class RunSummary:
     """Display object for the end of a run (replaces the live dashboard)."""
 
-    def __init__(self, state: RunState) -> None:
+    def __init__(self, state: RunState, *, message: bool = True) -> None:
         self.state = state
+        self.message = message  # False: the caller prints a failure's message itself, once
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        return {"text/plain": "nbmagic: " + summary_text(self.state), "text/html": summary_html(self.state)}
+        return {"text/plain": "nbmagic: " + summary_text(self.state, message=self.message),
+                "text/html": summary_html(self.state, message=self.message)}
 
     def __repr__(self) -> str:
         return "nbmagic: " + summary_text(self.state)
