@@ -9,6 +9,33 @@ from __future__ import annotations
 TRUNCATION_MARKER = "\n… (truncated, {n} chars omitted) …\n"
 
 
+def valid_utf8(text: str) -> str:
+    """``text`` with lone surrogates escaped (``\\udce9``), so it can be encoded as UTF-8.
+
+    They come from file names that are not valid UTF-8 (``os.listdir`` decodes those with
+    ``surrogateescape``) and would fail a model request with ``UnicodeEncodeError``.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def shown_name(name: str) -> str:
+    """A file name as a person (or a model) should see it: undecodable bytes as ``\\xe9``."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        pass
+    try:  # the bytes os.listdir could not decode, back as they were on disk
+        raw = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return valid_utf8(name)
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def truncate(text: str, max_chars: int, *, head: float = 0.5) -> str:
     """Keep ``text`` within ``max_chars`` (plus the marker): a ``head`` share of the start,
     the rest from the end. A traceback's cause is at its end, so callers cutting one keep

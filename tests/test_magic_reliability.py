@@ -61,3 +61,48 @@ def test_a_failed_widgets_run_in_a_plain_shell_says_its_error_once(shell, openai
     assert result.result is None
     assert (out + err).count("the model refused this request (test)") == 1, out + err
     assert err.strip().startswith("nbmagic: ")
+
+
+def _non_utf8_file(folder: Path) -> None:
+    import os
+
+    with open(os.path.join(os.fsencode(folder), b"caf\xe9.csv"), "wb") as f:
+        f.write(b"a,b\n1,2\n")
+
+
+def test_a_file_name_that_is_not_utf8_does_not_fail_the_agent(shell, openai_server, tmp_path, capsys):
+    # before: UnicodeEncodeError ('surrogates not allowed'), reported as a model-server failure
+    _non_utf8_file(tmp_path)
+    agent_scripts.write_sales_csv("sales.csv")
+    openai_server.set_responder(agent_scripts.respond)
+    result = shell.run_cell("%%agent --rounds 1 --dry-run\nAnalyze sales.csv: top 5 products by revenue",
+                            store_history=True)
+    err = capsys.readouterr().err
+    assert isinstance(result.result, MagicResult), err
+    sent = " ".join(m["content"] for r in openai_server.chat_requests() for m in r["messages"])
+    assert "caf\\xe9.csv" in sent  # shown escaped
+
+
+def test_a_folder_context_with_a_non_utf8_name_works_in_rlm(shell, openai_server, tmp_path, capsys):
+    from nbmagic.testing import rlm_scripts
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    _non_utf8_file(folder)
+    (folder / "notes.txt").write_text("the secret code is 4242")
+    openai_server.set_responder(rlm_scripts.respond)
+    shell.user_ns["folder"] = folder
+    result = shell.run_cell("%rlm --context folder What is the secret code?", store_history=True)
+    err = capsys.readouterr().err
+    assert isinstance(result.result, MagicResult), err
+    root = openai_server.chat_requests()[0]
+    assert "caf\\xe9.csv" in " ".join(m["content"] for m in root["messages"])
+
+
+def test_any_text_sent_to_a_model_is_valid_utf8(openai_server):
+    from nbmagic.llm.specs import load_model
+
+    openai_server.set_responder("fine")
+    model = load_model(f"openai-compat:test-model@{openai_server.url}")
+    assert model.chat([{"role": "user", "content": "look at caf\udce9.csv"}]).text == "fine"
+    assert "caf\\udce9.csv" in openai_server.chat_requests()[0]["messages"][0]["content"]

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nbmagic.text import shown_name
+
 #: names IPython puts in every user namespace; never summarised, never "user variables"
 IPYTHON_NAMES = frozenset(
     {"In", "Out", "get_ipython", "exit", "quit", "open", "display", "_ih", "_oh", "_dh", "_ii", "_iii",
@@ -248,7 +250,8 @@ def _count_lines(path: Path) -> int:
 
 def data_listing(base_dir: Path, limits: ContextLimits) -> str:
     try:
-        names = sorted(p.name for p in base_dir.iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
+        # a name that is not valid UTF-8 is shown escaped (caf\xe9.csv), never sent as a lone surrogate
+        names = sorted(shown_name(p.name) for p in base_dir.iterdir() if p.is_file() and p.suffix.lower() in DATA_SUFFIXES)
     except OSError:
         return ""
     more = f" … and {len(names) - limits.listing_files} more" if len(names) > limits.listing_files else ""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from nbmagic.errors import ConfigError
+from nbmagic.text import valid_utf8
 
 TokenCallback = Callable[[str], None]
 MessagesLike = str | Sequence[Mapping[str, Any]]
@@ -44,7 +45,8 @@ def normalize_messages(messages: MessagesLike) -> list[dict[str, str]]:
             raise ConfigError(
                 f"Message {i} must be a dict with a role in {sorted(_ROLES)} and a string content."
             )
-        out.append({"role": role, "content": content})
+        # valid UTF-8 for every backend: a lone surrogate (a file name that is not UTF-8) is escaped
+        out.append({"role": role, "content": valid_utf8(content)})
     if not out:
         raise ConfigError("No messages to send: the prompt is empty.")
     return out

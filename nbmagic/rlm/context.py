@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nbmagic.errors import ConfigError
+from nbmagic.text import shown_name
 
 PREVIEW_CHARS = 400
 MAX_KEYS = 25
@@ -261,7 +262,7 @@ def _describe_folder(root: Path) -> str:
             count += 1
             total += size
             if len(files) < MAX_FILES:
-                files.append((str(p.relative_to(root)), size))
+                files.append((shown_name(str(p.relative_to(root))), size))  # undecodable bytes escaped
         if capped:
             break
     more = f"\n    … +{count - len(files)} more files" if count > len(files) else ""
