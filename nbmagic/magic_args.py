@@ -50,7 +50,32 @@ def _lookup(expr: str, namespace: Mapping[str, Any]) -> Any:
     return value
 
 
-def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
+#: characters one ``{var}`` may put into a prompt; the rest is cut out of the middle (marked)
+INTERPOLATION_MAX_CHARS = 20_000
+
+
+def _capped(expr: str, text: str, limit: int, cut: list[tuple[str, int]] | None) -> str:
+    if limit <= 0 or len(text) <= limit:
+        return text
+    if cut is not None:
+        cut.append((expr, len(text)))
+    first = limit // 2
+    last = limit - first
+    omitted = len(text) - limit
+    return (text[:first] + f"\n… ({{{expr}}}: {omitted:,} of {len(text):,} characters cut here, too large for a prompt) …\n"
+            + text[len(text) - last :])
+
+
+def interpolation_warning(cut: list[tuple[str, int]], limit: int = INTERPOLATION_MAX_CHARS) -> str:
+    """The one warning for a request whose ``{var}`` values were cut."""
+    names = ", ".join(f"{{{expr}}} ({size:,} characters)" for expr, size in cut)
+    first = cut[0][0].split(".")[0].split("[")[0]
+    return (f"{names} too large for a prompt: only {limit:,} characters of each were put into the request "
+            f"(its start and end). For large data, query it with %rlm --context {first} instead.")
+
+
+def interpolate(text: str, namespace: Mapping[str, Any], *, max_chars: int = INTERPOLATION_MAX_CHARS,
+                cut: list[tuple[str, int]] | None = None) -> str:
     """Fill ``{var}`` fields from ``namespace``; leave anything unknown exactly as written.
 
     Supports attribute and index access (``{df.shape}``, ``{In[3]}``, ``{Out[3]}``,
@@ -58,6 +83,10 @@ def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
     ``{{`` / ``}}`` escapes. Unlike :meth:`str.format`, a name that is not defined, a
     failing lookup, or text that merely contains braces (JSON, set literals) is kept
     verbatim: a prompt should never fail because it mentions ``{braces}``.
+
+    A value longer than ``max_chars`` is cut in the middle with a marker saying so (a
+    5 MB log must not be sent whole in every request); ``(expression, length)`` of each
+    cut value is appended to ``cut``, for the caller's one warning.
     """
 
     def replace(m: re.Match[str]) -> str:
@@ -77,7 +106,7 @@ def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
         elif conv == "s":
             value = str(value)
         try:
-            return format(value, m.group("spec") or "")
+            return _capped(m.group("expr"), format(value, m.group("spec") or ""), max_chars, cut)
         except Exception:
             return whole
 

@@ -217,6 +217,14 @@ class NbMagic(Magics):
         text = rest if cell is None else "\n".join(x for x in (rest, cell) if x.strip())
         return args, text
 
+    def _interpolate(self, text: str, ns: dict[str, Any]) -> str:
+        """Fill ``{var}``; a value too large for a prompt is cut, and the user is told once."""
+        cut: list[tuple[str, int]] = []
+        filled = ma.interpolate(text, ns, cut=cut)
+        if cut:
+            _fail(ma.interpolation_warning(cut))
+        return filled
+
     def _choose_renderer(self, args: argparse.Namespace) -> Renderer:
         from nbmagic.ui.select import make_renderer, resolve
 
@@ -231,10 +239,10 @@ class NbMagic(Magics):
             out = ma.check_out_target(args.out, ns, getattr(self.shell, "user_ns_hidden", None))
             if kind == "agent":
                 request = ma.require_text(text, "request", "%%agent then, in the cell: plot monthly revenue from sales_data.csv")
-                job = _AgentJob(self.shell, args, ma.interpolate(request, ns))
+                job = _AgentJob(self.shell, args, self._interpolate(request, ns))
             else:
                 question = ma.require_text(text, "question", "%rlm --context text How many chapters mention whales?")
-                job = _RlmJob(self.shell, args, ma.interpolate(question, ns), owner=self)
+                job = _RlmJob(self.shell, args, self._interpolate(question, ns), owner=self)
             job.prepare()
             renderer = self._choose_renderer(args)
             renderer.start(job.title, engine=kind, model=job.model_label)

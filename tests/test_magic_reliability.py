@@ -106,3 +106,19 @@ def test_any_text_sent_to_a_model_is_valid_utf8(openai_server):
     model = load_model(f"openai-compat:test-model@{openai_server.url}")
     assert model.chat([{"role": "user", "content": "look at caf\udce9.csv"}]).text == "fine"
     assert "caf\\udce9.csv" in openai_server.chat_requests()[0]["messages"][0]["content"]
+
+
+def test_a_huge_interpolated_variable_is_cut_with_one_warning(shell, openai_server, capsys):
+    # before: a 5.75 MB {log_text} was sent whole in each of the run's requests, without a word
+    agent_scripts.write_sales_csv("sales.csv")
+    openai_server.set_responder(agent_scripts.respond)
+    shell.user_ns["log_text"] = "START " + "log line of the service\n" * 250_000 + " END"
+    result = shell.run_cell("%%agent --rounds 1 --dry-run\nAnalyze sales.csv given this log: {log_text}",
+                            store_history=True)
+    err = capsys.readouterr().err
+    assert isinstance(result.result, MagicResult), err
+    requests = openai_server.chat_requests()
+    assert requests and all(sum(len(m["content"]) for m in r["messages"]) < 200_000 for r in requests)
+    sent = " ".join(m["content"] for m in requests[0]["messages"])
+    assert "START" in sent and "END" in sent and "characters cut here" in sent  # head, tail and the marker
+    assert err.count("too large for a prompt") == 1 and "%rlm --context log_text" in err

@@ -74,6 +74,16 @@ def test_split_options(line, options, rest):
     assert split_options(line, _parser()) == (options, rest)
 
 
+def test_interpolation_caps_a_huge_value_and_reports_it():
+    cut: list = []
+    ns = {"big": "A" * 50_000 + "B" * 50_000, "small": "ok"}
+    out = interpolate("{small} then {big}", ns, max_chars=1000, cut=cut)
+    assert out.startswith("ok then " + "A" * 500) and out.endswith("B" * 500)
+    assert "({big}: 99,000 of 100,000 characters cut here" in out and len(out) < 1200
+    assert cut == [("big", 100_000)]
+    assert interpolate("{small}", ns, max_chars=1000, cut=cut) == "ok" and len(cut) == 1
+
+
 def test_parse_options_splits_as_a_shell_does():
     p = _parser()
     p.add_argument("-o", "--output")
