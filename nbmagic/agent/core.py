@@ -49,6 +49,10 @@ from nbmagic.llm.base import ChatModel, Usage
 ConfirmFn = Callable[[str], bool]
 
 
+#: where the old values of user variables that generated cells rebound are kept (a dict)
+SAVED_NAME = "_nbmagic_saved"
+
+
 @dataclass
 class AgentResult:
     """What a run produced. ``cells`` are nbformat v4 cells, outputs included."""
@@ -62,6 +66,8 @@ class AgentResult:
     failed_steps: list[int] = field(default_factory=list)  # 1-based
     skipped_steps: list[int] = field(default_factory=list)  # declined in confirm mode
     rebound: list[str] = field(default_factory=list)  # user variables given new values
+    #: their values before the run, kept reachable (also in the namespace's ``_nbmagic_saved``)
+    replaced: dict[str, Any] = field(default_factory=dict)
     new_variables: list[str] = field(default_factory=list)
     files_written: list[str] = field(default_factory=list)
     interrupted: bool = False
@@ -225,6 +231,7 @@ class _Run:
         self.cells: list[Any] = []
         self.done: list[str] = []
         self.rebound: list[str] = []
+        self.replaced: dict[str, Any] = {}
         self.exec_count = 0
         self.mode = "none"
         self.model_label = ""
@@ -339,7 +346,8 @@ class _Run:
                 return
             clobber = sorted(assigned_names(draft.code) & set(self.before))
             if clobber:
-                emit(self.events, Notice(f"Step {step.index + 1} rebinds your variable(s): {', '.join(clobber)}.",
+                emit(self.events, Notice(f"Step {step.index + 1} rebinds your variable(s): {', '.join(clobber)} "
+                                         f"(the old values stay in {SAVED_NAME}).",
                                          level="warning"))
             last_run = self.executor.run(draft.code, a.cell_timeout)
             self._protect_user_variables(step)
@@ -410,6 +418,16 @@ class _Run:
                                          level="warning"))
             elif self.ns[name] is not value and name not in self.rebound:
                 self.rebound.append(name)
+                self._keep_replaced(name, value)
+
+    def _keep_replaced(self, name: str, old: Any) -> None:
+        """A rebound user variable's old value stays reachable: ``_nbmagic_saved[name]`` in the
+        namespace and ``AgentResult.replaced``; nothing the user made is lost without consent."""
+        saved = self.ns.get(SAVED_NAME)
+        if not isinstance(saved, dict):
+            saved = self.ns[SAVED_NAME] = {}
+        saved[name] = old
+        self.replaced[name] = old
 
     # -- cells ---------------------------------------------------------------------------------
 
@@ -457,6 +475,7 @@ class _Run:
             failed_steps=failed,
             skipped_steps=skipped,
             rebound=list(self.rebound),
+            replaced=dict(self.replaced),
             new_variables=new_vars,
             files_written=files,
             interrupted=interrupted,
@@ -512,7 +531,8 @@ def summarize(result: AgentResult, steps: list[_Step], *, dry_run: bool = False)
     if result.new_variables:
         lines.append("New variables: " + ", ".join(result.new_variables[:20]))
     if result.rebound:
-        lines.append("Your variables given new values: " + ", ".join(result.rebound))
+        lines.append("Your variables given new values: " + ", ".join(result.rebound)
+                     + " (the old values are in " + ", ".join(f"{SAVED_NAME}[{n!r}]" for n in result.rebound) + ")")
     if result.files_written:
         lines.append("Files written: " + ", ".join(result.files_written[:20]))
     if result.sink_summary:
