@@ -164,6 +164,7 @@ class RLM:
         memory_limit_mb: int | None = 4096,
         temperature: float | None = None,
         sub_max_tokens: int | None = None,
+        root_max_tokens: int | None = None,
         recursive: bool = True,
         tools: Any = None,
         max_errors: int | None = None,
@@ -200,6 +201,7 @@ class RLM:
         self.memory_limit_mb = _limit("memory_limit_mb", memory_limit_mb, minimum=0)
         self.temperature = temperature
         self.sub_max_tokens = _limit("sub_max_tokens", sub_max_tokens)
+        self.root_max_tokens = _limit("root_max_tokens", root_max_tokens)
         if not isinstance(recursive, bool):
             raise ConfigError(f"recursive must be True or False, got {recursive!r}.")
         self.recursive = recursive
@@ -673,7 +675,7 @@ class RLMRun:
             )
 
     def _root_call(self, messages: list[dict[str, str]]) -> str:
-        res = self.root.chat(messages, temperature=self.rlm.temperature)
+        res = self.root.chat(messages, temperature=self.rlm.temperature, max_tokens=self.rlm.root_max_tokens)
         self.budget.record(self.root.name, res.usage)
         self.last_prompt_tokens = res.usage.prompt_tokens + res.usage.completion_tokens
         emit(
