@@ -105,6 +105,7 @@ class NbMagic(Magics):
     @argument("--confirm", action="store_true", help="ask before running each generated cell")
     @argument("--max-fixes", type=int, default=None, help="attempts to fix a failing cell (default 3)")
     @argument("--timeout", type=float, default=None, help="seconds one generated cell may run (default 120)")
+    @argument("--kernel", choices=("here", "new"), default=None, help="where the cells run: this kernel (default) or a fresh one, for code you do not trust")
     @argument("--out", default=None, metavar="VAR", help="also store the result object in variable VAR")
     @argument("--ui", choices=RENDERERS, default=None, help="progress display (default: auto)")
     @line_cell_magic
@@ -315,6 +316,8 @@ class _AgentJob:
         # the agent first: a refused option must not leave an empty --output notebook behind
         agent = NotebookAgent(**self.kwargs, confirm=confirm, on_event=renderer)
         sink = choose_sink(self.shell, self.args.output, force=self.args.force)
+        if getattr(self.args, "kernel", None) == "new":
+            return _in_new_kernel(agent, self.request, self.shell, sink)
         return agent.run(self.request, namespace=self.shell.user_ns, shell=self.shell, sink=sink)  # it closes the sink
 
 
@@ -359,6 +362,25 @@ class _RlmJob:
             session = self.owner.rlm_session = rlm.session()
         session.rlm = rlm
         return session.query(self.question, context=context, schema=self.args.schema)
+
+
+def _in_new_kernel(agent: Any, request: str, shell: Any, sink: Any) -> Any:
+    """``--kernel new``: the cells run in a fresh kernel in this folder, shut down after the run."""
+    import os
+
+    from nbmagic.agent.kernel_executor import KernelExecutor
+
+    executor = KernelExecutor(cwd=os.getcwd())
+    try:
+        executor.start()
+    except NbmagicError:
+        if hasattr(sink, "abort"):
+            sink.abort()  # no run: no empty notebook left behind
+        raise
+    try:
+        return agent.run(request, namespace=executor, shell=shell, sink=sink)  # it closes the sink
+    finally:
+        executor.close()
 
 
 def _store(ns: dict[str, Any], name: str, result: MagicResult) -> bool:

@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-on-failure", action="store_true", help="stop at the first step that cannot be fixed")
     p.add_argument("--force", action="store_true", help="overwrite the output notebook if it exists")
     p.add_argument("--verify", action="store_true", help="run the written notebook in a fresh kernel")
+    p.add_argument("--kernel", choices=("here", "new"), default="here",
+                   help="where the cells run: this process (default) or a fresh Jupyter kernel")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
 
 
@@ -73,7 +75,13 @@ def run(args: argparse.Namespace) -> int:
     sink = FileSink(out, force=args.force, base_dir=os.getcwd())
     namespace: dict[str, object] = {"__name__": "__main__"}
     try:
-        result = agent.run(args.request, namespace, sink=sink, base_dir=os.getcwd())
+        if getattr(args, "kernel", "here") == "new":
+            from nbmagic.agent.kernel_executor import KernelExecutor
+
+            with KernelExecutor(cwd=os.getcwd()) as executor:
+                result = agent.run(args.request, executor, sink=sink, base_dir=os.getcwd())
+        else:
+            result = agent.run(args.request, namespace, sink=sink, base_dir=os.getcwd())
     except RunInterrupted as exc:
         partial = exc.partial
         print(partial.summary if partial is not None else exc.message)

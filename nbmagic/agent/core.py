@@ -200,7 +200,12 @@ class NotebookAgent:
         sink: Any = None,
         base_dir: str | os.PathLike[str] | None = None,
     ) -> AgentResult:
-        """Carry out ``request`` in ``namespace`` (the shell's by default); see the class docs."""
+        """Carry out ``request`` in ``namespace`` (the shell's by default); see the class docs.
+
+        ``namespace`` may also be an executor (``run(code, timeout) -> ExecResult`` and a
+        ``namespace``), e.g. :class:`~nbmagic.agent.kernel_executor.KernelExecutor` to run the
+        cells in a fresh kernel.
+        """
         if not isinstance(request, str) or not request.strip():
             raise ConfigError("The agent needs a request: say in plain words what the notebook should do.")
         return _Run(self, request.strip(), namespace, shell, sink, base_dir).go()
@@ -218,8 +223,10 @@ class _Run:
         self.shell = shell
         self.sink = sink
         self.base = Path(base_dir or os.getcwd()).resolve()
-        if shell is not None and (namespace is None or namespace is shell.user_ns):
-            self.executor: Any = ShellExecutor(shell)
+        if hasattr(namespace, "run") and hasattr(namespace, "namespace"):
+            self.executor: Any = namespace  # an executor of its own (KernelExecutor: --kernel new)
+        elif shell is not None and (namespace is None or namespace is shell.user_ns):
+            self.executor = ShellExecutor(shell)
         else:
             self.executor = NamespaceExecutor(namespace if namespace is not None else {},
                                               cwd=base_dir if base_dir is not None else None)
