@@ -122,3 +122,20 @@ def test_a_huge_interpolated_variable_is_cut_with_one_warning(shell, openai_serv
     sent = " ".join(m["content"] for m in requests[0]["messages"])
     assert "START" in sent and "END" in sent and "characters cut here" in sent  # head, tail and the marker
     assert err.count("too large for a prompt") == 1 and "%rlm --context log_text" in err
+
+
+def test_rlm_timeout_with_the_kernel_repl_holds_against_a_bare_except(shell, openai_server, capsys):
+    # before: `%rlm --timeout 3` with the kernel REPL took 20.7 s on this code
+    import time
+
+    from nbmagic.testing.rlm_scripts import ScriptedRoot, code
+
+    swallow = "import time\nfor i in range(40):\n    try:\n        time.sleep(0.5)\n    except:\n        pass\nsubmit(i)"
+    openai_server.set_responder(ScriptedRoot([code(swallow)]))
+    shell.user_ns["t"] = "some text"
+    t0 = time.monotonic()
+    shell.run_cell("%rlm --repl kernel --timeout 3 -c t count it", store_history=True)
+    took = time.monotonic() - t0
+    err = capsys.readouterr().err
+    assert took < 8, err  # the limit plus the grace, not the 20 s the code wanted
+    assert "ran out of time" in err or "timed out" in err or "TimeoutError" in err, err

@@ -130,6 +130,24 @@ def test_a_process_exit_is_refused_in_the_kernel_repl() -> None:
     assert os._exit.__module__ == "posix"  # put back after the turn
 
 
+def test_ctrl_c_ends_a_turn_that_swallows_it_in_the_kernel_repl() -> None:
+    import signal
+    import threading
+
+    env = KernelEnvironment({})
+    env.start({}, HELPERS)
+    timer = threading.Timer(0.4, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(env, "import time\nwhile True:\n    try:\n        time.sleep(0.1)\n    except:\n        pass",
+                timeout=60)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - t0 < 5
+
+
 def test_turn_limit_holds_while_a_helper_is_slow(env: Any) -> None:
     run(env, "kept_too = 1")
     res = run(env, "slow_helper(1.5)", timeout=0.4)
