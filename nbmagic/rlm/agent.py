@@ -55,7 +55,7 @@ from nbmagic.events import (
     emit,
 )
 from nbmagic.llm.base import ChatModel, Usage
-from nbmagic.rlm import prompts
+from nbmagic.rlm import native, prompts
 from nbmagic.rlm.context import resolve_contexts, summarize_all
 from nbmagic.rlm.execution import outer_streams, truncate
 from nbmagic.rlm.pricing import check_prices, price_for
@@ -172,6 +172,7 @@ class RLM:
         prices: Mapping[str, tuple[float, float]] | None = None,
         context_window: int | None = None,
         compact_threshold: float = 0.8,
+        native_tools: bool = True,
     ) -> None:
         from nbmagic.config import settings
 
@@ -215,6 +216,9 @@ class RLM:
         ):
             raise ConfigError(f"compact_threshold must be a fraction in (0, 1], got {compact_threshold!r}.")
         self.compact_threshold = float(compact_threshold)
+        if not isinstance(native_tools, bool):
+            raise ConfigError(f"native_tools must be True or False, got {native_tools!r}.")
+        self.native_tools = native_tools
 
     # -- models, loaded on first use --
 
@@ -380,7 +384,9 @@ class RLMRun:
                 **({"memory_limit_mb": rlm.memory_limit_mb} if kind == "subprocess" else {}),
             )
         self.writer = TrajectoryWriter(rlm.trajectory_path) if (rlm.trajectory_path and self.top) else None
-        self.messages: list[dict[str, str]] = []
+        self.messages: list[dict[str, Any]] = []
+        # the REPL as a function tool: None = offered, not yet tried; True = works; False = fenced code
+        self.native: bool | None = None if (rlm.native_tools and native.can_offer(self.root)) else False
 
     # -- public --
 
@@ -462,18 +468,7 @@ class RLMRun:
             self.env.start(self.contexts, self.toolbox.helpers())
         summary = summarize_all(contexts)
         self.messages = [
-            {"role": "system", "content": prompts.system_prompt(
-                max_iterations=rlm.max_iterations,
-                max_llm_calls=rlm.max_llm_calls,
-                max_output_chars=rlm.max_output_chars,
-                max_concurrency=rlm.max_concurrency,
-                depth=self.depth,
-                max_depth=rlm.max_depth,
-                schema=self.schema,
-                turn_timeout=rlm.turn_timeout,
-                recursive=rlm.recursive,
-                tools=[describe_tool(n, f) for n, f in rlm.tools.items()],
-            )},
+            {"role": "system", "content": self._system_prompt()},
             {"role": "user", "content": prompts.first_message(self.question, summary, earlier)},
         ]
         if self.top:
@@ -501,6 +496,22 @@ class RLMRun:
                 schema=dict(self.schema) if self.schema else None,
                 session_query=self.session.runs + 1 if self.session is not None else None,
             )
+
+    def _system_prompt(self) -> str:
+        rlm = self.rlm
+        return prompts.system_prompt(
+            max_iterations=rlm.max_iterations,
+            max_llm_calls=rlm.max_llm_calls,
+            max_output_chars=rlm.max_output_chars,
+            max_concurrency=rlm.max_concurrency,
+            depth=self.depth,
+            max_depth=rlm.max_depth,
+            schema=self.schema,
+            turn_timeout=rlm.turn_timeout,
+            recursive=rlm.recursive,
+            tools=[describe_tool(n, f) for n, f in rlm.tools.items()],
+            native=self.native is not False,
+        )
 
     def _conclude(self, answer: Any) -> RLMResult:
         """The run's end: typed answer, flags, export, events; the REPL closes unless a session keeps it."""
@@ -560,9 +571,9 @@ class RLMRun:
         self._check_budget()
         self._maybe_compact()
         m0 = time.monotonic()
-        reply = self._root_call(self.messages)
+        reply, calls = self._ask()
         model_seconds = time.monotonic() - m0
-        code = extract_code(reply)
+        code = "\n\n".join(c for _, c in calls if c.strip()) or extract_code(reply)
         self.iterations = i = self.iterations + 1
         if not code:
             feedback = prompts.EMPTY_REPLY if not reply.strip() else prompts.NO_CODE
@@ -592,7 +603,7 @@ class RLMRun:
                             "restarted": out.restarted, "notes": out.notes, "sub_calls": toolbox.take_records(),
                             "model_seconds": round(model_seconds, 4), "exec_seconds": round(out.seconds, 4),
                             "root_tokens": self.last_prompt_tokens, "calls_left": self.budget.calls_left,
-                            "submitted": toolbox.submitted})
+                            "protocol": "tool" if calls else "fenced", "submitted": toolbox.submitted})
         emit(rlm.on_event, RlmIteration(i=i, code=record["code"], output=output,
                                         seconds=model_seconds + out.seconds, depth=self.depth))
         if out.error is None:
@@ -600,11 +611,12 @@ class RLMRun:
         if toolbox.submitted:
             self._conclude(toolbox.answer)
             return record
-        self.messages += [
-            {"role": "assistant", "content": reply},
-            {"role": "user", "content": prompts.turn_feedback(
-                i, rlm.max_iterations, output, out.notes, self.budget.calls_left if rlm.recursive else None)},
-        ]
+        assistant: dict[str, Any] = {"role": "assistant", "content": reply}
+        feedback: dict[str, Any] = {"role": "user", "content": prompts.turn_feedback(
+            i, rlm.max_iterations, output, out.notes, self.budget.calls_left if rlm.recursive else None)}
+        if calls:  # answered as the tool's result (see nbmagic.rlm.native)
+            assistant["_calls"], feedback["_results"] = calls, [cid for cid, _ in calls]
+        self.messages += [assistant, feedback]
         self._count_failure(failed=out.error is not None, why=f"the code raised {out.error}")
         return record
 
@@ -674,20 +686,45 @@ class RLMRun:
                 partial=self._result(False, self.toolbox.answer),
             )
 
-    def _root_call(self, messages: list[dict[str, str]]) -> str:
-        res = self.root.chat(messages, temperature=self.rlm.temperature, max_tokens=self.rlm.root_max_tokens)
-        self.budget.record(self.root.name, res.usage)
-        self.last_prompt_tokens = res.usage.prompt_tokens + res.usage.completion_tokens
+    def _ask(self) -> tuple[str, list[tuple[str, str]]]:
+        """One turn's root call: ``(reply text, [(call id, code)])``; the tool first where offered."""
+        if self.native is not False:
+            try:
+                r = native.chat(self.root, self.messages, temperature=self.rlm.temperature,
+                                max_tokens=self.rlm.root_max_tokens)
+            except Exception as exc:  # refused (no function calling) or failed: fenced code from now on
+                why = redact(str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+                first = self.native is None
+                self.native = False
+                self.messages[0]["content"] = self._system_prompt()  # no tool mentioned any more
+                if first:
+                    emit(self.rlm.on_event, Notice(
+                        message=f"{self.root.name}: no native tool calls ({why}); using ```python blocks."))
+            else:
+                self.native = True
+                self._account(r.usage, r.seconds)
+                return r.text, r.calls
+        return self._root_call(self.messages), []
+
+    def _account(self, usage: Usage, seconds: float) -> None:
+        self.budget.record(self.root.name, usage)
+        self.last_prompt_tokens = usage.prompt_tokens + usage.completion_tokens
         emit(
             self.rlm.on_event,
             ModelCall(
                 model=self.root.name,
-                prompt_tokens=res.usage.prompt_tokens,
-                completion_tokens=res.usage.completion_tokens,
-                seconds=res.seconds,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                seconds=seconds,
                 agent=f"root@{self.depth}",
             ),
         )
+
+    def _root_call(self, messages: list[dict[str, Any]]) -> str:
+        """A plain root call (fenced protocol, final step, compaction): calls rendered as code blocks."""
+        res = self.root.chat(native.as_text(messages), temperature=self.rlm.temperature,
+                             max_tokens=self.rlm.root_max_tokens)
+        self._account(res.usage, res.seconds)
         return res.text or ""
 
     # -- compaction --

@@ -39,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-depth", type=int, default=1)
     p.add_argument("--trajectory", default=None, metavar="PATH.jsonl", help="append the trajectory as JSONL")
     p.add_argument("--no-sub-calls", action="store_true", help="no llm_query/rlm_query: code alone answers")
+    p.add_argument("--fenced-code", action="store_true",
+                   help="```python blocks even where the model supports tool calls")
     p.add_argument("--max-errors", type=int, default=None, help="stop after N failing turns in a row")
     p.add_argument("--max-cost", type=float, default=None, metavar="USD",
                    help="cost budget in US dollars (needs priced models, see nbmagic.rlm.pricing)")
@@ -142,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         recursive=not args.no_sub_calls,
         max_errors=args.max_errors,
         max_cost_usd=args.max_cost,
+        native_tools=not args.fenced_code,
     )
     with log if log is not None else contextlib.nullcontext():
         result = rlm.query(args.question, context=contexts, schema=_schema(args.schema))

@@ -28,6 +28,7 @@ def system_prompt(
     turn_timeout: float | None,
     recursive: bool = True,
     tools: Sequence[str] = (),
+    native: bool = False,
 ) -> str:
     calls = "unlimited" if max_llm_calls is None else str(max_llm_calls)
     child = (
@@ -43,6 +44,12 @@ def system_prompt(
         else "submit(answer) takes any value: a string, a number, a list, a dict."
     )
     limit = f" Each turn may run at most {turn_timeout:g} s." if turn_timeout else ""
+    call = (
+        "\nYou can also run code by calling the run_python_code tool with the code as its argument; "
+        "it runs in the same REPL, and its output comes back as the tool's result."
+        if native
+        else ""
+    )
     user_tools = "".join(f"\n- {t}" for t in tools)
     if tools:
         user_tools = "\nTools the user gave you (plain functions in the REPL; call them from code):" + user_tools
@@ -54,7 +61,7 @@ the REPL runs your code and shows you what it prints. Output longer than {max_ou
 characters is cut in the middle, so print summaries, counts and small slices, never whole contexts.
 
 Reply with your reasoning and one or more ```python code blocks. All blocks of a reply run in order; \
-variables, imports and functions persist between turns. The value of a final bare expression is shown.
+variables, imports and functions persist between turns. The value of a final bare expression is shown.{call}
 
 There are no sub-models in this run: compute the answer with code alone.
 Helper in the REPL (it cannot be reassigned):
@@ -70,7 +77,7 @@ the REPL runs your code and shows you what it prints. Output longer than {max_ou
 characters is cut in the middle, so print summaries, counts and small slices, never whole contexts.
 
 Reply with your reasoning and one or more ```python code blocks. All blocks of a reply run in order; \
-variables, imports and functions persist between turns. The value of a final bare expression is shown.
+variables, imports and functions persist between turns. The value of a final bare expression is shown.{call}
 
 Helpers in the REPL (they cannot be reassigned):
 - llm_query(prompt: str) -> str: ask a sub-model (it reads about 100k characters well); use it for \

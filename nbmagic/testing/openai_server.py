@@ -40,6 +40,8 @@ class Reply:
     error_message: str = "injected failure"
     headers: dict[str, str] = field(default_factory=dict)
     finish_reason: str = "stop"
+    #: function calls to return (non-streaming): [{"name": ..., "arguments": "<json>"}, ...]
+    tool_calls: list[dict[str, str]] | None = None
 
 
 Responder = Callable[[dict[str, Any]], "str | Reply"]
@@ -73,6 +75,7 @@ class OpenAICompatServer:
         latency: float = 0.0,
         api_key: str | None = None,
         reject_stream_options: bool = False,
+        reject_tools: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -81,6 +84,8 @@ class OpenAICompatServer:
         self.api_key = api_key
         #: answer 400 to requests carrying ``stream_options`` (like older vLLM / LM Studio)
         self.reject_stream_options = reject_stream_options
+        #: answer 400 to requests carrying ``tools`` (a server or model without function calling)
+        self.reject_tools = reject_tools
         self.requests: list[dict[str, Any]] = []
         self._queue: deque[Reply | str] = deque()
         self._responder: Responder = _echo
@@ -241,6 +246,8 @@ class OpenAICompatServer:
                     return self._error(404, f"The model `{body.get('model')}` does not exist.")
                 if server.reject_stream_options and "stream_options" in body:
                     return self._error(400, "Unrecognized request argument supplied: stream_options")
+                if server.reject_tools and body.get("tools"):
+                    return self._error(400, "This model does not support tools")
                 with server._lock:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
@@ -278,6 +285,15 @@ class OpenAICompatServer:
                 cid = "chatcmpl-" + uuid.uuid4().hex[:12]
                 if body.get("stream"):
                     return self._stream(body, reply, text, finish, usage, cid)
+                message: dict[str, Any] = {"role": "assistant", "content": text}
+                if reply.tool_calls:
+                    message["content"] = text or None
+                    message["tool_calls"] = [
+                        {"id": f"call_{i}_{uuid.uuid4().hex[:8]}", "type": "function",
+                         "function": {"name": c["name"], "arguments": c["arguments"]}}
+                        for i, c in enumerate(reply.tool_calls)
+                    ]
+                    finish = "tool_calls"
                 self._send_json(
                     200,
                     {
@@ -285,9 +301,7 @@ class OpenAICompatServer:
                         "object": "chat.completion",
                         "created": int(time.time()),
                         "model": body["model"],
-                        "choices": [
-                            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
-                        ],
+                        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
                         "usage": usage,
                     },
                     reply.headers,

@@ -48,6 +48,13 @@ def code(src: str, text: str = "Let me run this.") -> str:
     return f"{text}\n```python\n{src.strip()}\n```"
 
 
+def tool_code(src: str, text: str = "") -> Reply:
+    """A reply that runs ``src`` through a native ``run_python_code`` tool call."""
+    import json
+
+    return Reply(text=text, tool_calls=[{"name": "run_python_code", "arguments": json.dumps({"code": src.strip()})}])
+
+
 def echo_sub(prompt: str) -> str:
     return "sub: " + prompt
 

@@ -152,3 +152,13 @@ def test_cli_flags_prose_no_sub_calls_and_schema(openai_server: OpenAICompatServ
     assert json.loads(capsys.readouterr().out) == {"n": 0}
     with pytest.raises(ConfigError, match="question is empty"):
         _cli(["--model", spec])
+
+
+def test_fenced_code_switch_in_the_magic(shell: Any, openai_server: OpenAICompatServer) -> None:
+    openai_server.set_responder(ScriptedRoot([code("submit(len(context))")]))
+    shell.user_ns["text"] = "abc"
+    assert run(shell, "%rlm --context text q").result.answer == 3
+    assert "tools" in openai_server.chat_requests()[0]
+    openai_server.reset()
+    assert run(shell, "%rlm --context text --fenced-code q").result.answer == 3
+    assert all("tools" not in b for b in openai_server.chat_requests())

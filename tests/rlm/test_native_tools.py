@@ -1,0 +1,86 @@
+"""Native tool calls: the REPL as one `run_python_code` tool where the server supports it, fenced code otherwise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nbmagic.events import EventRecorder, Notice
+from nbmagic.llm.specs import load_model
+from nbmagic.rlm.agent import RLM
+from nbmagic.rlm.native import can_offer
+from nbmagic.testing.openai_server import OpenAICompatServer, Reply
+from nbmagic.testing.rlm_scripts import ScriptedRoot, code, tool_code
+
+
+def test_code_runs_from_tool_calls_and_results_go_back_as_tool_messages(
+    openai_server: OpenAICompatServer, models: Any
+) -> None:
+    root, sub = models
+    script = ScriptedRoot([tool_code("x = len(context)\nprint(x)", "Counting."), tool_code("submit(x * 2)")])
+    openai_server.set_responder(script)
+    res = RLM(root, sub_model=sub).query("q", context="abcd")
+    assert res.answer == 8 and res.computed
+    assert [t["protocol"] for t in res.trajectory] == ["tool", "tool"]
+    assert res.trajectory[0]["code"] == "x = len(context)\nprint(x)" and res.trajectory[0]["output"] == "4\n"
+    first, second = script.root_requests
+    assert first["tools"][0]["function"]["name"] == "run_python_code" and first["tool_choice"] == "auto"
+    assert "run_python_code tool" in first["messages"][0]["content"]
+    call, result = second["messages"][2], second["messages"][3]
+    assert call["role"] == "assistant" and call["content"] == "Counting."
+    assert call["tool_calls"][0]["function"]["arguments"] == '{"code": "x = len(context)\\nprint(x)"}'
+    assert result["role"] == "tool" and result["tool_call_id"] == call["tool_calls"][0]["id"]
+    assert "REPL output of turn 1/20" in result["content"] and "4" in result["content"]
+
+
+def test_fenced_code_still_works_when_tools_are_offered(openai_server: OpenAICompatServer, models: Any) -> None:
+    root, sub = models
+    script = ScriptedRoot([code("y = 3"), tool_code("submit(y)")])
+    openai_server.set_responder(script)
+    res = RLM(root, sub_model=sub).query("q")
+    assert res.answer == 3 and [t["protocol"] for t in res.trajectory] == ["fenced", "tool"]
+
+
+def test_a_server_without_function_calling_falls_back_to_fenced_code() -> None:
+    with OpenAICompatServer(models=["test-model"], reject_tools=True) as srv:
+        root = load_model(f"openai-compat:test-model@{srv.url}", max_retries=0)
+        script = ScriptedRoot([code("z = 5"), code("submit(z + 1)")])
+        srv.set_responder(script)
+        rec = EventRecorder()
+        res = RLM(root, on_event=rec).query("q")
+        assert res.answer == 6
+        bodies = srv.chat_requests()
+        assert "tools" in bodies[0] and all("tools" not in b for b in bodies[1:])  # tried once, then never
+        assert "run_python_code" not in bodies[1]["messages"][0]["content"]
+        assert any("no native tool calls" in n.message and "```python" in n.message for n in rec.of(Notice))
+        assert res.usage["test-model"].calls == 2  # the refused try is not a model call
+        root.close()
+
+
+def test_fallback_mid_run_keeps_earlier_calls_as_code_blocks(openai_server: OpenAICompatServer, models: Any) -> None:
+    root, sub = models
+    seen: list[dict[str, Any]] = []
+
+    def respond(request: dict[str, Any]) -> str | Reply:
+        seen.append(request)
+        return tool_code("w = 7") if len(seen) == 1 else code("submit(w)")
+
+    openai_server.set_responder(respond)
+    run = RLM(root, sub_model=sub).start("q")
+    run.step()
+    openai_server.reject_tools = True  # the server stops accepting tools (a model swap behind a proxy, say)
+    run.step()
+    assert run.result is not None and run.result.answer == 7
+    text_turn = seen[-1]["messages"][2]
+    assert text_turn["role"] == "assistant" and "```python\nw = 7\n```" in text_turn["content"]
+    assert all(m["role"] != "tool" for m in seen[-1]["messages"])
+
+
+def test_native_tools_off_and_backends_without_them(openai_server: OpenAICompatServer, models: Any,
+                                                    embedded_gguf_path: Any) -> None:
+    root, sub = models
+    openai_server.set_responder(ScriptedRoot([code("submit(1)")]))
+    assert RLM(root, sub_model=sub, native_tools=False).query("q").answer == 1
+    assert all("tools" not in b for b in openai_server.chat_requests())
+    assert can_offer(root)
+    gguf = load_model(f"gguf:{embedded_gguf_path}")  # not loaded until a call: cheap
+    assert not can_offer(gguf)
