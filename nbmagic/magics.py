@@ -27,6 +27,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Enum, Float, Int, Unicode, observe
 
 from nbmagic import magic_args as ma
+from nbmagic.agent import options as agent_options
 from nbmagic.config import _SPECS, settings
 from nbmagic.errors import NbmagicError, RunInterrupted
 from nbmagic.secrets import redact
@@ -94,17 +95,10 @@ class NbMagic(Magics):
 
     @no_var_expand
     @magic_arguments()
-    @argument("-m", "--model", default=None, help="model spec, e.g. openai:gpt-4o-mini, ollama:qwen2.5:7b, openai-compat:<model>@<url>, gguf:<path>, hf:<repo>")
-    @argument("--rounds", type=int, default=None, help="RecursiveMAS recursion rounds for planning (default 3)")
-    @argument("--latent-steps", type=int, default=None, help="latent thoughts per agent per round (default 32)")
-    @argument("--mode", choices=("latent", "text", "auto"), default=None, help="how agents talk: latent (hidden states, HF models), text, or auto")
-    @argument("--pattern", default=None, help="agent pattern: sequential | mixture | distillation | deliberation")
+    @agent_options.magic_arguments  # the options `python -m nbmagic generate` takes too
     @argument("-o", "--output", default=None, metavar="NOTEBOOK", help="write the cells to a new .ipynb instead of inserting them here")
-    @argument("--force", action="store_true", help="allow --output to overwrite an existing notebook")
-    @argument("--dry-run", action="store_true", help="plan and write the cells without running them")
     @argument("--confirm", action="store_true", help="ask before running each generated cell")
-    @argument("--max-fixes", type=int, default=None, help="attempts to fix a failing cell (default 3)")
-    @argument("--timeout", type=float, default=None, help="seconds one generated cell may run (default 120)")
+    @argument("--fix", action="store_true", help="correct the cell that last raised (also: %%agent fix)")
     @argument("--kernel", choices=("here", "new"), default=None, help="where the cells run: this kernel (default) or a fresh one, for code you do not trust")
     @argument("--out", default=None, metavar="VAR", help="also store the result object in variable VAR")
     @argument("--ui", choices=RENDERERS, default=None, help="progress display (default: auto)")
@@ -240,8 +234,10 @@ class NbMagic(Magics):
         try:
             out = ma.check_out_target(args.out, ns, getattr(self.shell, "user_ns_hidden", None))
             if kind == "agent":
-                request = ma.require_text(text, "request", "%%agent then, in the cell: plot monthly revenue from sales_data.csv")
-                job = _AgentJob(self.shell, args, self._interpolate(request, ns))
+                fix = bool(getattr(args, "fix", False)) or text.strip().lower() == "fix"
+                request = text.strip() if fix else ma.require_text(
+                    text, "request", "%%agent then, in the cell: plot monthly revenue from sales_data.csv")
+                job = _AgentJob(self.shell, args, self._interpolate(request, ns), fix=fix)
             else:
                 question = ma.require_text(text, "question", "%rlm --context text How many chapters mention whales?")
                 job = _RlmJob(self.shell, args, self._interpolate(question, ns), owner=self)
@@ -297,13 +293,13 @@ class NbMagic(Magics):
 class _AgentJob:
     """Builds the NotebookAgent and the cell sink for one ``%%agent`` run."""
 
-    def __init__(self, shell: Any, args: argparse.Namespace, request: str) -> None:
-        self.shell, self.args, self.request = shell, args, request
-        self.title = request
+    def __init__(self, shell: Any, args: argparse.Namespace, request: str, fix: bool = False) -> None:
+        self.shell, self.args, self.request, self.fix = shell, args, request, fix
+        self.title = "Fix the cell that last raised" if fix else request
         self.model_label = args.model or settings.model or ""
 
     def prepare(self) -> None:
-        self.kwargs = ma.agent_kwargs(self.args)
+        self.kwargs = {**ma.agent_kwargs(self.args), **agent_options.engine_kwargs(self.args)}
         if self.args.output and not str(self.args.output).endswith(".ipynb"):
             from nbmagic.errors import ConfigError
 
@@ -317,6 +313,9 @@ class _AgentJob:
         # the agent first: a refused option must not leave an empty --output notebook behind
         agent = NotebookAgent(**self.kwargs, confirm=confirm, on_event=renderer)
         sink = choose_sink(self.shell, self.args.output, force=self.args.force)
+        if self.fix:
+            note = "" if self.request.lower() == "fix" else self.request
+            return agent.fix_last_error(self.shell.user_ns, shell=self.shell, sink=sink, note=note)
         if getattr(self.args, "kernel", None) == "new":
             return _in_new_kernel(agent, self.request, self.shell, sink)
         return agent.run(self.request, namespace=self.shell.user_ns, shell=self.shell, sink=sink)  # it closes the sink

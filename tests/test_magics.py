@@ -232,7 +232,8 @@ def test_agent_cell_magic_writes_cells_and_runs_them(shell, openai_server, capsy
     res = result.result
     assert isinstance(res, MagicResult) and res.status == "done", out
     assert shell.user_ns["res"] is res  # (`_` after a run is checked in the rlm test and in the kernel)
-    assert len(res.cells) == 6 and [c["cell_type"] for c in res.cells[:2]] == ["markdown", "code"]
+    assert len(res.cells) == 7 and [c["cell_type"] for c in res.cells[:2]] == ["markdown", "code"]
+    assert res.cells[-1]["source"].startswith("### Answer\n\nThe top 5 products by revenue are ")
     assert res.plan[1] == "Compute the top 5 products by revenue"
     assert Path("analysis.ipynb").exists() and "written to" in res.message
     assert list(shell.user_ns["top_products"].index)[:1]  # the cells ran in the user's namespace

@@ -16,20 +16,11 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from nbmagic.agent.options import add_to_parser
+
     p.add_argument("request", help="what the notebook should do, in plain words")
     p.add_argument("-o", "--output", required=True, help="notebook file to write (.ipynb)")
-    p.add_argument("--model", default=None, help="model spec (default: NBMAGIC_MODEL, then OPENAI_API_KEY, Ollama, a small HF model)")
-    p.add_argument("--planner", choices=("mas", "single", "none"), default="mas",
-                   help="mas: RecursiveMAS plans (default); single: one agent, one round; none: no plan")
-    p.add_argument("--rounds", type=int, default=None, help="RecursiveMAS rounds for planning")
-    p.add_argument("--latent-steps", type=int, default=None, help="latent thoughts per agent per round")
-    p.add_argument("--mode", choices=("auto", "latent", "text"), default=None, help="RecursiveMAS mode")
-    p.add_argument("--pattern", default=None, help="RecursiveMAS pattern (sequential, mixture, ...)")
-    p.add_argument("--max-fixes", type=int, default=None, help="attempts to fix a failing cell (default 3)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds one cell may run (default 120)")
-    p.add_argument("--dry-run", action="store_true", help="plan and write code, run nothing")
-    p.add_argument("--stop-on-failure", action="store_true", help="stop at the first step that cannot be fixed")
-    p.add_argument("--force", action="store_true", help="overwrite the output notebook if it exists")
+    add_to_parser(p)  # the options %%agent takes too, defined once
     p.add_argument("--verify", action="store_true", help="run the written notebook in a fresh kernel")
     p.add_argument("--kernel", choices=("here", "new"), default="here",
                    help="where the cells run: this process (default) or a fresh Jupyter kernel")
@@ -50,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")  # figures become PNG outputs, no windows
 
     from nbmagic.agent.core import NotebookAgent
+    from nbmagic.agent.options import engine_kwargs
 
     mas_options = {k: v for k, v in {"rounds": args.rounds, "latent_steps": args.latent_steps,
                                      "mode": args.mode, "pattern": args.pattern}.items() if v is not None}
@@ -60,13 +52,12 @@ def run(args: argparse.Namespace) -> int:
         on_event = PlainLog(sys.stderr)
     agent = NotebookAgent(
         args.model,
-        planner=args.planner,
         mas_options=mas_options,
         max_fixes=args.max_fixes if args.max_fixes is not None else settings.max_fixes,
         cell_timeout=args.timeout if args.timeout is not None else settings.cell_timeout,
         dry_run=args.dry_run,
-        stop_on_failure=args.stop_on_failure,
         on_event=on_event,
+        **engine_kwargs(args),
     )
     agent.model  # noqa: B018 - load now: a missing model is one clear message, before any file exists
 

@@ -111,3 +111,111 @@ def _looks_like_code(text: str) -> bool:
         return False
     return any(not isinstance(node, ast.Expr) or not isinstance(getattr(node, "value", None), ast.Name)
                for node in tree.body) and ("\n" in text.strip() or "(" in text or "=" in text)
+
+
+# --- checks on a drafted cell ----------------------------------------------------------------
+
+
+def has_statement(code: str) -> bool:
+    """Does the cell *do* anything? Comments, ``pass``, ``...`` and bare strings do not.
+
+    Small models often answer with the prompt's own placeholder (``# code for this
+    step only``); such a cell "runs" without error but finishes nothing, so it
+    must count as a failed attempt, not as a finished step.
+    """
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return bool(code.strip())  # let it run: the SyntaxError is feedback for the fix
+
+    def idle(node: ast.stmt) -> bool:
+        if isinstance(node, ast.Pass):
+            return True
+        return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and (
+            node.value.value is Ellipsis or isinstance(node.value.value, str))
+
+    return any(not idle(node) for node in tree.body)
+
+
+#: conventional aliases a notebook uses without thinking, and the import that defines each
+STANDARD_IMPORTS: dict[str, str] = {
+    "pd": "import pandas as pd",
+    "np": "import numpy as np",
+    "plt": "import matplotlib.pyplot as plt",
+    "sns": "import seaborn as sns",
+    "mpl": "import matplotlib as mpl",
+    "sp": "import scipy as sp",
+    "stats": "from scipy import stats",
+    "px": "import plotly.express as px",
+    "go": "import plotly.graph_objects as go",
+    "tf": "import tensorflow as tf",
+    "torch": "import torch",
+    "math": "import math",
+    "os": "import os",
+    "re": "import re",
+    "json": "import json",
+    "datetime": "import datetime",
+    "random": "import random",
+    "statistics": "import statistics",
+    "Path": "from pathlib import Path",
+    "Counter": "from collections import Counter",
+    "defaultdict": "from collections import defaultdict",
+}
+
+
+def missing_imports(code: str, defined: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Import lines for standard aliases the cell uses but neither imports nor finds defined.
+
+    ``defined`` holds the names that already exist where the cell will run (the
+    kernel's namespace). Only names from :data:`STANDARD_IMPORTS` are added: a
+    guess at anything else would hide a real mistake.
+    """
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    bound: set[str] = set()
+    used: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load):
+                used.append(node.id)
+            else:
+                bound.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+    lines: list[str] = []
+    for name in dict.fromkeys(used):
+        if name in STANDARD_IMPORTS and name not in bound and name not in defined:
+            lines.append(STANDARD_IMPORTS[name])
+    return lines
+
+
+def add_missing_imports(code: str, defined: set[str] | frozenset[str] = frozenset()) -> tuple[str, list[str]]:
+    """The cell with its missing standard imports put on top (visible to the user), and those lines."""
+    lines = missing_imports(code, defined)
+    if not lines:
+        return code, []
+    return "\n".join(lines) + "\n\n" + code, lines
+
+
+#: import name -> the PyPI distribution that provides it, where the two differ
+PIP_NAMES: dict[str, str] = {
+    "sklearn": "scikit-learn", "cv2": "opencv-python", "PIL": "pillow", "yaml": "pyyaml",
+    "bs4": "beautifulsoup4", "skimage": "scikit-image", "dateutil": "python-dateutil",
+    "Bio": "biopython", "docx": "python-docx", "pptx": "python-pptx", "dotenv": "python-dotenv",
+}
+
+_PKG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def pip_package(missing_module: str) -> str | None:
+    """The package to ``pip install`` for a ``ModuleNotFoundError`` name (None if it is not a plain name)."""
+    top = (missing_module or "").split(".")[0].strip()
+    if not _PKG_NAME.match(top):
+        return None
+    return PIP_NAMES.get(top, top)

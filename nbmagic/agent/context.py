@@ -236,11 +236,43 @@ def describe_file(path: Path, base_dir: Path, limits: ContextLimits) -> str:
         rows = list(csv.reader(lines[: limits.file_rows + 1], delimiter=delim))
         n_lines = _count_lines(path) if size < 50_000_000 else None
         body = "\n".join(",".join(c[:40] for c in row) for row in rows)
-        total = f"{n_lines - 1} data rows" if n_lines else f"{size} bytes"
-        header = f"{shown}: CSV, {total}; columns: {', '.join(rows[0]) if rows else '(empty)'}"
-        return _cap(f"{header}\nfirst rows:\n{body}", limits.file_chars)
+        total = f"{n_lines - 1} data rows, " if n_lines else ""
+        header = f"{shown}: CSV, {total}{_size(size)}; columns: {', '.join(rows[0]) if rows else '(empty)'}"
+        shape = _table_shape(path, delim, limits)
+        return _cap(f"{header}\n{shape}first rows:\n{body}", limits.file_chars)
     first = "\n".join(line[:200] for line in lines[:10])
     return _cap(f"{shown}: text file, {size} bytes; first lines:\n{first}", limits.file_chars)
+
+
+def _size(n: int) -> str:
+    return f"{n} bytes" if n < 10_000 else f"{n / 1024:.0f} KB" if n < 10_000_000 else f"{n / 1048576:.0f} MB"
+
+
+def _table_shape(path: Path, delim: str, limits: ContextLimits) -> str:
+    """Column dtypes and, for text columns with few values, those values (read from the first rows).
+
+    The model must use the file's real column names and category spellings; guessing
+    ``data.csv`` or ``Revenue`` is the commonest failure of small models. pandas is
+    imported only here, and only if it is installed; a file it cannot parse is shown raw.
+    """
+    try:
+        import pandas as pd
+
+        frame = pd.read_csv(path, sep=delim, nrows=2000)
+    except Exception:
+        return ""
+    if frame.shape[1] == 0:
+        return ""
+    cols = list(frame.columns)[:30]
+    dtypes = ", ".join(f"{c} ({frame[c].dtype})" for c in cols)
+    lines = [f"dtypes: {dtypes}"]
+    for c in cols:
+        col = frame[c]
+        if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
+            values = col.dropna().astype(str).unique()
+            if 0 < len(values) <= 12:
+                lines.append(f"{c} values: {', '.join(v[:30] for v in values)}")
+    return _cap("\n".join(lines), max(200, limits.file_chars // 2)) + "\n"
 
 
 def _count_lines(path: Path) -> int:

@@ -17,7 +17,11 @@ is reported, deletion is undone; Ctrl-C stops at the next safe point and raises
 from __future__ import annotations
 
 import ast
+import linecache
 import os
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -25,10 +29,28 @@ from pathlib import Path
 from typing import Any
 
 from nbmagic.agent import context as ctx
-from nbmagic.agent.codegen import CellDraft, parse_cell
-from nbmagic.agent.executor import ExecResult, NamespaceExecutor, ShellExecutor
-from nbmagic.agent.planner import check_planner, make_plan
-from nbmagic.agent.prompts import SYSTEM, code_prompt, fix_prompt, malformed_prompt
+from nbmagic.agent.budget import Budget
+from nbmagic.agent.codegen import (
+    STANDARD_IMPORTS,
+    CellDraft,
+    add_missing_imports,
+    has_statement,
+    parse_cell,
+    parse_plan,
+    pip_package,
+)
+from nbmagic.agent.executor import ExecResult, NamespaceExecutor, ShellExecutor, strip_ansi
+from nbmagic.agent.planner import PlanOutcome, check_planner, make_plan, resolve_planner
+from nbmagic.agent.prompts import (
+    SYSTEM,
+    answer_prompt,
+    code_prompt,
+    empty_prompt,
+    fix_last_error_request,
+    fix_prompt,
+    malformed_prompt,
+    refine_prompt,
+)
 from nbmagic.errors import ConfigError, MalformedOutputError, NbmagicError, RunInterrupted
 from nbmagic.events import (
     CellAccepted,
@@ -47,6 +69,11 @@ from nbmagic.events import (
 from nbmagic.llm.base import ChatModel, Usage
 
 ConfirmFn = Callable[[str], bool]
+
+REFINE_MODES = ("auto", "model", "rules", "off")
+#: reply size per code cell when ``max_tokens`` is not given
+LOCAL_MAX_TOKENS = 640
+REMOTE_MAX_TOKENS = 1500
 
 
 #: where the old values of user variables that generated cells rebound are kept (a dict)
@@ -75,6 +102,9 @@ class AgentResult:
     model: str = ""
     mode: str = ""  # planning mode: latent | text | none
     sink_summary: str = ""
+    answer: str = ""  # the closing answer in words ("" when none was written)
+    planner: str = ""  # the planner that ran (``auto`` resolved)
+    first_cell_seconds: float | None = None  # from the start to the first code cell's first run
 
     def __str__(self) -> str:
         return self.summary
@@ -129,18 +159,25 @@ class NotebookAgent:
     """Plans, writes, runs and fixes notebook cells for a request.
 
     ``model``: a ChatModel or spec string (None: the default model).
-    ``planner``: ``"mas"`` (RecursiveMAS, options in ``mas_options``), ``"single"``
-    (one agent, one round) or ``"none"`` (the request is the only step).
-    ``confirm(code) -> bool`` is asked before each cell runs; ``dry_run`` plans and
-    writes code without running anything; ``stop_on_failure`` ends the run at the
-    first step that could not be fixed (default: report it and go on).
+    ``planner``: ``"auto"`` (default: ``"mas"`` for remote models, the cheaper
+    ``"none"`` for local GGUF/HF models, measured in ``benchmarks/agent_first_cell.py``),
+    ``"mas"`` (RecursiveMAS, options in ``mas_options``), ``"single"`` (one agent, one
+    round), ``"none"`` (the request is the only step) or ``"onecall"`` (the baseline:
+    one reply, its cell run once, no plan, no fixes, no answer).
+    ``confirm(code) -> bool`` is asked before each cell runs (and before a proposed
+    ``%pip install``); ``allow_install`` installs a missing package without asking;
+    ``dry_run`` plans and writes code without running anything; ``stop_on_failure``
+    ends the run at the first step that could not be fixed (default: report it and go
+    on); ``refine`` revises the remaining plan after each step (``"auto"``: with the
+    model for remote models, by cheap rules for local ones; ``"model"``, ``"rules"``,
+    ``"off"``); ``answer`` closes the run with a markdown cell answering the request.
     """
 
     def __init__(
         self,
         model: ChatModel | str | None = None,
         *,
-        planner: str = "mas",
+        planner: str = "auto",
         mas_options: dict[str, Any] | None = None,
         max_fixes: int = 3,
         cell_timeout: float | None = 120.0,
@@ -149,10 +186,18 @@ class NotebookAgent:
         on_event: EventHandler | None = None,
         stop_on_failure: bool = False,
         max_steps: int = 8,
-        max_tokens: int = 1500,
+        max_tokens: int | None = None,
         context_limits: ctx.ContextLimits | None = None,
+        allow_install: bool = False,
+        refine: str = "auto",
+        answer: bool = True,
     ) -> None:
         self.planner, self.mas_options = check_planner(planner, mas_options)
+        if refine not in REFINE_MODES:
+            raise ConfigError(f"refine must be one of {', '.join(REFINE_MODES)}, not {refine!r}.")
+        self.allow_install = bool(allow_install)
+        self.refine = refine
+        self.answer = bool(answer)
         if isinstance(max_fixes, bool) or not isinstance(max_fixes, int) or not 0 <= max_fixes <= 20:
             raise ConfigError(f"max_fixes must be a whole number from 0 to 20, not {max_fixes!r}.")
         if cell_timeout is not None and (isinstance(cell_timeout, bool) or not isinstance(cell_timeout, (int, float))
@@ -160,8 +205,9 @@ class NotebookAgent:
             raise ConfigError(f"cell_timeout must be a number of seconds >= 0 (0: no limit), not {cell_timeout!r}.")
         if isinstance(max_steps, bool) or not isinstance(max_steps, int) or not 1 <= max_steps <= 50:
             raise ConfigError(f"max_steps must be a whole number from 1 to 50, not {max_steps!r}.")
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ConfigError(f"max_tokens must be a whole number >= 1, not {max_tokens!r}.")
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                       or max_tokens < 1):
+            raise ConfigError(f"max_tokens must be a whole number >= 1 (None: by model), not {max_tokens!r}.")
         if context_limits is not None and not isinstance(context_limits, ctx.ContextLimits):
             raise ConfigError("context_limits must be a nbmagic.agent.context.ContextLimits(...).")
         if confirm is not None and not callable(confirm):
@@ -212,14 +258,44 @@ class NotebookAgent:
 
     __call__ = run
 
+    def fix_last_error(
+        self,
+        namespace: MutableMapping[str, Any] | None = None,
+        *,
+        shell: Any = None,
+        sink: Any = None,
+        base_dir: str | os.PathLike[str] | None = None,
+        note: str = "",
+    ) -> AgentResult:
+        """``%agent fix``: write (and run) a corrected version of the cell that last raised.
+
+        The cell's code and traceback come from the shell (its last execution result, else
+        ``sys.last_value`` and the cell source IPython keeps in ``linecache``). Raises
+        :class:`ConfigError` when no cell has failed yet.
+        """
+        found = last_error(shell)
+        if found is None:
+            if sink is not None and hasattr(sink, "abort"):
+                sink.abort()  # no run: no empty notebook left behind
+            raise ConfigError("Nothing to fix: no cell has raised an error in this kernel yet.")
+        code, error = found
+        request = fix_last_error_request(code, error)
+        if note.strip():
+            request += f"\n\nAlso: {note.strip()}"
+        run = _Run(self, request, namespace, shell, sink, base_dir, planner="none", answer=False,
+                   title="Fix the cell that last raised")
+        return run.go()
+
 
 class _Run:
     """One run's state; keeps :class:`NotebookAgent` reusable and free of per-run fields."""
 
     def __init__(self, agent: NotebookAgent, request: str, namespace: Any, shell: Any, sink: Any,
-                 base_dir: Any) -> None:
+                 base_dir: Any, *, planner: str | None = None, answer: bool | None = None,
+                 title: str | None = None) -> None:
         self.agent = agent
         self.request = request
+        self.title = title or request.splitlines()[0][:80]
         self.shell = shell
         self.sink = sink
         self.base = Path(base_dir or os.getcwd()).resolve()
@@ -237,14 +313,19 @@ class _Run:
         self.steps: list[_Step] = []
         self.cells: list[Any] = []
         self.done: list[str] = []
+        self.observed: list[str] = []  # per finished step: title and output, for refine and answer
         self.rebound: list[str] = []
         self.replaced: dict[str, Any] = {}
-        self.exec_count = 0
         self.mode = "none"
         self.model_label = ""
         self.t0 = time.perf_counter()
+        self.first_cell: float | None = None
         self.usage0 = Usage()
         self.sink_summary = ""
+        self.planner = planner or agent.planner
+        self.answer_wanted = agent.answer if answer is None else answer
+        self.answer = ""
+        self.installed: set[str] = set()
         sink_path = getattr(sink, "path", None)
         self.sink_path = str(Path(sink_path).resolve()) if sink_path else None
 
@@ -255,22 +336,35 @@ class _Run:
         model = a.model  # NoModelAvailableError etc. surface before anything starts
         self.model_label = f"{model.backend}:{model.name}"
         self.usage0 = model.usage
-        emit(self.events, RunStarted("agent", self.request.splitlines()[0][:80], self.model_label))
+        # a cell rarely needs 500 tokens; on a local CPU model every token of rambling costs time
+        self.budget = Budget(model, a.max_tokens or (LOCAL_MAX_TOKENS if _is_local(model) else REMOTE_MAX_TOKENS))
+        self.planner = resolve_planner(self.planner, model)
+        self.onecall = self.planner == "onecall"
+        emit(self.events, RunStarted("agent", self.title, self.model_label))
         self.before = {n: self.ns[n] for n in ctx.user_names(self.ns, self.hidden)}
         self.files_before = _snapshot_files(self.base)
         try:
             context = ctx.gather(self.request, self.ns, shell=self.shell, base_dir=self.base,
                                  limits=a.context_limits).render()
             self.trajectory.append({"type": "context", "text": context})
-            plan = make_plan(model, self.request, context, planner=a.planner, mas_options=a.mas_options,
-                             max_steps=a.max_steps, on_event=self.events)
+            if self.onecall:
+                plan = PlanOutcome([self.request], "none")
+            else:
+                # the planner's prompt is the context plus a few lines: keep it within half the window
+                room = self.budget.prompt_tokens
+                plan_context = context if room is None else _fit_text(model, context, room // 2)
+                plan = make_plan(model, self.request, plan_context, planner=self.planner,
+                                 mas_options=a.mas_options, max_steps=a.max_steps, on_event=self.events)
             self.mode = plan.mode
             self.trajectory.append({"type": "plan", "steps": plan.steps, "mode": plan.mode, "raw": plan.raw,
-                                    "seconds": round(plan.seconds, 3), "fallback": plan.fallback, **plan.mas})
-            self.plan = plan.steps
+                                    "seconds": round(plan.seconds, 3), "fallback": plan.fallback,
+                                    "planner": self.planner, **plan.mas})
+            self.plan = list(plan.steps)
             self.steps = [_Step(i, s) for i, s in enumerate(plan.steps)]
             emit(self.events, PlanReady(tuple(plan.steps)))
-            for step in self.steps:
+            i = 0
+            while i < len(self.steps):
+                step = self.steps[i]
                 self._run_step(model, context, step)
                 if step.status == "failed" and a.stop_on_failure:
                     emit(self.events, Notice(f"Stopped after step {step.index + 1} failed (stop_on_failure).",
@@ -278,6 +372,11 @@ class _Run:
                     for rest in self.steps[step.index + 1 :]:
                         rest.status = "not-run"
                     break
+                i += 1
+                if i < len(self.steps) and step.status in ("ok", "failed"):
+                    self._refine(model, i)
+            if self.answer_wanted and not self.onecall and not a.dry_run:
+                self._answer(model)
         except (KeyboardInterrupt, RunInterrupted):
             self._close_sink(failed=True)
             partial = self._result(interrupted=True)
@@ -312,33 +411,75 @@ class _Run:
 
     # -- one step ---------------------------------------------------------------------------------
 
+    def _code_messages(self, context: str, step: _Step) -> list[dict[str, str]]:
+        """The step's prompt, fitted to the window: earlier cells shrink first, then the context, then the plan."""
+        made = self._new_variables_text()
+        parts = {"context": context, "made": made, "done": "\n".join(self.done[-4:]),
+                 "plan": "\n".join(self.plan)}
+
+        def build(p: dict[str, str]) -> list[dict[str, str]]:
+            text = p["context"] + (f"\n\nVariables created by earlier steps:\n{p['made']}" if p["made"] else "")
+            plan = p["plan"].split("\n") if p["plan"] else [step.title]
+            while len(plan) <= step.index:  # a cut plan keeps the step's own line
+                plan.append(self.plan[len(plan)])
+            done = [p["done"]] if p["done"] else []
+            return [{"role": "system", "content": SYSTEM},
+                    {"role": "user", "content": code_prompt(self.request, text, plan, step.index, done)}]
+
+        messages, cut = self.budget.fit(build, parts, ("done", "made", "context", "plan"))
+        if cut:
+            self.trajectory.append({"type": "budget", "step": step.index + 1, "cut": cut,
+                                    "window": self.budget.window})
+        return messages
+
+    def _fit_followup(self, base: list[dict[str, str]], reply: str, followup: str) -> list[dict[str, str]]:
+        """A fix request after a failed attempt, fitted: the failed reply and the error shrink first."""
+        parts = {"base": base[-1]["content"], "reply": reply, "followup": followup}
+
+        def build(p: dict[str, str]) -> list[dict[str, str]]:
+            return [*base[:-1], {"role": "user", "content": p["base"]},
+                    {"role": "assistant", "content": p["reply"]}, {"role": "user", "content": p["followup"]}]
+
+        messages, _ = self.budget.fit(build, parts, ("reply", "base", "followup"))
+        return messages
+
     def _run_step(self, model: ChatModel, context: str, step: _Step) -> None:
         a = self.agent
         total = len(self.steps)
         emit(self.events, StepStarted(step.index, total, step.title))
-        made = self._new_variables_text()
-        if made:
-            context = f"{context}\n\nVariables created by earlier steps:\n{made}"
-        base_messages = [
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": code_prompt(self.request, context, self.plan, step.index, self.done[-4:])},
-        ]
+        base_messages = self._code_messages(context, step)
         messages = list(base_messages)
         draft: CellDraft | None = None
         explanation = ""
         last_run: ExecResult | None = None
-        while step.attempts < 1 + a.max_fixes:
+        rerun: CellDraft | None = None  # after an install: the same code again, no new reply
+        max_attempts = 1 if self.onecall else 1 + a.max_fixes
+        while step.attempts < max_attempts:
             step.attempts += 1
-            reply = self._ask(model, messages)
-            try:
-                draft = parse_cell(reply)
-                # the first explanation describes the step; a fix reply's prose only describes the fix
-                explanation = explanation or draft.markdown
-                draft = CellDraft(explanation, draft.code)
-            except MalformedOutputError as exc:
-                self._record_attempt(step, None, None, error=exc.message)
-                messages = [*base_messages, {"role": "assistant", "content": reply},
-                            {"role": "user", "content": malformed_prompt()}]
+            if rerun is not None:
+                draft, rerun = rerun, None  # ``reply`` is still the one that wrote this code
+            else:
+                reply = self._ask(model, messages)
+                try:
+                    draft = parse_cell(reply)
+                    # the first explanation describes the step; a fix reply's prose only describes the fix
+                    explanation = explanation or draft.markdown
+                    draft = CellDraft(explanation, draft.code)
+                except MalformedOutputError as exc:
+                    self._record_attempt(step, None, None, error=exc.message)
+                    messages = self._fit_followup(base_messages, reply, malformed_prompt())
+                    continue
+            if not self.onecall:
+                code, added = add_missing_imports(draft.code, set(self.ns))
+                if added:
+                    draft = CellDraft(draft.markdown, code)
+                    emit(self.events, Notice(f"Step {step.index + 1}: added the missing import(s) "
+                                             f"{'; '.join(added)} at the top of the cell."))
+            if not has_statement(draft.code):
+                self._record_attempt(step, draft, None, error="the cell has no executable statement")
+                emit(self.events, CellRun(step.index, step.attempts, draft.code, False,
+                                          "the cell has no executable statement", 0.0))
+                messages = self._fit_followup(base_messages, reply, empty_prompt(draft.code))
                 continue
             if a.dry_run:
                 self._record_attempt(step, draft, None)
@@ -357,6 +498,8 @@ class _Run:
                                          f"(the old values stay in {SAVED_NAME}).",
                                          level="warning"))
             last_run = self.executor.run(draft.code, a.cell_timeout)
+            if self.first_cell is None:
+                self.first_cell = time.perf_counter() - self.t0
             self._protect_user_variables(step)
             short = None if last_run.ok else f"{last_run.ename}: {last_run.evalue}"
             emit(self.events, CellRun(step.index, step.attempts, draft.code, last_run.ok, short, last_run.seconds))
@@ -365,22 +508,162 @@ class _Run:
                 step.status = "ok"
                 self._deliver_step(step, draft, last_run)
                 self.done.append(_done_entry(step, draft, last_run))
+                self.observed.append(_observed_entry(step, last_run))
                 return
             if last_run.timed_out:
                 emit(self.events, Notice(f"Step {step.index + 1}, attempt {step.attempts}: the cell ran longer "
                                          f"than {a.cell_timeout:g} s and was interrupted.", level="warning"))
-            messages = [*base_messages, {"role": "assistant", "content": reply},
-                        {"role": "user", "content": fix_prompt(draft.code, last_run.error or "",
-                                                               timed_out=last_run.timed_out,
-                                                               timeout=a.cell_timeout or 0)}]
+            hint = ""
+            if last_run.ename == "ModuleNotFoundError":
+                installed, hint = self._missing_package(step, last_run)
+                if installed:
+                    rerun = draft
+                    continue
+            elif last_run.ename == "NameError":
+                hint = self._name_hint(last_run.evalue or "")
+            messages = self._fit_followup(base_messages, reply,
+                                          fix_prompt(draft.code, last_run.error or "", timed_out=last_run.timed_out,
+                                                     timeout=a.cell_timeout or 0, hint=hint))
         step.status = "failed"
-        step.error = (f"{last_run.ename}: {last_run.evalue}" if last_run is not None and not last_run.ok
-                      else "the model never answered with a code block")
+        if last_run is not None and not last_run.ok:
+            step.error = f"{last_run.ename}: {last_run.evalue}"
+        elif draft is not None:
+            step.error = "the cell has no executable statement"
+        else:
+            step.error = "the model never answered with a code block"
         if draft is not None:
             self._deliver_step(step, draft, last_run)
             self.done.append(_done_entry(step, draft, last_run))
+            self.observed.append(f"Step {step.index + 1} ({step.title}) FAILED: {step.error}")
         else:
             emit(self.events, StepFinished(step.index, False, step.attempts))
+
+    # -- what a failure needs ------------------------------------------------------------------------
+
+    def _name_hint(self, evalue: str) -> str:
+        """Say exactly what is missing: the import for a standard alias, or which names do exist."""
+        m = re.search(r"name '(\w+)' is not defined", evalue)
+        if not m:
+            return ""
+        name = m.group(1)
+        if name in STANDARD_IMPORTS:
+            return f"`{name}` is not imported: add `{STANDARD_IMPORTS[name]}` at the top of the cell."
+        known = ", ".join(ctx.user_names(self.ns, self.hidden)[:20]) or "(none)"
+        return (f"`{name}` does not exist in the kernel. Variables that exist: {known}. Define `{name}` "
+                "in this cell or use one of those.")
+
+    def _missing_package(self, step: _Step, run: ExecResult) -> tuple[bool, str]:
+        """A ModuleNotFoundError: install the package when allowed (or approved), else say so. Never silent."""
+        m = re.search(r"No module named '([^']+)'", run.evalue or "")
+        pkg = pip_package(m.group(1)) if m else None
+        if pkg is None:
+            return False, ""
+        a = self.agent
+        command = f"%pip install {pkg}"
+        if pkg not in self.installed:
+            allowed = a.allow_install or (a.confirm is not None and a.confirm(command))
+            if allowed:
+                self.installed.add(pkg)
+                emit(self.events, Notice(f"Step {step.index + 1} needs {pkg!r}: running `{command}`.",
+                                         level="warning"))
+                ok, said = self._pip_install(pkg)
+                self.trajectory.append({"type": "install", "package": pkg, "ok": ok, "output": said[-800:]})
+                if ok:
+                    return True, ""
+                emit(self.events, Notice(f"`{command}` failed: {said.strip().splitlines()[-1] if said.strip() else ''}",
+                                         level="warning"))
+            else:
+                emit(self.events, Notice(
+                    f"Step {step.index + 1} needs the package {pkg!r}, which is not installed. Run `{command}` "
+                    "yourself, or rerun with --allow-install (allow_install=True) to let the agent install it.",
+                    level="warning"))
+        return False, (f"The module {m.group(1)!r} is not installed and will not be installed now: rewrite the "
+                       "cell without it (pandas, numpy and matplotlib are available).")
+
+    def _pip_install(self, pkg: str) -> tuple[bool, str]:
+        """``%pip install`` in the kernel (IPython), ``python -m pip install`` elsewhere."""
+        if isinstance(self.executor, ShellExecutor):
+            res = self.executor.run(f"%pip install {pkg}", 600)
+            return res.ok and "ERROR" not in res.text(4000), res.text(4000)
+        try:
+            proc = subprocess.run([sys.executable, "-m", "pip", "install", pkg], capture_output=True,
+                                  text=True, timeout=600)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return False, str(exc)
+        return proc.returncode == 0, proc.stdout + proc.stderr
+
+    # -- observe, refine, answer ----------------------------------------------------------------------
+
+    def _refine(self, model: ChatModel, next_index: int) -> None:
+        """Revise the steps still to do from what the finished ones showed (Plan, Act, Observe, Refine)."""
+        a = self.agent
+        mode = a.refine
+        if mode == "off" or self.planner in ("none", "onecall") or a.dry_run:
+            return
+        if mode == "auto":
+            mode = "rules" if _is_local(model) else "model"
+        remaining = [s.title for s in self.steps[next_index:]]
+        revised: list[str] | None
+        if mode == "rules":
+            revised = _refine_by_rules(self.steps[:next_index], remaining)
+        else:
+            done = "\n".join(self.observed[-4:])
+            parts = {"done": done}
+
+            def build(p: dict[str, str]) -> list[dict[str, str]]:
+                return [{"role": "system", "content": SYSTEM},
+                        {"role": "user", "content": refine_prompt(self.request, p["done"], remaining)}]
+
+            messages, _ = self.budget.fit(build, parts, ("done",))
+            reply = model.chat(messages, max_tokens=min(300, self.budget.reply_room(messages))).text
+            if re.search(r"^\s*0\s*[.)]", reply, re.M):
+                revised = []
+            else:
+                revised = parse_plan(reply, max_steps=max(1, a.max_steps - next_index))
+                if revised is None:
+                    return  # an unreadable revision keeps the plan
+        if revised is None or revised == remaining:
+            return
+        self.trajectory.append({"type": "refine", "after_step": next_index, "mode": mode,
+                                "before": remaining, "after": revised})
+        emit(self.events, Notice("Plan revised after step "
+                                 f"{next_index}: " + ("nothing left to do" if not revised else
+                                                      "; ".join(f"{next_index + k + 1}. {t}"
+                                                                for k, t in enumerate(revised)))))
+        self.steps[next_index:] = [_Step(next_index + k, t) for k, t in enumerate(revised)]
+        self.plan = [s.title for s in self.steps]
+
+    def _answer(self, model: ChatModel) -> None:
+        """A closing markdown cell answering the request, its names and numbers checked against the outputs."""
+        ok_steps = [s for s in self.steps if s.status == "ok"]
+        if not ok_steps:
+            return
+        observed = "\n\n".join(self.observed)
+        parts = {"observed": observed}
+
+        def build(p: dict[str, str]) -> list[dict[str, str]]:
+            return [{"role": "system", "content": SYSTEM},
+                    {"role": "user", "content": answer_prompt(self.request, p["observed"])}]
+
+        messages, _ = self.budget.fit(build, parts, ("observed",))
+        reply = strip_ansi(model.chat(messages, max_tokens=min(200, self.budget.reply_room(messages))).text)
+        sentence = _clean_answer(reply)
+        invented = invented_numbers(sentence, observed + "\n" + self.request)
+        source = "model"
+        if not sentence or invented or "```" in reply or not _shares_a_fact(sentence, observed):
+            last = next((s for s in reversed(self.observed) if "FAILED" not in s.split("\n", 1)[0]), "")
+            head, _, out = last.partition("\n")
+            sentence = f"From {head.rstrip(':')}:\n\n```text\n{out.strip()[:800]}\n```"
+            source = "outputs"
+        self.answer = sentence
+        self.trajectory.append({"type": "answer", "text": sentence, "source": source, "raw": reply,
+                                "invented": invented})
+        cell = _cells_module().markdown_cell(f"### Answer\n\n{sentence}", metadata={"nbmagic": {
+            "step": "answer", "model": self.model_label, "source": source}})
+        self.cells.append(cell)
+        if self.sink is not None:
+            self.sink.deliver(cell)
+        emit(self.events, CellAccepted(cell, len(self.steps)))
 
     def _new_variables_text(self) -> str:
         """What earlier steps created (columns and dtypes matter for the next step's code)."""
@@ -398,7 +681,10 @@ class _Run:
             def on_token(text: str) -> None:
                 emit(handler, TextDelta("coder", text))
 
-        return model.chat(messages, max_tokens=self.agent.max_tokens, on_token=on_token).text
+        # the closing fence ends the answer: a small model would otherwise ramble to max_tokens
+        # (the opening fence is "```python", so it does not match)
+        return model.chat(messages, max_tokens=self.budget.reply_room(messages), on_token=on_token,
+                          stop=["\n```\n"]).text
 
     def _record_attempt(self, step: _Step, draft: CellDraft | None, run: ExecResult | None,
                         error: str | None = None) -> None:
@@ -445,15 +731,19 @@ class _Run:
     def _deliver_step(self, step: _Step, draft: CellDraft, run: ExecResult | None) -> None:
         cells = _cells_module()
         md = _markdown_for(step, draft, run)
-        outputs: list[dict[str, Any]] = []
-        count = None
-        if run is not None:
-            self.exec_count += 1
-            count = self.exec_count
-            outputs = [dict(o, execution_count=count) if o.get("output_type") == "execute_result" else o
-                       for o in run.outputs]
+        # no execution counts: nbmagic's own 1, 2, 3 would clash with the kernel's In[n] numbers
+        outputs = list(run.outputs) if run is not None else []
+        code, meta = draft.code, self._meta(step)
+        if step.status == "failed":
+            # a cell that never succeeded must not break "run all": an error is tagged as expected;
+            # a cell that hung is kept as comments (it would hang the re-run too)
+            if run is not None and run.timed_out:
+                code = "# nbmagic: this cell ran past its timeout; kept as comments\n" + "\n".join(
+                    "# " + line for line in code.splitlines())
+            else:
+                meta = dict(meta, tags=["raises-exception"])
         made = [cells.markdown_cell(md, metadata=self._meta(step)),
-                cells.code_cell(draft.code, outputs=outputs, execution_count=count, metadata=self._meta(step))]
+                cells.code_cell(code, outputs=outputs, execution_count=None, metadata=meta)]
         step.cells = made
         for cell in made:
             self.cells.append(cell)
@@ -469,7 +759,8 @@ class _Run:
         usage = (model.usage - self.usage0) if model is not None else Usage()
         before_names = set(self.before)
         new_vars = [n for n in ctx.user_names(self.ns, self.hidden) if n not in before_names]
-        files = _changed_files(self.base, self.files_before, skip=self.sink_path)
+        skip = {p for p in (self.sink_path, *_open_notebooks(self.ns, self.base)) if p}
+        files = _changed_files(self.base, self.files_before, skip=skip)
         failed = [s.index + 1 for s in self.steps if s.status == "failed"]
         skipped = [s.index + 1 for s in self.steps if s.status == "skipped"]
         result = AgentResult(
@@ -490,6 +781,9 @@ class _Run:
             model=self.model_label,
             mode=self.mode,
             sink_summary=self.sink_summary,
+            answer=self.answer,
+            planner=self.planner,
+            first_cell_seconds=self.first_cell,
         )
         result.summary = summarize(result, self.steps, dry_run=self.agent.dry_run)
         return result
@@ -513,6 +807,142 @@ def _done_entry(step: _Step, draft: CellDraft, run: ExecResult | None) -> str:
     status = "" if step.status in ("ok", "dry-run") else " (FAILED)"
     code = draft.code if len(draft.code) < 900 else draft.code[:900] + "\n# …"
     return f"Step {step.index + 1}{status}: {step.title}\n```python\n{code}\n```\nOutput: {out}"
+
+
+def _observed_entry(step: _Step, run: ExecResult) -> str:
+    """What a finished step showed, for the refine and answer prompts (plain text, capped)."""
+    out = run.text(700).strip() or "(no output)"
+    return f"Step {step.index + 1} ({step.title}) output:\n{out}"
+
+
+def _fit_text(model: ChatModel, text: str, tokens: int) -> str:
+    """``text`` cut (head and tail kept) to about ``tokens`` of the model's tokens."""
+    from nbmagic.text import truncate
+
+    n = model.count_tokens(text)
+    if n <= tokens:
+        return text
+    return truncate(text, max(200, int(len(text) * tokens / n * 0.95)), head=0.7)
+
+
+def _is_local(model: ChatModel) -> bool:
+    """Models that run on this machine (GGUF, Hugging Face): every extra call costs real seconds here."""
+    return model.backend in ("gguf", "hf")
+
+
+_WORDS = re.compile(r"[a-z]{3,}")
+_STOP = frozenset({"the", "and", "for", "with", "into", "from", "data", "each", "show", "then", "them", "that"})
+
+
+def _refine_by_rules(done: list[_Step], remaining: list[str]) -> list[str] | None:
+    """The cheap revision small local models get: drop a remaining step that repeats a finished one
+    (same key words, e.g. a second "load the CSV"), and a "fix"/"retry" step once its target ran."""
+    finished = [set(_WORDS.findall(s.title.lower())) - _STOP for s in done if s.status == "ok"]
+    kept: list[str] = []
+    for title in remaining:
+        words = set(_WORDS.findall(title.lower())) - _STOP
+        repeat = any(words and len(words & f) >= max(2, int(0.8 * len(words))) for f in finished)
+        if not repeat:
+            kept.append(title)
+    return kept if kept != remaining else None
+
+
+_NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?%?")
+
+
+def _numbers(text: str) -> list[float]:
+    out = []
+    for raw in _NUMBER.findall(text):
+        raw = raw.rstrip("%").replace(",", "")
+        try:
+            out.append(float(raw))
+        except ValueError:
+            continue
+    return out
+
+
+def invented_numbers(answer: str, observed: str) -> list[str]:
+    """Numbers in ``answer`` that appear nowhere in ``observed`` (also not as a rounding of one).
+
+    The closing answer may only restate what the cells printed; a small model that
+    "remembers" a total it never computed is caught here and its sentence replaced.
+    """
+    seen = _numbers(observed)
+    bad = []
+    for raw in _NUMBER.findall(answer):
+        try:
+            value = float(raw.rstrip("%").replace(",", ""))
+        except ValueError:
+            continue
+        if any(value == v or any(round(v, d) == value for d in range(4)) or
+               (abs(v) >= 1000 and abs(value - v) <= 0.5) for v in seen):
+            continue
+        bad.append(raw)
+    return bad
+
+
+_FACT = re.compile(r"-?\d[\d,.]*|[A-Za-z_][\w-]{2,}")
+
+
+def _shares_a_fact(answer: str, observed: str) -> bool:
+    """An answer must restate something the outputs showed (a number, a name), not only talk around it."""
+    seen = {t.lower().rstrip(".,") for t in _FACT.findall(observed)}
+    common = {"the", "and", "are", "was", "were", "with", "from", "for", "step", "output", "outputs", "this",
+              "that", "is", "of", "by", "in", "total", "value", "values", "name", "dtype", "none"}
+    return any(t.lower().rstrip(".,") in seen - common for t in _FACT.findall(answer))
+
+
+def _clean_answer(reply: str) -> str:
+    """The model's answer as plain sentences (no thinking, headings or code)."""
+    from nbmagic.agent.codegen import strip_thinking
+
+    text = strip_thinking(reply)
+    text = re.sub(r"^#+\s*answer[^\n]*\n", "", text, flags=re.I).strip()
+    return text[:1200]
+
+
+def last_error(shell: Any) -> tuple[str, str] | None:
+    """The code and traceback of the cell that last raised in ``shell`` (None if none did)."""
+    if shell is None:
+        return None
+    last = getattr(shell, "last_execution_result", None)
+    error = getattr(last, "error_in_exec", None) or getattr(last, "error_before_exec", None)
+    if error is not None:
+        code = getattr(getattr(last, "info", None), "raw_cell", "") or ""
+        if code.strip() and not code.lstrip().startswith(("%agent", "%%agent")):
+            return code, _format_error(error)
+    error = getattr(sys, "last_value", None)
+    if error is None:
+        return None
+    code = _cell_source(error)
+    if not code:
+        hist = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None) or []
+        code = next((str(c) for c in reversed(hist) if str(c).strip()
+                     and not str(c).lstrip().startswith(("%agent", "%%agent"))), "")
+    return (code, _format_error(error)) if code.strip() else None
+
+
+def _format_error(error: BaseException) -> str:
+    import traceback
+
+    from nbmagic.text import truncate
+
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return truncate(strip_ansi(text), 3000, head=1 / 3)
+
+
+def _cell_source(error: BaseException) -> str:
+    """The source of the notebook cell in the traceback (IPython keeps each cell in linecache)."""
+    filename = getattr(error, "filename", None) if isinstance(error, SyntaxError) else None
+    tb = error.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if name.startswith("<ipython-input") or "ipykernel_" in name:
+            filename = name
+        tb = tb.tb_next
+    if not filename:
+        return ""
+    return "".join(linecache.getlines(filename))
 
 
 def summarize(result: AgentResult, steps: list[_Step], *, dry_run: bool = False) -> str:
@@ -542,6 +972,9 @@ def summarize(result: AgentResult, steps: list[_Step], *, dry_run: bool = False)
                      + " (the old values are in " + ", ".join(f"{SAVED_NAME}[{n!r}]" for n in result.rebound) + ")")
     if result.files_written:
         lines.append("Files written: " + ", ".join(result.files_written[:20]))
+    if result.answer:
+        first = result.answer.strip().splitlines()[0]
+        lines.append("Answer: " + (first if len(first) <= 200 else first[:199] + "…"))
     if result.sink_summary:
         lines.append(result.sink_summary)
     return "\n".join(lines)
@@ -576,7 +1009,27 @@ def _snapshot_files(base: Path, limit: int = 5000) -> dict[str, float]:
     return seen
 
 
-def _changed_files(base: Path, before: dict[str, float], skip: str | None = None) -> list[str]:
+def _changed_files(base: Path, before: dict[str, float], skip: set[str] | None = None) -> list[str]:
     after = _snapshot_files(base)
+    skip = skip or set()
     return sorted(p for p, m in after.items()
-                  if before.get(p) != m and str((base / p).resolve()) != skip)
+                  if before.get(p) != m and str((base / p).resolve()) not in skip)
+
+
+def _open_notebooks(namespace: MutableMapping[str, Any], base: Path) -> list[str]:
+    """The notebook this kernel serves (its autosave is not a file the run wrote).
+
+    ipykernel puts the notebook's path in ``__session__`` and Jupyter Server in
+    ``JPY_SESSION_NAME``; either may be relative to the server's root, so the name is
+    also tried in the working folder.
+    """
+    out: list[str] = []
+    for raw in (namespace.get("__session__"), os.environ.get("JPY_SESSION_NAME")):
+        if not isinstance(raw, str) or not raw.endswith(".ipynb"):
+            continue
+        for cand in (Path(raw), base / raw, base / Path(raw).name):
+            try:
+                out.append(str(cand.resolve()))
+            except OSError:
+                continue
+    return out

@@ -19,7 +19,12 @@ from nbmagic.errors import ConfigError
 from nbmagic.events import EventHandler, Notice, emit
 from nbmagic.llm.base import ChatModel
 
-PLANNERS = ("mas", "single", "none")
+PLANNERS = ("auto", "mas", "single", "none", "onecall")
+#: what ``auto`` becomes: for models on this machine every planning call costs real seconds before
+#: the first cell (RecursiveMAS 3x3 took ~150 s of a 245 s run on CPU); measured in
+#: benchmarks/agent_first_cell.py, planning did not make small local models more accurate
+AUTO_LOCAL = "none"
+AUTO_REMOTE = "mas"
 #: RecursiveMAS options the agent passes through
 MAS_OPTION_NAMES = frozenset(
     {"pattern", "rounds", "latent_steps", "mode", "links", "max_new_tokens", "temperature", "message_tokens"}
@@ -37,9 +42,9 @@ class PlanOutcome:
 
 
 def check_planner(planner: str, mas_options: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
-    name = (planner or "mas").strip().lower() if isinstance(planner, str) or planner is None else None
+    name = (planner or "auto").strip().lower() if isinstance(planner, str) or planner is None else None
     if name not in PLANNERS:
-        raise ConfigError(f"Unknown planner {planner!r}: choose mas, single or none.")
+        raise ConfigError(f"Unknown planner {planner!r}: choose {', '.join(PLANNERS)}.")
     if mas_options is not None and not isinstance(mas_options, dict):
         raise ConfigError(f"mas_options must be a dict such as {{'rounds': 2}}, not {type(mas_options).__name__}.")
     options = dict(mas_options or {})
@@ -49,6 +54,13 @@ def check_planner(planner: str, mas_options: dict[str, Any] | None) -> tuple[str
             f"Unknown mas_options {', '.join(unknown)}; known: {', '.join(sorted(MAS_OPTION_NAMES))}."
         )
     return name, options
+
+
+def resolve_planner(planner: str, model: ChatModel) -> str:
+    """``auto`` → the planner for this model: cheap for local models, RecursiveMAS for remote ones."""
+    if planner != "auto":
+        return planner
+    return AUTO_LOCAL if model.backend in ("gguf", "hf") else AUTO_REMOTE
 
 
 def make_plan(
@@ -63,7 +75,8 @@ def make_plan(
 ) -> PlanOutcome:
     """Ask the planner for steps; fall back to one step (the request) if none can be read."""
     name, options = check_planner(planner, mas_options)
-    if name == "none":
+    name = resolve_planner(name, model)
+    if name in ("none", "onecall"):
         return PlanOutcome([request.strip()], "none")
     from nbmagic.mas.system import Agent, RecursiveMAS
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 PLAN_HEADING = "## Plan the notebook"
 CODE_HEADING = "## Write the cell for step"
 FIX_HEADING = "## The cell failed"
+ANSWER_HEADING = "## Answer the request"
+REFINE_HEADING = "## Revise the plan"
 
 SYSTEM = (
     "You are a careful data scientist working inside a live Jupyter notebook. "
@@ -48,21 +50,24 @@ def code_prompt(
         f"Cells already run in this session (their variables exist):\n{finished}\n\n"
         f"Step {index + 1} of {len(plan)}: {plan[index]}\n\n"
         "Answer with one or two sentences of markdown explaining the step, then exactly one "
-        "fenced code block:\n```python\n# code for this step only\n```\n"
+        "fenced ```python code block holding the complete, runnable code for this step only "
+        "(with its imports; use the exact file names and column names given above). "
         "End the block with the expression to show (a table, a value) if there is one."
     )
 
 
-def fix_prompt(code: str, error: str, *, timed_out: bool, timeout: float) -> str:
-    """Feed a failure back: the code that ran and the (ANSI-free, truncated) error."""
+def fix_prompt(code: str, error: str, *, timed_out: bool, timeout: float, hint: str = "") -> str:
+    """Feed a failure back: the code that ran, the (ANSI-free, truncated) error and, when the
+    agent can tell, exactly what is missing (``hint``: an import, a package, a placeholder)."""
     why = (
         f"It ran longer than {timeout:g} s and was interrupted; make it finish quickly "
         "(no infinite loops, smaller work)."
         if timed_out
         else "It raised an error."
     )
+    note = f"\n\n{hint}" if hint else ""
     return (
-        f"{FIX_HEADING}\n\n{why}\n\nCode:\n```python\n{code}\n```\n\nError:\n```\n{error}\n```\n\n"
+        f"{FIX_HEADING}\n\n{why}{note}\n\nCode:\n```python\n{code}\n```\n\nError:\n```\n{error}\n```\n\n"
         "Answer with a one-line markdown note on the fix, then the complete corrected cell as "
         "exactly one fenced ```python block."
     )
@@ -73,4 +78,50 @@ def malformed_prompt() -> str:
     return (
         f"{FIX_HEADING}\n\nYour answer had no ```python code block. Answer again: one or two "
         "sentences of markdown, then exactly one fenced ```python block with the code."
+    )
+
+
+EMPTY_CELL_HINT = (
+    "The cell holds no executable statement (only comments, pass or a placeholder), so it does "
+    "nothing. Write the actual code."
+)
+
+
+def empty_prompt(code: str) -> str:
+    """When the reply's code block does nothing (comments or a copied placeholder only)."""
+    return (
+        f"{FIX_HEADING}\n\n{EMPTY_CELL_HINT}\n\nCode:\n```python\n{code}\n```\n\n"
+        "Answer with a one-line markdown note, then exactly one fenced ```python block with "
+        "real code for the step."
+    )
+
+
+def answer_prompt(request: str, observed: str) -> str:
+    """The closing question: answer the request in words from what the cells printed."""
+    return (
+        f"{ANSWER_HEADING}: {request}\n\n"
+        f"Outputs of the cells that ran:\n{observed}\n\n"
+        "Answer the request in one to three plain sentences. Use only names and numbers that "
+        "appear in the outputs above, copied exactly; do not invent any. No code."
+    )
+
+
+def refine_prompt(request: str, done: str, remaining: list[str]) -> str:
+    """After a step: revise the steps still to do from what was observed."""
+    rest = "\n".join(f"{i + 1}. {s}" for i, s in enumerate(remaining)) or "(none)"
+    return (
+        f"{REFINE_HEADING}: {request}\n\n"
+        f"Steps done, with what they showed:\n{done}\n\n"
+        f"Steps still planned:\n{rest}\n\n"
+        "Given what the outputs showed (column names, values, errors), answer with the revised "
+        "numbered list of the steps still to do (drop steps already done or no longer needed, fix "
+        "their wording to the real names). Answer `0. nothing left` when the request is done."
+    )
+
+
+def fix_last_error_request(code: str, error: str) -> str:
+    """The request for ``%agent fix``: correct the cell that last raised."""
+    return (
+        "Fix this notebook cell so that it runs without the error below; keep what it was meant to do.\n\n"
+        f"The cell:\n```python\n{code}\n```\n\nIts error:\n```\n{error}\n```"
     )

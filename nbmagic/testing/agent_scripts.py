@@ -28,7 +28,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nbmagic.agent.prompts import CODE_HEADING, FIX_HEADING, PLAN_HEADING
+from nbmagic.agent.prompts import (
+    ANSWER_HEADING,
+    CODE_HEADING,
+    FIX_HEADING,
+    PLAN_HEADING,
+    REFINE_HEADING,
+)
 
 VARIANTS = ("works", "fix", "never", "loop", "noplan", "nocode")
 
@@ -171,6 +177,11 @@ def make_responder(variant: str = "works", *, faulty: str = "top") -> Callable[[
                 if attempt == 1:
                     return "I would group the data by product and sum the revenue."
                 return _cell(kind, good_code(kind, cols))
+        if ANSWER_HEADING in last:
+            return answer_text(last)
+        if REFINE_HEADING in last:
+            planned = re.search(r"Steps still planned:\n(.*?)\n\n", last, re.S)
+            return planned.group(1) if planned else "0. nothing left"
         if PLAN_HEADING in everything:
             if variant == "noplan":
                 return "Sure! I will analyse the data carefully and show you the results."
@@ -178,6 +189,15 @@ def make_responder(variant: str = "works", *, faulty: str = "top") -> Callable[[
         return "I can only help with notebook requests."
 
     return respond
+
+
+def answer_text(prompt: str) -> str:
+    """The closing answer a competent model gives: the top products it saw in the outputs."""
+    top = re.search(r"top 5 products by revenue\) output:\n(?:\S+\n)?((?:\S+\s+[\d.]+\n?)+)", prompt, re.I)
+    if top:
+        names = [line.split()[0] for line in top.group(1).strip().splitlines()]
+        return f"The top 5 products by revenue are {', '.join(names)}; {names[0]} leads."
+    return "The analysis ran; see the outputs above."
 
 
 respond = make_responder("works")

@@ -41,6 +41,7 @@ def env(tmp_path, monkeypatch, openai_server, openai_model, ipython_shell):
             self.server.set_responder(make_responder(variant))
             kw.setdefault("planner", "single")
             kw.setdefault("cell_timeout", 20)
+            kw.setdefault("answer", False)  # the closing answer has its own tests
             return NotebookAgent(self.model, on_event=self.events, **kw)
 
         def run(self, variant="works", **kw):
@@ -59,7 +60,7 @@ def _user_prompts(server, heading):
 
 
 def test_works_first_time(env):
-    result = env.run()
+    result = env.run(answer=True)
     ns = env.shell.user_ns
     expected = pd.read_csv(env.path / "sales.csv").groupby("product")["revenue"].sum().nlargest(5)
     assert list(ns["top_products"].index) == list(expected.index)
@@ -69,13 +70,15 @@ def test_works_first_time(env):
         "Compute the top 5 products by revenue",
         "Plot the monthly revenue trend",
     ]
-    assert [c.cell_type for c in result.cells] == ["markdown", "code"] * 3
+    assert [c.cell_type for c in result.cells] == ["markdown", "code"] * 3 + ["markdown"]
     load, top, plot = _code_cells(result)
     assert load.outputs[0]["text"].startswith("84 rows")
     assert top.outputs[-1]["output_type"] == "execute_result" and "Whatsit" in top.outputs[-1]["data"]["text/plain"]
     pngs = [o for o in plot.outputs if "image/png" in o.get("data", {})]
     assert len(pngs) == 1 and base64.b64decode(pngs[0]["data"]["image/png"])[:4] == b"\x89PNG"
-    assert [c.execution_count for c in (load, top, plot)] == [1, 2, 3]
+    # no counts of nbmagic's own: they would clash with the kernel's In[n] in JupyterLab
+    assert [c.execution_count for c in (load, top, plot)] == [None, None, None]
+    assert all(o.get("execution_count") is None for c in (load, top, plot) for o in c.outputs)
     meta = top.metadata["nbmagic"]
     assert meta == {"step": 2, "title": "Compute the top 5 products by revenue", "attempts": 1,
                     "model": "openai-compat:test-model", "mode": "text", "status": "ok"}
@@ -83,12 +86,19 @@ def test_works_first_time(env):
     # events: one agent run, every cell announced, finished last
     ev = env.events
     assert next(e for e in ev.of(RunStarted) if e.engine == "agent") is ev.events[0]
-    assert len(ev.of(CellAccepted)) == 6 and isinstance(ev.events[-1], Finished)
+    assert len(ev.of(CellAccepted)) == 7 and isinstance(ev.events[-1], Finished)
     assert ev.events[-1].result is result
     kinds = ev.kinds()
     assert kinds.index("PlanReady") < kinds.index("StepStarted") < kinds.index("CellRun") < kinds.index("CellAccepted")
     # accounting and summary
-    assert result.usage.calls == len(env.server.chat_requests()) == 4
+    # plan, three cells, two plan revisions (remote model: refined by the model), the answer
+    assert result.usage.calls == len(env.server.chat_requests()) == 7
+    # the answer restates the top products the cell printed, in their order
+    top_names = list(expected.index)
+    assert result.answer == f"The top 5 products by revenue are {', '.join(top_names)}; {top_names[0]} leads."
+    assert result.cells[-1].source == "### Answer\n\n" + result.answer
+    assert result.cells[-1].metadata["nbmagic"]["source"] == "model"
+    assert "Answer: The top 5 products" in result.summary
     assert "3 succeeded, 0 failed" in result.summary
     assert "top_products" in result.new_variables and "sales" in result.summary
     # the code prompt carried the CSV's columns

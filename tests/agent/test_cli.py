@@ -35,7 +35,8 @@ def test_generate_writes_a_valid_notebook_and_verifies_it(tmp_path, openai_serve
     assert p.returncode == 0, p.stderr
     nb = nbformat.read(tmp_path / "analysis.ipynb", as_version=4)
     nbformat.validate(nb)
-    assert [c.cell_type for c in nb.cells] == ["markdown", "code"] * 3
+    assert [c.cell_type for c in nb.cells] == ["markdown", "code"] * 3 + ["markdown"]  # + the answer
+    assert nb.cells[-1].source.startswith("### Answer")
     assert any("image/png" in o.get("data", {}) for o in nb.cells[5].outputs)
     assert nb.cells[3].metadata["nbmagic"]["attempts"] == 2
     assert "ok after 2 attempts" in p.stdout

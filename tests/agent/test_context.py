@@ -45,7 +45,9 @@ def test_files_named_in_request_csv_header_and_rows(tmp_path):
     (tmp_path / "notes.txt").write_text("line one\nline two\n")
     (tmp_path / "blob.bin").write_bytes(b"\x00\x01" * 10)
     c = ctx.gather("Analyze sales.csv with 'notes.txt' and blob.bin and missing.csv", {}, base_dir=tmp_path)
-    assert "sales.csv: CSV, 28 data rows; columns: date, product, region, units, unit_price, revenue" in c.files
+    assert "sales.csv: CSV, 28 data rows, 1147 bytes; columns: date, product, region, units, unit_price, revenue" in c.files
+    assert "units (int64), unit_price (float64)" in c.files and "dtypes: date (" in c.files
+    assert "region values: North, South" in c.files
     assert "2024-01-" in c.files
     assert "notes.txt: text file" in c.files and "line one" in c.files
     assert "blob.bin: binary file, 20 bytes" in c.files
