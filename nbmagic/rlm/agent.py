@@ -89,6 +89,7 @@ class RLMResult:
     final_step: bool = False  # the answer came from the forced final step, not submit()
     computed: bool = True  # False: no code ever ran successfully; the answer is the model's prose
     cost_usd: float | None = None  # None when a model used has no price
+    question: str = ""
     exported: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -554,6 +555,7 @@ class RLMRun:
             final_step=self.final_step,
             computed=self.toolbox.submitted or self.worked,
             cost_usd=self.budget.cost(),
+            question=self.question,
         )
 
     def _log(self, record: dict[str, Any]) -> dict[str, Any]:

@@ -114,6 +114,8 @@ def runs_of(source: Any) -> list[TrajectoryRun]:
     if trajectory is None:
         raise ConfigError(f"Nothing to view in a {type(source).__name__}: give a trajectory file or an RLM result.")
     run = TrajectoryRun(iterations=[dict(r) for r in trajectory if isinstance(r, Mapping)])
+    if getattr(engine_result, "question", ""):
+        run.metadata["question"] = engine_result.question
     if hasattr(engine_result, "answer"):
         usage = getattr(engine_result, "usage", None) or {}
         run.result = {

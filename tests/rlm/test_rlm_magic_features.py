@@ -104,6 +104,7 @@ def test_view_after_a_run_and_from_a_file(shell: Any, openai_server: OpenAICompa
     last = run(shell, "%rlm --view").result
     assert isinstance(last, TrajectoryView)
     page = last._repr_html_()
+    assert "<h4 style='margin:6px 0'>q</h4>" in page  # the question heads the view
     assert page.count("<details") >= 3 and "look &lt;here&gt;" in page and "42" in page
     from_file = run(shell, f"%rlm --view {traj}").result
     html = from_file._repr_html_()
