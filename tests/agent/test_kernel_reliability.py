@@ -71,8 +71,8 @@ def test_generated_code_cannot_end_the_kernel(agent_kernel, openai_server):
     status, stdout = _execute(agent_kernel.client, RUN.format(timeout=30, request=REQUEST))
     assert status["status"] == "ok", status
     data = json.loads(stdout)
-    assert len(data["failed"]) >= 3 and set(data["enames"]) == {"ExitBlocked"}
-    assert "os._exit()" in data["evalues"][0] and "os.abort()" in data["evalues"][2]
+    assert data["failed"] and set(data["enames"]) == {"ExitBlocked"}
+    assert all("would end the Python process" in v for v in data["evalues"])
     status, stdout = _execute(agent_kernel.client, "print(keep + 1, os._exit.__module__)")
     assert agent_kernel.manager.is_alive() and stdout.strip() == "42 posix"  # variables survived, guard gone
 
