@@ -97,3 +97,14 @@ def test_process_guard_leaves_other_threads_children_and_harmless_calls_alone() 
             os._exit(7)
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 7 and seen
+
+
+def test_the_core_imports_only_the_standard_library() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, nbmagic.execution, nbmagic.rlm.execution\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'IPython', 'numpy', 'pandas', 'openai', 'torch',"
+            " 'traitlets', 'jupyter_client', 'nbformat'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"  # the RLM worker imports it: it must start fast
