@@ -93,10 +93,21 @@ def owner(frame: FrameType | None) -> str | None:
 def may_interrupt(frame: FrameType | None, *, first: bool) -> bool:
     """May the time limit raise into the code at ``frame``?
 
-    The first raise may land in user code and in nbmagic's helpers it called (an RLM sub-call
-    waiting on a server); repeated ones in user code only. Never in the core, nor in the
-    host shell's own code (IPython running the cell's post-processing or formatting the
-    first traceback).
+    Never inside the core itself. The first raise may land anywhere within the running code's
+    extent: while a user frame is on the stack (also inside a library or a shell command it
+    called, ``!pip install``) or in nbmagic's helpers it called (an RLM sub-call waiting on a
+    server); not after the cell has returned (IPython's post-processing, its traceback of the
+    error). Repeated raises only where user code itself runs.
     """
     who = owner(frame)
-    return who == USER or (first and who == NBMAGIC)
+    if who == CORE:
+        return False
+    if not first:
+        return who == USER
+    if who in (USER, NBMAGIC):
+        return True
+    while frame is not None:
+        if classify(frame.f_code.co_filename) == USER:
+            return True
+        frame = frame.f_back
+    return False

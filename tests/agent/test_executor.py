@@ -282,3 +282,12 @@ def test_sigint_ends_a_loop_that_swallows_it(executor):
     finally:
         timer.cancel()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_a_shell_command_in_a_cell_is_interrupted_by_the_limit(ipython_shell):
+    # the first interruption lands inside IPython's `!` machinery too, since the cell is running
+    import time
+
+    t0 = time.monotonic()
+    res = ShellExecutor(ipython_shell).run("!sleep 20", timeout=0.5)
+    assert res.timed_out and time.monotonic() - t0 < 5
