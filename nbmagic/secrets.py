@@ -56,3 +56,19 @@ def mask_key(key: str | None) -> str:
     if not key:
         return "(not set)"
     return f"{MASK}{key[-2:]}" if len(key) > 12 else MASK
+
+
+#: words that mark an environment variable as a credential
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
+
+
+def env_without_secrets(env: dict[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``env`` (default: this process's) without variables that look like credentials.
+
+    For processes that run generated code (the RLM worker, ``%%agent --kernel new``): they
+    have no business with the user's API keys; the helpers that call models run here.
+    """
+    import os
+
+    source = os.environ if env is None else env
+    return {k: v for k, v in source.items() if not any(w in k.upper() for w in SECRET_WORDS)}

@@ -3,7 +3,7 @@
 For work you do not trust: a cell that calls ``os._exit``, exhausts memory or
 corrupts state ends or spoils that kernel, never the user's. The kernel is a
 real ipykernel started through ``jupyter_client`` in the working folder; it
-starts empty (none of the user's variables), and the cells are delivered with
+starts empty (none of the user's variables, no API keys in its environment), and the cells are delivered with
 the outputs it produced, as a sibling notebook is (``-o`` keeps them as one
 whose outputs match its kernel).
 
@@ -27,6 +27,7 @@ from typing import Any
 from nbmagic.agent.executor import ExecResult, OutputCollector, strip_ansi
 from nbmagic.errors import NbmagicError
 from nbmagic.execution import GRACE
+from nbmagic.secrets import env_without_secrets
 from nbmagic.text import truncate
 
 #: seconds to wait for the kernel to go idle after an interrupt before restarting it
@@ -55,8 +56,8 @@ class KernelExecutor:
 
         try:
             self.km = KernelManager(kernel_name=self.kernel_name)
-            # figures become PNG outputs, as in a notebook
-            env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+            # no API keys for code you do not trust; figures become PNG outputs, as in a notebook
+            env = {**env_without_secrets(), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
             # its own log lines (the TCP warning, tracebacks of a crash) are not the user's output
             self.km.start_kernel(cwd=self.cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self._connect()

@@ -20,8 +20,17 @@ REQUEST = "Analyze sales.csv: the top 5 products by revenue and a monthly revenu
 
 @pytest.fixture(scope="module")
 def executor(tmp_path_factory):
-    with KernelExecutor(cwd=tmp_path_factory.mktemp("kernel")) as ex:
-        yield ex
+    os.environ["NBMAGIC_TEST_API_KEY"] = "sk-test-not-for-untrusted-code"
+    try:
+        with KernelExecutor(cwd=tmp_path_factory.mktemp("kernel")) as ex:
+            yield ex
+    finally:
+        os.environ.pop("NBMAGIC_TEST_API_KEY", None)
+
+
+def test_the_new_kernel_gets_no_api_keys(executor):
+    res = executor.run("import os\nprint(sorted(k for k in os.environ if 'KEY' in k.upper()))")
+    assert res.outputs[0]["text"].strip() == "[]"
 
 
 def test_outputs_errors_and_state_of_a_fresh_kernel(executor):
