@@ -275,6 +275,30 @@ def _table_shape(path: Path, delim: str, limits: ContextLimits) -> str:
     return _cap("\n".join(lines), max(200, limits.file_chars // 2)) + "\n"
 
 
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2})?)?$")
+
+
+def date_columns(path: Path, delim: str = ",", rows: int = 50) -> list[str]:
+    """Columns of a CSV whose first values are all ISO dates (``2024-03-01``, with an optional time).
+
+    The agent parses these when it loads the file, so ``resample`` and ``.dt`` work on them.
+    Only ISO dates: ``03/04/2024`` is ambiguous and stays text.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            reader = csv.reader(fh, delimiter=delim)
+            header = next(reader, [])
+            sample = [row for _, row in zip(range(rows), reader, strict=False)]
+    except OSError:
+        return []
+    out = []
+    for i, name in enumerate(header):
+        values = [r[i].strip() for r in sample if i < len(r) and r[i].strip()]
+        if values and all(_ISO_DATE.match(v) for v in values):
+            out.append(name)
+    return out
+
+
 def _count_lines(path: Path) -> int:
     with open(path, "rb") as fh:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b"")) or 1

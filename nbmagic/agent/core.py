@@ -17,6 +17,8 @@ is reported, deletion is undone; Ctrl-C stops at the next safe point and raises
 from __future__ import annotations
 
 import ast
+import importlib.util
+import keyword
 import linecache
 import os
 import re
@@ -73,6 +75,8 @@ ConfirmFn = Callable[[str], bool]
 REFINE_MODES = ("auto", "model", "rules", "off")
 #: reply size per code cell when ``max_tokens`` is not given
 LOCAL_MAX_TOKENS = 640
+#: a model that answers a fix request with the very cell that failed is asked again at this temperature
+RETRY_TEMPERATURE = 0.7
 REMOTE_MAX_TOKENS = 1500
 
 
@@ -122,6 +126,7 @@ class _Step:
     attempts: int = 0
     error: str | None = None
     cells: list[Any] = field(default_factory=list)
+    fixed: tuple[str, str] | None = None  # (code, explanation) of a cell the agent writes itself
 
 
 def _cells_module() -> Any:
@@ -170,7 +175,9 @@ class NotebookAgent:
     ends the run at the first step that could not be fixed (default: report it and go
     on); ``refine`` revises the remaining plan after each step (``"auto"``: with the
     model for remote models, by cheap rules for local ones; ``"model"``, ``"rules"``,
-    ``"off"``); ``answer`` closes the run with a markdown cell answering the request.
+    ``"off"``); ``answer`` closes the run with a markdown cell answering the request;
+    ``load_files`` makes the first cells read the tables the request names (CSV, TSV,
+    JSON, Parquet, Excel) into DataFrames, so the model's code starts from real data.
     """
 
     def __init__(
@@ -191,6 +198,7 @@ class NotebookAgent:
         allow_install: bool = False,
         refine: str = "auto",
         answer: bool = True,
+        load_files: bool = True,
     ) -> None:
         self.planner, self.mas_options = check_planner(planner, mas_options)
         if refine not in REFINE_MODES:
@@ -198,6 +206,7 @@ class NotebookAgent:
         self.allow_install = bool(allow_install)
         self.refine = refine
         self.answer = bool(answer)
+        self.load_files = bool(load_files)
         if isinstance(max_fixes, bool) or not isinstance(max_fixes, int) or not 0 <= max_fixes <= 20:
             raise ConfigError(f"max_fixes must be a whole number from 0 to 20, not {max_fixes!r}.")
         if cell_timeout is not None and (isinstance(cell_timeout, bool) or not isinstance(cell_timeout, (int, float))
@@ -344,6 +353,9 @@ class _Run:
         self.before = {n: self.ns[n] for n in ctx.user_names(self.ns, self.hidden)}
         self.files_before = _snapshot_files(self.base)
         try:
+            loads = self._load_steps()
+            for step in loads:
+                self._run_fixed_step(step)
             context = ctx.gather(self.request, self.ns, shell=self.shell, base_dir=self.base,
                                  limits=a.context_limits).render()
             self.trajectory.append({"type": "context", "text": context})
@@ -359,10 +371,13 @@ class _Run:
             self.trajectory.append({"type": "plan", "steps": plan.steps, "mode": plan.mode, "raw": plan.raw,
                                     "seconds": round(plan.seconds, 3), "fallback": plan.fallback,
                                     "planner": self.planner, **plan.mas})
-            self.plan = list(plan.steps)
-            self.steps = [_Step(i, s) for i, s in enumerate(plan.steps)]
-            emit(self.events, PlanReady(tuple(plan.steps)))
-            i = 0
+            titles = list(plan.steps)
+            if loads:  # the planner's own "load the CSV" step is done already
+                titles = _refine_by_rules(loads, titles) or titles
+            self.steps = [*loads, *(_Step(len(loads) + i, t) for i, t in enumerate(titles))]
+            self.plan = [s.title for s in self.steps]
+            emit(self.events, PlanReady(tuple(self.plan)))
+            i = len(loads)
             while i < len(self.steps):
                 step = self.steps[i]
                 self._run_step(model, context, step)
@@ -454,12 +469,14 @@ class _Run:
         last_run: ExecResult | None = None
         rerun: CellDraft | None = None  # after an install: the same code again, no new reply
         max_attempts = 1 if self.onecall else 1 + a.max_fixes
+        tried: set[str] = set()
+        hot = False  # the model repeated a failed cell: sample the next answer instead
         while step.attempts < max_attempts:
             step.attempts += 1
             if rerun is not None:
                 draft, rerun = rerun, None  # ``reply`` is still the one that wrote this code
             else:
-                reply = self._ask(model, messages)
+                reply = self._ask(model, messages, temperature=RETRY_TEMPERATURE if hot else None)
                 try:
                     draft = parse_cell(reply)
                     # the first explanation describes the step; a fix reply's prose only describes the fix
@@ -469,6 +486,8 @@ class _Run:
                     self._record_attempt(step, None, None, error=exc.message)
                     messages = self._fit_followup(base_messages, reply, malformed_prompt())
                     continue
+            hot = draft.code in tried
+            tried.add(draft.code)
             if not self.onecall:
                 code, added = add_missing_imports(draft.code, set(self.ns))
                 if added:
@@ -537,6 +556,67 @@ class _Run:
             self.observed.append(f"Step {step.index + 1} ({step.title}) FAILED: {step.error}")
         else:
             emit(self.events, StepFinished(step.index, False, step.attempts))
+
+    # -- the files the request names -------------------------------------------------------------------
+
+    def _load_steps(self) -> list[_Step]:
+        """One step per table the request names: the agent reads it itself (no model call)."""
+        a = self.agent
+        if not a.load_files or self.onecall or importlib.util.find_spec("pandas") is None:
+            return []
+        steps: list[_Step] = []
+        taken = set(self.ns)
+        for path in ctx.named_files(self.request, self.base)[: a.context_limits.max_files]:
+            reader = _READERS.get(path.suffix.lower())
+            if reader is None:
+                continue
+            try:
+                shown = os.path.relpath(path, self.base)
+            except ValueError:
+                shown = str(path)
+            if shown.startswith(".."):
+                shown = str(path)
+            name = _frame_name(path, taken)
+            taken.add(name)
+            call = reader.format(path=repr(shown))
+            if path.suffix.lower() in (".csv", ".tsv"):
+                dates = ctx.date_columns(path, "\t" if path.suffix.lower() == ".tsv" else ",")
+                if dates:
+                    call = call[:-1] + f", parse_dates={dates!r})"
+            code = f"import pandas as pd\n\n{name} = pd.{call}\n{name}.head()"
+            step = _Step(len(steps), f"Load {path.name} into the DataFrame `{name}`")
+            step.fixed = (code, f"Read `{shown}`, the file the request names, and look at its first rows.")
+            steps.append(step)
+        return steps
+
+    def _run_fixed_step(self, step: _Step) -> None:
+        """Run a cell the agent wrote itself (loading a file): no model, no fixes."""
+        a = self.agent
+        code, note = step.fixed
+        draft = CellDraft(note, code)
+        emit(self.events, StepStarted(step.index, step.index + 1, step.title))
+        step.attempts = 1
+        if a.dry_run:
+            step.status = "dry-run"
+            self._record_attempt(step, draft, None)
+            self._deliver_step(step, draft, None)
+            return
+        if a.confirm is not None and not a.confirm(code):
+            step.status = "skipped"
+            self._record_attempt(step, draft, None, error="not approved")
+            emit(self.events, StepFinished(step.index, False, step.attempts))
+            return
+        run = self.executor.run(code, a.cell_timeout)
+        self._protect_user_variables(step)
+        emit(self.events, CellRun(step.index, 1, code, run.ok, None if run.ok else f"{run.ename}: {run.evalue}",
+                                  run.seconds))
+        self._record_attempt(step, draft, run)
+        step.status = "ok" if run.ok else "failed"
+        step.error = None if run.ok else f"{run.ename}: {run.evalue}"
+        self._deliver_step(step, draft, run)
+        self.done.append(_done_entry(step, draft, run))
+        if run.ok:
+            self.observed.append(_observed_entry(step, run))
 
     # -- what a failure needs ------------------------------------------------------------------------
 
@@ -673,7 +753,7 @@ class _Run:
         summary = ctx.summarize_namespace({n: self.ns[n] for n in names}, limits)
         return summary[: limits.namespace_chars // 2]
 
-    def _ask(self, model: ChatModel, messages: list[dict[str, str]]) -> str:
+    def _ask(self, model: ChatModel, messages: list[dict[str, str]], temperature: float | None = None) -> str:
         on_token = None
         if self.events is not None:
             handler = self.events
@@ -684,7 +764,7 @@ class _Run:
         # the closing fence ends the answer: a small model would otherwise ramble to max_tokens
         # (the opening fence is "```python", so it does not match)
         return model.chat(messages, max_tokens=self.budget.reply_room(messages), on_token=on_token,
-                          stop=["\n```\n"]).text
+                          stop=["\n```\n"], temperature=temperature).text
 
     def _record_attempt(self, step: _Step, draft: CellDraft | None, run: ExecResult | None,
                         error: str | None = None) -> None:
@@ -807,6 +887,29 @@ def _done_entry(step: _Step, draft: CellDraft, run: ExecResult | None) -> str:
     status = "" if step.status in ("ok", "dry-run") else " (FAILED)"
     code = draft.code if len(draft.code) < 900 else draft.code[:900] + "\n# …"
     return f"Step {step.index + 1}{status}: {step.title}\n```python\n{code}\n```\nOutput: {out}"
+
+
+#: pandas reader per file suffix (``{path}`` is the quoted path)
+_READERS = {
+    ".csv": "read_csv({path})",
+    ".tsv": "read_csv({path}, sep='\\t')",
+    ".json": "read_json({path})",
+    ".jsonl": "read_json({path}, lines=True)",
+    ".parquet": "read_parquet({path})",
+    ".xlsx": "read_excel({path})",
+}
+
+
+def _frame_name(path: Path, taken: set[str]) -> str:
+    """A variable name for a file's DataFrame: its stem as an identifier, never one already in use."""
+    stem = re.sub(r"\W+", "_", path.stem.lower()).strip("_") or "data"
+    if stem[0].isdigit() or keyword.iskeyword(stem):
+        stem = f"df_{stem}"
+    name, n = stem, 1
+    while name in taken:
+        name = f"{stem}_df" if n == 1 else f"{stem}_df{n}"
+        n += 1
+    return name
 
 
 def _observed_entry(step: _Step, run: ExecResult) -> str:

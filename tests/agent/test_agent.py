@@ -42,6 +42,7 @@ def env(tmp_path, monkeypatch, openai_server, openai_model, ipython_shell):
             kw.setdefault("planner", "single")
             kw.setdefault("cell_timeout", 20)
             kw.setdefault("answer", False)  # the closing answer has its own tests
+            kw.setdefault("load_files", False)  # so has the agent's own loading of named tables
             return NotebookAgent(self.model, on_event=self.events, **kw)
 
         def run(self, variant="works", **kw):
