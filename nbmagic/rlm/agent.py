@@ -29,7 +29,6 @@ trajectory so far (and any answer already submitted).
 from __future__ import annotations
 
 import ast
-import json
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -61,6 +60,7 @@ from nbmagic.rlm.execution import outer_streams, truncate
 from nbmagic.rlm.pricing import check_prices, price_for
 from nbmagic.rlm.repl import ENVIRONMENTS, Environment, make_environment
 from nbmagic.rlm.schemas import build_typed, resolve_schema
+from nbmagic.rlm.subagents import SubAgents, list_variables
 from nbmagic.rlm.tools import Budget, Toolbox, check_schema, describe_tool, make_tools
 from nbmagic.rlm.trajectory import TrajectoryWriter
 from nbmagic.secrets import redact
@@ -174,6 +174,8 @@ class RLM:
         context_window: int | None = None,
         compact_threshold: float = 0.8,
         native_tools: bool = True,
+        max_subagent_depth: int = 0,
+        max_subagents: int = 8,
     ) -> None:
         from nbmagic.config import settings
 
@@ -220,6 +222,8 @@ class RLM:
         if not isinstance(native_tools, bool):
             raise ConfigError(f"native_tools must be True or False, got {native_tools!r}.")
         self.native_tools = native_tools
+        self.max_subagent_depth = _limit("max_subagent_depth", max_subagent_depth, minimum=0) or 0
+        self.max_subagents = _positive("max_subagents", max_subagents, 8)
 
     # -- models, loaded on first use --
 
@@ -341,7 +345,7 @@ class RLMRun:
         self.budget = budget
         self.depth = depth
         self.top = depth == 0
-        self.session = session if self.top else None
+        self.session = session  # a top run's session, or a sub-agent's fork (nbmagic.rlm.subagents)
         self.t0 = time.monotonic()
         # counters and log
         self.trajectory: list[dict[str, Any]] = []
@@ -369,6 +373,7 @@ class RLMRun:
             on_event=rlm.on_event,
             recursive=rlm.recursive,
             tools=rlm.tools,
+            forker=SubAgents(self) if rlm.max_subagent_depth else None,
         )
         kind: str | Environment = rlm.environment
         if not self.top and isinstance(kind, Environment):
@@ -447,6 +452,8 @@ class RLMRun:
 
     def _end(self) -> None:
         self.ended = True
+        if self.toolbox.forker is not None:  # forks not adopted go with the run
+            self.toolbox.forker.close()
         if self.session is None and self.env is not None:
             self.env.close()
 
@@ -467,6 +474,7 @@ class RLMRun:
             contexts = self.session.bind(self.env, self.contexts, self.toolbox.helpers())
         else:
             self.env.start(self.contexts, self.toolbox.helpers())
+        self.bound = contexts  # every context the REPL holds (forks show them to sub-agents)
         summary = summarize_all(contexts)
         self.messages = [
             {"role": "system", "content": self._system_prompt()},
@@ -512,6 +520,8 @@ class RLMRun:
             recursive=rlm.recursive,
             tools=[describe_tool(n, f) for n, f in rlm.tools.items()],
             native=self.native is not False,
+            subagents=(rlm.max_subagent_depth - self.depth, rlm.max_subagents, self.env.parallel_forks)
+            if rlm.max_subagent_depth else None,
         )
 
     def _conclude(self, answer: Any) -> RLMResult:
@@ -783,18 +793,7 @@ class RLMRun:
 
     def _variables(self) -> str:
         """``name: type`` of what the REPL holds (the same probe for both environments)."""
-        skip = sorted({*self.toolbox.helpers(), "input", "exit", "quit"})
-        probe = (
-            "import json as _nbm_json\n"
-            f"print(_nbm_json.dumps({{_k: type(_v).__name__ for _k, _v in list(globals().items()) "
-            f"if not _k.startswith('_') and _k not in {skip!r}}}))"
-        )
-        out = self.env.execute(probe, timeout=10, max_output_chars=20_000)
-        try:
-            names = json.loads(out.output.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            return ""
-        return ", ".join(f"{k} ({v})" for k, v in sorted(names.items()))[:2000]
+        return list_variables(self.env, {*self.toolbox.helpers(), "input", "exit", "quit"})
 
 
 def _outside_turns(handler: EventHandler) -> EventHandler:

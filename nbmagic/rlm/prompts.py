@@ -29,6 +29,7 @@ def system_prompt(
     recursive: bool = True,
     tools: Sequence[str] = (),
     native: bool = False,
+    subagents: tuple[int, int, bool] | None = None,
 ) -> str:
     calls = "unlimited" if max_llm_calls is None else str(max_llm_calls)
     child = (
@@ -50,6 +51,19 @@ def system_prompt(
         if native
         else ""
     )
+    forks = ""
+    if subagents is not None:
+        levels, most, parallel = subagents
+        forks = (
+            "\n- spawn_agents(tasks: list[str]) -> list[dict]: hand up to "
+            f"{most} independent sub-tasks to sub-agents at once ({'in parallel' if parallel else 'one after another'}); "
+            "each works in a copy (fork) of this REPL with all your variables and returns a dict with id, task, "
+            "ok, answer, error and changed (the variables it created or changed: name -> type). Nothing they do "
+            "reaches this REPL until you call adopt(id) (merges that sub-agent's changed variables here); "
+            "discard(id) drops a fork."
+            if levels > 0
+            else "\n- spawn_agents, adopt, discard: not available at this depth (do the work yourself)."
+        )
     user_tools = "".join(f"\n- {t}" for t in tools)
     if tools:
         user_tools = "\nTools the user gave you (plain functions in the REPL; call them from code):" + user_tools
@@ -65,7 +79,7 @@ variables, imports and functions persist between turns. The value of a final bar
 
 There are no sub-models in this run: compute the answer with code alone.
 Helper in the REPL (it cannot be reassigned):
-- submit(answer): give the final answer; the run ends after this turn. {answer_form}{user_tools}
+- submit(answer): give the final answer; the run ends after this turn. {answer_form}{forks}{user_tools}
 
 Budget: {max_iterations} turns.{limit}
 Plan: look at the data's shape, compute exactly with code (counting, searching, parsing), check \
@@ -85,7 +99,7 @@ meaning-level work on slices of the data.
 - llm_query_batched(prompts: list[str]) -> list[str]: many prompts at once, up to {max_concurrency} \
 concurrently; answers come back in order; a failed one is a string starting with "[error]".
 - {child}
-- submit(answer): give the final answer; the run ends after this turn. {answer_form}{user_tools}
+- submit(answer): give the final answer; the run ends after this turn. {answer_form}{forks}{user_tools}
 
 Budget: {max_iterations} turns; {calls} sub-calls in all (llm_query, each prompt of a batch, \
 rlm_query).{limit} When a budget is spent, helpers return "[error] …" strings instead of answers.
@@ -159,4 +173,13 @@ def after_compaction(dropped_turns: int, variables: str) -> str:
     return (
         f"(Earlier turns, {dropped_turns} messages, were replaced by the summary above.) "
         f"Variables now in the REPL: {variables or '(none listed)'}. Continue from there."
+    )
+
+
+def subagent_task(task: str, agent_id: int, variables: str) -> str:
+    """The question a sub-agent gets: its task, and that it works on a fork of the root's REPL."""
+    return (
+        f"{task}\n\n(You are sub-agent {agent_id}, working in a fork of the root's REPL: every variable, "
+        f"function and import it made is defined here: {variables or '(none listed)'}. What you change stays "
+        "in this fork unless the root adopts it. Submit your answer to the task.)"
     )

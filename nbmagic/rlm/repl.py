@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
+from collections import ChainMap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +110,19 @@ class Environment(ABC):
     def set_helpers(self, helpers: Mapping[str, Helper]) -> None:
         """Point the helper names at a new query's helpers (fresh budget, fresh submit)."""
         raise ConfigError(f"The {self.name!r} REPL cannot serve a second query; reset the session.")
+
+    # -- sub-agents on forked state --
+
+    #: whether forks run their turns in parallel (separate processes) or one after another
+    parallel_forks = False
+
+    def fork(self) -> Environment:
+        """A started REPL with this one's variables, for a sub-agent."""
+        raise ConfigError(f"The {self.name!r} REPL cannot be forked for sub-agents.")
+
+    def adopt(self, values: Mapping[str, Any]) -> list[str]:
+        """Bind a sub-agent's variables here (what ``adopt(i)`` merges); the names bound."""
+        raise ConfigError(f"The {self.name!r} REPL cannot adopt a sub-agent's variables.")
 
     def __enter__(self) -> Environment:
         return self
@@ -188,7 +202,11 @@ class KernelEnvironment(Environment):
     def export(self) -> dict[str, Any]:
         if self.ns is None:
             return {}
-        return self.ns.own_variables(skip=self._context_names)
+        own = self.ns.own_variables(skip=self._context_names)
+        inherited = getattr(self, "inherited", None)
+        if inherited:  # a fork: only what it changed (an `import os` the root made too is no change)
+            own = {k: v for k, v in own.items() if not (k in inherited and inherited[k] is v)}
+        return own
 
     def add_contexts(self, contexts: Mapping[str, Any]) -> None:
         if self.ns is None:
@@ -205,6 +223,27 @@ class KernelEnvironment(Environment):
             dict.pop(self.ns, name, None)
         self.ns.reserved.update({name: _wrap_helper(name, fn) for name, fn in helpers.items()})
         self.ns.restore()
+
+    def fork(self) -> KernelEnvironment:
+        """A layer over a copy of this layer's variables (a shallow copy: objects are shared, so
+        in-place mutation shows in both; names the fork assigns stay in the fork)."""
+        if self.ns is None:
+            raise RuntimeError("start() the environment first")
+        layer = {k: v for k, v in dict.items(self.ns)
+                 if k not in self.ns.reserved and not (k.startswith("__") and k.endswith("__"))}
+        child = KernelEnvironment(ChainMap(layer, self.base))  # type: ignore[arg-type]
+        child.ns = LayeredNamespace(child.base, dict(self.ns.reserved))
+        child._context_names = set(self._context_names)
+        child._turn = self._turn
+        child.inherited = layer  # type: ignore[attr-defined]  # what the fork reads through (listed to it)
+        return child
+
+    def adopt(self, values: Mapping[str, Any]) -> list[str]:
+        if self.ns is None:
+            raise RuntimeError("start() the environment first")
+        for name, value in values.items():
+            self.ns.bind(name, value)
+        return sorted(values)
 
 
 # --- subprocess -------------------------------------------------------------------------
@@ -398,6 +437,43 @@ class SubprocessEnvironment(Environment):
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
 
+    parallel_forks = True
+
+    def fork(self) -> ForkedWorker:
+        """Fork the worker (also while it waits inside a helper call): a real copy of its state."""
+        from multiprocessing import reduction
+        from multiprocessing.connection import Connection
+
+        if self.conn is None or self.proc is None or self.proc.poll() is not None:
+            raise NbmagicError("The RLM worker is not running, so it cannot be forked for sub-agents.")
+        self.conn.send(("fork",))
+        if not self.conn.poll(30):
+            raise NbmagicError("The RLM worker did not fork within 30 s.")
+        msg = self.conn.recv()
+        if msg[0] != "forked":
+            raise NbmagicError(f"The RLM worker could not fork for a sub-agent: {msg[1] if len(msg) > 1 else msg}")
+        conn = Connection(reduction.recv_handle(self.conn))
+        if not conn.poll(30):
+            conn.close()
+            raise NbmagicError("The sub-agent's forked REPL did not start within 30 s.")
+        ready = conn.recv()
+        return ForkedWorker(self, int(ready[1]), conn)
+
+    def adopt(self, values: Mapping[str, Any]) -> list[str]:
+        assert self.workdir is not None
+        path = self.workdir / f".adopt-{self._turn}-{len(values)}.pkl"
+        try:
+            with open(path, "wb") as f:
+                pickle.dump(dict(values), f, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise ConfigError(f"The sub-agent's variables could not be passed on: {exc}") from None
+        self.conn.send(("adopt", str(path)))
+        if not self.conn.poll(60):
+            raise NbmagicError("The RLM worker did not take the sub-agent's variables.")
+        msg = self.conn.recv()
+        path.unlink(missing_ok=True)
+        return list(msg[1])
+
     # -- turns --
 
     def execute(self, code: str, *, timeout: float | None, max_output_chars: int) -> TurnOutput:
@@ -522,6 +598,86 @@ class SubprocessEnvironment(Environment):
             except Exception:  # a class defined only in the worker, say
                 continue
         return out
+
+
+class _ForkProcess:
+    """What :class:`SubprocessEnvironment` needs of a ``Popen``, for a process that is not our child."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, 0)
+                with open(f"/proc/{self.pid}/stat", "rb") as f:  # Linux: exited, not yet reaped by init
+                    if f.read().rsplit(b")", 1)[-1].split()[0] == b"Z":
+                        self.returncode = -1
+            except (ProcessLookupError, PermissionError):
+                self.returncode = -1
+            except (OSError, IndexError):  # no /proc (macOS): kill(pid, 0) is the answer
+                pass
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0)
+            time.sleep(0.02)
+        return self.returncode  # type: ignore[return-value]
+
+    def kill(self) -> None:
+        import signal
+
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class ForkedWorker(SubprocessEnvironment):
+    """A sub-agent's REPL: a fork of the worker, with its own pipe; it cannot be restarted
+    (its state came from the root's REPL), so a fork that dies or is killed is gone."""
+
+    def __init__(self, parent: SubprocessEnvironment, pid: int, conn: Any) -> None:
+        super().__init__(memory_limit_mb=parent.memory_limit_mb, grace=parent.grace, python=parent.python)
+        self.proc = _ForkProcess(pid)  # type: ignore[assignment]
+        self.conn = conn
+        self.helpers = dict(parent.helpers)
+        self._turn = parent._turn
+        self.gone = False
+
+    def start(self, contexts: Mapping[str, Any], helpers: Mapping[str, Helper]) -> None:
+        raise RuntimeError("a forked REPL is started by its fork")
+
+    def _restart(self) -> None:
+        self._kill()
+        self.gone = True
+
+    def close(self) -> None:
+        """Ask the fork to exit and wait for its end of the pipe to close (it has no workdir of its own)."""
+        ended = False
+        if self.conn is not None:
+            try:
+                self.conn.send(("close",))
+                while self.conn.poll(2):
+                    self.conn.recv()  # a late message; EOF ends the loop
+            except (EOFError, OSError):
+                ended = True
+        if not ended:
+            self._kill()
+        elif self.conn is not None:
+            self.conn.close()
+        self.conn = None
+        self.gone = True
+
+    def execute(self, code: str, *, timeout: float | None, max_output_chars: int) -> TurnOutput:
+        if self.gone or self.proc is None or self.proc.poll() is not None:
+            return TurnOutput(output="This sub-agent's forked REPL is gone (it died or was stopped). "
+                              "Submit what you have.\n", error="WorkerDied")
+        return super().execute(code, timeout=timeout, max_output_chars=max_output_chars)
 
 
 def _picklable(value: Any) -> bool:

@@ -25,9 +25,10 @@ from nbmagic.events import EventHandler, ModelCall, SubCall, emit
 from nbmagic.llm.base import ChatModel, Usage
 
 HELPER_NAMES = ("llm_query", "llm_query_batched", "rlm_query", "submit")
+FORK_HELPERS = ("spawn_agents", "adopt", "discard")
 SUB_LM_HELPERS = ("llm_query", "llm_query_batched", "rlm_query")
 #: names a user tool may not take: the helpers and what the REPL itself provides
-RESERVED_TOOL_NAMES = frozenset({*HELPER_NAMES, "input", "exit", "quit", "context"})
+RESERVED_TOOL_NAMES = frozenset({*HELPER_NAMES, *FORK_HELPERS, "input", "exit", "quit", "context"})
 PREVIEW = 200
 
 
@@ -109,6 +110,37 @@ class Budget:
             return {k: Usage(v.prompt_tokens, v.completion_tokens, v.calls) for k, v in self.usage.items()}
 
 
+class ShareBudget(Budget):
+    """A sub-agent's share: its own cap on sub-calls, drawing from (and counted in) the root's budget."""
+
+    def __init__(self, parent: Budget, max_llm_calls: int | None) -> None:
+        super().__init__(max_llm_calls=max_llm_calls, max_tokens=parent.max_tokens, timeout=None,
+                         max_cost_usd=parent.max_cost_usd, prices=parent.prices)
+        self.parent = parent
+        self.deadline, self.timeout = parent.deadline, parent.timeout
+
+    def reserve(self) -> int | None:
+        n = super().reserve()
+        if n is not None and self.parent.reserve() is None:
+            super().release()
+            return None
+        return n
+
+    def release(self) -> None:
+        super().release()
+        self.parent.release()
+
+    def record(self, model: str, usage: Usage) -> None:
+        super().record(model, usage)
+        self.parent.record(model, usage)
+
+    def tokens_exhausted(self) -> bool:
+        return self.parent.tokens_exhausted()
+
+    def cost_exhausted(self) -> bool:
+        return self.parent.cost_exhausted()
+
+
 @dataclass
 class _Outcome:
     text: str
@@ -146,8 +178,10 @@ class Toolbox:
         on_event: EventHandler | None = None,
         recursive: bool = True,
         tools: Mapping[str, Callable[..., Any]] | None = None,
+        forker: Any = None,
     ) -> None:
         self.sub_model = sub_model
+        self.forker = forker  # the run that spawns sub-agents on forks of its REPL (max_subagent_depth > 0)
         self.recursive = recursive
         self.tools = dict(tools or {})
         self.budget = budget
@@ -170,6 +204,8 @@ class Toolbox:
         if self.recursive:
             out.update(llm_query=self.llm_query, llm_query_batched=self.llm_query_batched, rlm_query=self.rlm_query)
         out["submit"] = self.submit
+        if self.forker is not None:
+            out.update(spawn_agents=self.spawn_agents, adopt=self.adopt, discard=self.discard)
         for name, fn in self.tools.items():
             out[name] = self._tool(name, fn)
         return out
@@ -362,6 +398,30 @@ class Toolbox:
                      ok=ok, depth=self.depth, seconds=seconds)
         self._finish([_Outcome(text, record, [ev])])
         return value, None
+
+    # -- sub-agents on forked REPL state --
+
+    def spawn_agents(self, tasks: Sequence[str]) -> tuple[Any, str | None]:
+        """spawn_agents(tasks) -> list[dict]: one sub-agent per task, each on a fork of this REPL."""
+        if isinstance(tasks, str) or not isinstance(tasks, Sequence) or not tasks:
+            raise TypeError("spawn_agents(tasks) takes a non-empty list of task strings.")
+        for i, t in enumerate(tasks):
+            _check_prompt(f"spawn_agents: tasks[{i}]", t)
+        return self.forker.spawn(list(tasks)), None
+
+    def adopt(self, agent: int) -> tuple[Any, str | None]:
+        """adopt(agent_id) -> list[str]: merge that sub-agent's new and changed variables into this REPL."""
+        names = self.forker.adopt(agent)
+        return names, f"Adopted from sub-agent {agent}: {', '.join(names) or '(nothing changed)'}."
+
+    def discard(self, agent: int) -> tuple[None, str]:
+        """discard(agent_id): drop that sub-agent's fork."""
+        self.forker.discard(agent)
+        return None, f"Sub-agent {agent}'s fork discarded."
+
+    def add_records(self, records: Sequence[dict[str, Any]]) -> None:
+        with self._lock:
+            self._records.extend(records)
 
     # -- the answer --
 

@@ -88,7 +88,11 @@ class Worker:
                         raise RuntimeError(f"{error[0]}: {error[1]}")
                     raise kind(error[1])
                 return value
-            # a stale reply to a call an interrupted turn abandoned: drop it
+            if msg[0] == "fork":  # spawn_agents, being served, forks this REPL as it is now
+                self.fork()
+            elif msg[0] == "adopt":  # adopt(), being served, merges a sub-agent's variables
+                self.adopt(msg[1])
+            # else a stale reply to a call an interrupted turn abandoned: drop it
 
     def run_turn(self, turn: int, code: str, timeout: float | None, max_chars: int) -> None:
         from nbmagic.rlm.repl import helpers_note, timeout_message
@@ -127,7 +131,10 @@ class Worker:
 
     def export(self) -> None:
         blobs: dict[str, bytes] = {}
+        base = getattr(self, "fork_base", None)  # a fork exports what it changed since the fork
         for name, value in self.ns.own_variables(skip=self.context_names).items():
+            if base is not None and base.get(name) == id(value):
+                continue
             try:
                 blobs[name] = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception:
@@ -142,6 +149,59 @@ class Worker:
         self.context_names |= set(contexts)
         self.conn.send(("bound",))
 
+    def adopt(self, path: str) -> None:
+        with open(path, "rb") as f:
+            values = pickle.load(f)
+        for name, value in values.items():
+            self.ns.bind(name, value)
+        self.conn.send(("adopted", sorted(values)))
+
+    def fork(self) -> None:
+        """A sub-agent's REPL: a process with this REPL's state (copied on write) and its own pipe.
+
+        Double fork: the intermediate child exits at once, so the REPL process is reaped by
+        the system and this worker keeps no zombies nor changes its SIGCHLD handling. The
+        REPL's end of a new socket pair goes to the parent (SCM_RIGHTS); the REPL first sends
+        its pid there, then serves turns until closed and exits without running anything else
+        of this process (it forked from inside a helper call's wait).
+        """
+        import os
+        import socket
+        from multiprocessing import reduction
+        from multiprocessing.connection import Connection
+
+        mine, theirs = socket.socketpair()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            mine.close()
+            theirs.close()
+            self.conn.send(("fork-failed", f"{exc.strerror or exc}"))
+            return
+        if pid == 0:
+            try:
+                if os.fork() == 0:
+                    code = 0
+                    try:
+                        mine.close()
+                        self.conn.close()  # our copy of the first worker's pipe: never read here
+                        self.conn = Connection(theirs.detach())
+                        self._ids = itertools.count(1)
+                        self.fork_base = {k: id(v) for k, v in dict.items(self.ns)}  # "changed" is from here
+                        self.conn.send(("fork-ready", os.getpid()))
+                        self.serve()
+                    except BaseException:
+                        code = 1
+                    finally:
+                        os._exit(code)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        theirs.close()
+        self.conn.send(("forked",))
+        reduction.send_handle(self.conn, mine.fileno(), os.getppid())
+        mine.close()
+
     def serve(self) -> None:
         while True:
             try:
@@ -155,6 +215,10 @@ class Worker:
                 self.export()
             elif kind == "bind":  # a continued session's new contexts
                 self.bind(msg[1])
+            elif kind == "adopt":  # a sub-agent's variables, merged by the root
+                self.adopt(msg[1])
+            elif kind == "fork":  # a sub-agent's REPL: this state, copied on write
+                self.fork()
             elif kind == "close":
                 return
             # "reply" here is stale (its turn already ended): ignore
