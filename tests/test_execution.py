@@ -108,3 +108,19 @@ def test_the_core_imports_only_the_standard_library() -> None:
             " 'traitlets', 'jupyter_client', 'nbformat'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"  # the RLM worker imports it: it must start fast
+
+
+def test_a_fork_inside_a_limit_starts_without_the_parents_deadline() -> None:
+    with time_limit(0.3):
+        pid = os.fork()
+        if pid == 0:  # the child outlives the parent's deadline without being interrupted
+            try:
+                time.sleep(0.6)
+                with time_limit(5):  # its own limit: the parent's (past) deadline must not fire in it
+                    compile_cell("import time\nt = time.monotonic()\nwhile time.monotonic() - t < 0.3:\n    pass",
+                                 "<child>").run({})
+            except BaseException:
+                os._exit(3)
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)  # the parent left its limit at once
+    assert os.waitstatus_to_exitcode(status) == 0

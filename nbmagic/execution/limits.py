@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import builtins
 import ctypes
+import os
 import signal
 import sys
 import threading
@@ -288,6 +289,17 @@ def _exit(lim: Limit) -> None:
         if _main.outer_deadline is not None:
             signal.setitimer(signal.ITIMER_REAL, max(1e-3, _main.outer_deadline - now), _main.outer_interval)
         _main.outer_deadline = None
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (an RLM sub-agent's REPL) starts with no limits: the parent's deadlines, whose
+    timer the child does not inherit, are not its own; it sets its own if it needs them."""
+    _stacks.clear()
+    _main.outer_deadline = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @contextmanager
