@@ -291,3 +291,11 @@ def test_a_shell_command_in_a_cell_is_interrupted_by_the_limit(ipython_shell):
     t0 = time.monotonic()
     res = ShellExecutor(ipython_shell).run("!sleep 20", timeout=0.5)
     assert res.timed_out and time.monotonic() - t0 < 5
+
+
+def test_what_the_limit_cannot_stop_is_said(executor):
+    # a call that cannot be interrupted (here: one that holds the alarm off, as a long C call does)
+    code = ("import signal, time\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\ntime.sleep(3.2)\n"
+            "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})\nwhile True:\n    pass")
+    res = executor.run(code, timeout=0.3)
+    assert res.timed_out and "compiled code (C) cannot be interrupted" in res.evalue
