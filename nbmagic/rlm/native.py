@@ -81,6 +81,10 @@ def chat(model: ChatModel, messages: list[dict[str, Any]], *, temperature: float
     """One call offering the tool; raises whatever the SDK raises (the caller falls back)."""
     req: dict[str, Any] = {"model": model.name, "messages": as_wire(messages), "tools": [RUN_PYTHON_TOOL],
                            "tool_choice": "auto"}
+    defaults = getattr(model, "default_params", None) or {}  # what load_model(..., default_params=) set
+    for key in ("temperature", "top_p", "max_tokens", "seed"):
+        if key in defaults and defaults[key] is not None:
+            req[key] = defaults[key]
     if temperature is not None:
         req["temperature"] = temperature
     if max_tokens is not None:

@@ -84,3 +84,16 @@ def test_native_tools_off_and_backends_without_them(openai_server: OpenAICompatS
     assert can_offer(root)
     gguf = load_model(f"gguf:{embedded_gguf_path}")  # not loaded until a call: cheap
     assert not can_offer(gguf)
+
+
+def test_the_tool_call_keeps_the_models_default_params(openai_server: OpenAICompatServer) -> None:
+    root = load_model(f"openai-compat:test-model@{openai_server.url}", max_retries=0,
+                      default_params={"temperature": 0.3, "max_tokens": 77})
+    openai_server.set_responder(ScriptedRoot([tool_code("submit(1)")]))
+    assert RLM(root, native_tools=True).query("q").answer == 1
+    body = openai_server.chat_requests()[0]
+    assert body["tools"] and body["temperature"] == 0.3 and body["max_tokens"] == 77
+    RLM(root, temperature=0.0, root_max_tokens=5).query("q")
+    body = openai_server.chat_requests()[-1]
+    assert body["temperature"] == 0.0 and body["max_tokens"] == 5  # the RLM's own settings win
+    root.close()
