@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -797,10 +798,12 @@ class RLMRun:
 
 
 def _outside_turns(handler: EventHandler) -> EventHandler:
-    """Run the renderer with the notebook's streams, even when called from inside a turn."""
+    """Run the renderer with the notebook's streams, even when called from inside a turn;
+    one event at a time (parallel sub-agents report from several threads)."""
+    lock = threading.RLock()
 
     def handle(event: Any) -> None:
-        with outer_streams():
+        with lock, outer_streams():
             emit(handler, event)
 
     return handle

@@ -82,3 +82,29 @@ def test_subagents_from_the_magic_and_bad_depth(ipython_shell: Any, openai_serve
     sh.run_cell("%rlm --context text --max-subagent-depth -2 total", store_history=True)
     assert "max_subagent_depth must be" in capsys.readouterr().err
     sh.run_line_magic("unload_ext", "nbmagic")
+
+
+def test_parallel_subagents_report_events_one_at_a_time(openai_server: OpenAICompatServer, models: Any) -> None:
+    import threading
+    import time
+
+    root, sub = models
+    openai_server.set_responder(ScriptedRoot({
+        "part": [code("submit(llm_query('x'))")],
+        "": [code("submit([r['answer'] for r in spawn_agents([f'part {i}' for i in range(3)])])")],
+    }))
+    active, most, threads = [0], [0], set()
+    lock = threading.Lock()
+
+    def handler(event: Any) -> None:  # a renderer that is not thread-safe
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+            threads.add(threading.get_ident())
+        time.sleep(0.005)
+        with lock:
+            active[0] -= 1
+
+    res = RLM(root, sub_model=sub, environment="subprocess", max_subagent_depth=1, on_event=handler).query("q")
+    assert res.answer == ["sub: x"] * 3
+    assert len(threads) > 1 and most[0] == 1  # events came from several threads, never two at once
