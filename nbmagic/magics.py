@@ -141,6 +141,7 @@ class NbMagic(Magics):
     @argument("--max-cost", type=float, default=None, metavar="USD", help="cost budget in US dollars (priced models)")
     @argument("--fenced-code", action="store_true", help="```python blocks even where the model supports tool calls")
     @argument("--max-subagent-depth", type=int, default=None, metavar="N", help="let the code spawn_agents() on forks of its REPL, N levels deep (default 0: off)")
+    @argument("--context-window", type=int, default=None, metavar="TOKENS", help="the root model's window, for history compaction (default: what the model reports)")
     @argument("--continue", dest="continue_", action="store_true", help="ask a follow-up in the last %%rlm's REPL (its variables are still there)")
     @argument("--reset", action="store_true", help="end the REPL kept for --continue")
     @argument("--view", action="store_true", help="show a trajectory: the last run's, or the JSONL file named after the options")
@@ -345,7 +346,8 @@ class _RlmJob:
         self.kwargs.update(recursive=not self.args.no_sub_calls, tools=tools or None,
                            max_errors=self.args.max_errors, max_cost_usd=self.args.max_cost,
                            native_tools=not self.args.fenced_code,
-                           max_subagent_depth=self.args.max_subagent_depth or 0)
+                           max_subagent_depth=self.args.max_subagent_depth or 0,
+                           context_window=self.args.context_window)
         if self.args.continue_ and getattr(self.owner, "rlm_session", None) is None:
             raise ConfigError("--continue: there is no RLM session to continue; ask a first question with %rlm.")
 

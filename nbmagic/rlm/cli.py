@@ -42,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fenced-code", action="store_true",
                    help="```python blocks even where the model supports tool calls")
     p.add_argument("--max-errors", type=int, default=None, help="stop after N failing turns in a row")
+    p.add_argument("--context-window", type=int, default=None, metavar="TOKENS",
+                   help="the root model's window, for history compaction (default: what the model reports)")
     p.add_argument("--max-subagent-depth", type=int, default=0, metavar="N",
                    help="let the code spawn_agents() on forks of its REPL, N levels deep (default 0: off)")
     p.add_argument("--max-cost", type=float, default=None, metavar="USD",
@@ -148,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         max_cost_usd=args.max_cost,
         native_tools=not args.fenced_code,
         max_subagent_depth=args.max_subagent_depth,
+        context_window=args.context_window,
     )
     with log if log is not None else contextlib.nullcontext():
         result = rlm.query(args.question, context=contexts, schema=_schema(args.schema))

@@ -65,6 +65,7 @@ def test_tools_no_sub_calls_and_schema_from_the_magic(shell: Any, openai_server:
         ("%rlm --schema Missing q", "no variable named 'Missing'"),
         ("%rlm --continue q", "no RLM session to continue"),
         ("%rlm --max-errors 0 q", "max_errors must be"),
+        ("%rlm --context-window 10 q", "context_window must be"),
         ("%rlm --view nothing.jsonl", "No trajectory file"),
     ],
 )
