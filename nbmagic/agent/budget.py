@@ -77,12 +77,13 @@ class Budget:
         if limit is None:
             return messages, []
         cut: list[str] = []
+        floor: set[str] = set()  # parts already at their minimum
         parts = dict(parts)
         for _ in range(4 * max(1, len(shrink))):
             used = count(self.model, messages)
             if used <= limit:
                 break
-            name = next((n for n in shrink if len(parts.get(n, "")) > MIN_PART), None)
+            name = next((n for n in shrink if n not in floor and len(parts.get(n, "")) > MIN_PART), None)
             if name is None:
                 break
             text = parts[name]
@@ -90,6 +91,8 @@ class Budget:
             target = max(MIN_PART, int(len(text) - over_chars * 1.1) - 40)
             if target >= len(text):
                 target = max(MIN_PART, len(text) // 2)
+            if target <= MIN_PART:
+                floor.add(name)
             parts[name] = truncate(text, target, head=0.6)
             if name not in cut:
                 cut.append(name)

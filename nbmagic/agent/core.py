@@ -430,18 +430,20 @@ class _Run:
         """The step's prompt, fitted to the window: earlier cells shrink first, then the context, then the plan."""
         made = self._new_variables_text()
         parts = {"context": context, "made": made, "done": "\n".join(self.done[-4:]),
-                 "plan": "\n".join(self.plan)}
+                 "plan": "\n".join(self.plan), "request": self.request, "title": step.title}
 
         def build(p: dict[str, str]) -> list[dict[str, str]]:
             text = p["context"] + (f"\n\nVariables created by earlier steps:\n{p['made']}" if p["made"] else "")
-            plan = p["plan"].split("\n") if p["plan"] else [step.title]
+            plan = p["plan"].split("\n") if p["plan"] else []
             while len(plan) <= step.index:  # a cut plan keeps the step's own line
                 plan.append(self.plan[len(plan)])
+            plan[step.index] = p["title"]
             done = [p["done"]] if p["done"] else []
             return [{"role": "system", "content": SYSTEM},
-                    {"role": "user", "content": code_prompt(self.request, text, plan, step.index, done)}]
+                    {"role": "user", "content": code_prompt(p["request"], text, plan, step.index, done)}]
 
-        messages, cut = self.budget.fit(build, parts, ("done", "made", "context", "plan"))
+        # least important first; the request and the step itself only when nothing else is left
+        messages, cut = self.budget.fit(build, parts, ("done", "made", "context", "plan", "request", "title"))
         if cut:
             self.trajectory.append({"type": "budget", "step": step.index + 1, "cut": cut,
                                     "window": self.budget.window})

@@ -1,4 +1,4 @@
-"""``python -m nbmagic.eval rlm|mas ...`` (see each suite's ``--help``)."""
+"""``python -m nbmagic.eval rlm|agent|mas ...`` (see each suite's ``--help``)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ from nbmagic.cli import run_guarded
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m nbmagic.eval", description="nbmagic evaluations")
     sub = parser.add_subparsers(dest="suite", metavar="SUITE")
-    from nbmagic.eval import rlm_cli
+    from nbmagic.eval import agent_cli, rlm_cli
 
     p = sub.add_parser("rlm", help=rlm_cli.HELP, description=rlm_cli.__doc__)
     rlm_cli.add_arguments(p)
     p.set_defaults(_run=rlm_cli.run)
+    p = sub.add_parser("agent", help=agent_cli.HELP, description=agent_cli.__doc__)
+    agent_cli.add_arguments(p)
+    p.set_defaults(_run=agent_cli.run)
     from nbmagic.eval import mas_cli
 
     p = sub.add_parser("mas", help=mas_cli.HELP, description=mas_cli.__doc__,
