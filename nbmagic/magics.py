@@ -335,6 +335,10 @@ class _RlmJob:
         from nbmagic.errors import ConfigError
 
         ns = self.shell.user_ns
+        if self.args.continue_:  # a follow-up keeps the first question's options unless given again
+            for name, value in getattr(self.owner, "rlm_session_args", {}).items():
+                if getattr(self.args, name) in (None, False):
+                    setattr(self.args, name, value)
         self.contexts = ma.resolve_contexts(self.args.context, ns, getattr(self.shell, "user_ns_hidden", None))
         self.kwargs = ma.rlm_kwargs(self.args)
         tools = {}
@@ -366,6 +370,7 @@ class _RlmJob:
             self.owner._rlm_reset()
             session = self.owner.rlm_session = rlm.session()
         session.rlm = rlm
+        self.owner.rlm_session_args = {k: getattr(self.args, k) for k in _SESSION_OPTIONS}
         return session.query(self.question, context=context, schema=self.args.schema)
 
 
@@ -386,6 +391,12 @@ def _in_new_kernel(agent: Any, request: str, shell: Any, sink: Any) -> Any:
         return agent.run(request, namespace=executor, shell=shell, sink=sink)  # it closes the sink
     finally:
         executor.close()
+
+
+#: %rlm options a --continue follow-up inherits from the question before it
+_SESSION_OPTIONS = ("model", "sub_model", "repl", "max_iterations", "max_llm_calls", "max_tokens", "max_depth",
+                    "timeout", "trajectory", "no_sub_calls", "tool", "max_errors", "max_cost", "fenced_code",
+                    "max_subagent_depth", "context_window")
 
 
 def _store(ns: dict[str, Any], name: str, result: MagicResult) -> bool:

@@ -40,3 +40,24 @@ print("ANSWER", res.answer, res.trajectory[1]["timed_out"], df, sales.shape, "re
     assert "ANSWER 249500 True mine (1000, 2) True" in out
     # quit() ended only the model's turn; the user's kernel lives on
     assert "SystemExit(None)" in _run(kernel, "print(res.trajectory[0]['output'])", timeout=30)
+
+
+def test_continue_across_cells_keeps_the_subprocess_worker(kernel: Any, openai_server: OpenAICompatServer) -> None:
+    """%rlm --continue in a real kernel: the worker and its variables outlive the cell; --reset ends it."""
+    openai_server.set_responder(ScriptedRoot({
+        "first": [code("import os\nwords = context.split()\nsubmit(os.getpid())")],
+        "again": [code("import os\nsubmit((len(words), os.getpid()))")],
+    }))
+    _run(kernel, f"""
+%load_ext nbmagic
+%config NbMagic.model = "openai-compat:test-model@{openai_server.url}"
+%config NbMagic.renderer = "plain"
+text = "one two three"
+""")
+    _run(kernel, "%rlm --repl subprocess --context text --out a first question")
+    out = _run(kernel, "%rlm --continue --out b again please\nprint('PIDS', a.answer, b.answer)")
+    line = next(ln for ln in out.splitlines() if ln.startswith("PIDS"))
+    _, pid, rest = line.split(" ", 2)
+    assert rest.startswith("(3, ") and rest.endswith(f"{pid})")  # same worker, words still defined
+    out = _run(kernel, f"%rlm --reset\nimport os\nprint('ALIVE', os.path.exists('/proc/{pid}'))")
+    assert "session was reset" in out and "ALIVE False" in out
