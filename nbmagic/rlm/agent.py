@@ -55,7 +55,7 @@ from nbmagic.events import (
     emit,
 )
 from nbmagic.llm.base import ChatModel, Usage
-from nbmagic.rlm import native, prompts
+from nbmagic.rlm import compaction, native, prompts
 from nbmagic.rlm.context import resolve_contexts, summarize_all
 from nbmagic.rlm.execution import outer_streams, truncate
 from nbmagic.rlm.pricing import check_prices, price_for
@@ -740,57 +740,18 @@ class RLMRun:
         self._account(res.usage, res.seconds)
         return res.text or ""
 
-    # -- compaction --
+    # -- compaction (nbmagic.rlm.compaction) --
 
     def window(self) -> int | None:
         """The root model's context window in tokens: ``context_window=``, else what the model says."""
-        if self.rlm.context_window:
-            return self.rlm.context_window
-        for attr in ("context_window", "n_ctx"):
-            try:
-                value = getattr(self.root, attr, None)
-            except Exception:  # a backend that must load to know
-                value = None
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                return value
-        return None
+        return compaction.model_window(self.root, self.rlm.context_window)
 
     def prompt_tokens(self) -> int:
-        """What the next root prompt will cost: the last call's tokens plus what came after, or a count."""
-        counted = sum(self.root.count_tokens(m["content"]) for m in self.messages)
-        tail = sum(self.root.count_tokens(m["content"]) for m in self.messages[-1:])
-        return max(counted, self.last_prompt_tokens + tail)
+        """What the next root prompt will cost (see :func:`compaction.next_prompt_tokens`)."""
+        return compaction.next_prompt_tokens(self.root, self.messages, self.last_prompt_tokens)
 
     def _maybe_compact(self) -> None:
-        window = self.window()
-        if not window or len(self.messages) < 6:  # system, question, and at least two exchanges
-            return
-        used = self.prompt_tokens()
-        if used < self.rlm.compact_threshold * window:
-            return
-        keep = self.messages[-2:]  # the last reply and its output stay verbatim
-        old = self.messages[2:-2]
-        m0 = time.monotonic()
-        last = self.messages[-1]["content"]  # one user message, so the roles still alternate
-        summary = self._root_call(
-            [*self.messages[:-1], {"role": "user", "content": f"{last}\n\n{prompts.COMPACT_REQUEST}"}]
-        )
-        self.last_prompt_tokens = 0  # that call read the whole history; the next prompt is the short one
-        variables = self._variables()
-        self.messages = [
-            *self.messages[:2],
-            {"role": "assistant", "content": "Summary of my work so far:\n" + (summary.strip() or "(empty)")},
-            {"role": "user", "content": prompts.after_compaction(len(old), variables)},
-            *keep,
-        ]
-        self.compactions += 1
-        self._log({"iteration": self.iterations, "depth": self.depth, "kind": "compaction", "response": summary,
-                   "code": "", "output": f"variables: {variables}", "sub_calls": [], "dropped_messages": len(old),
-                   "tokens_before": used, "window": window, "model_seconds": round(time.monotonic() - m0, 4),
-                   "exec_seconds": 0.0, "submitted": False})
-        emit(self.rlm.on_event, Notice(
-            message=f"RLM history compacted: {len(old)} messages summarised (~{used:,} of {window:,} tokens).",
-        ))
+        compaction.maybe_compact(self)
 
     def _variables(self) -> str:
         """``name: type`` of what the REPL holds (the same probe for both environments)."""

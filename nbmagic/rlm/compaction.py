@@ -1,0 +1,75 @@
+"""History compaction: when the root's conversation nears its context window, fold old turns.
+
+Before a root call whose prompt would pass ``compact_threshold`` of the window, the root is
+asked to summarise its work so far; the conversation becomes the system prompt, the
+question, that summary, a message listing the REPL's variables (``name (type)``), and the
+last turn verbatim. Nothing in the REPL changes: the variables the summary names are still
+there. The run logs a ``compaction`` record and emits a :class:`~nbmagic.events.Notice`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from nbmagic.events import Notice, emit
+from nbmagic.llm.base import ChatModel
+from nbmagic.rlm import prompts
+
+if TYPE_CHECKING:
+    from nbmagic.rlm.agent import RLMRun
+
+#: fewer messages than this (system, question, two exchanges) leave nothing old to fold
+MIN_MESSAGES = 6
+
+
+def model_window(model: ChatModel, override: int | None = None) -> int | None:
+    """``override``, else the model's ``context_window`` / ``n_ctx`` (llama.cpp), else ``None``."""
+    if override:
+        return override
+    for attr in ("context_window", "n_ctx"):
+        try:
+            value = getattr(model, attr, None)
+        except Exception:  # a backend that must load to know
+            value = None
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def next_prompt_tokens(model: ChatModel, messages: list[dict[str, Any]], last_call_tokens: int) -> int:
+    """The larger of a count of every message and the last call's tokens plus what came since."""
+    counted = sum(model.count_tokens(m["content"]) for m in messages)
+    tail = sum(model.count_tokens(m["content"]) for m in messages[-1:])
+    return max(counted, last_call_tokens + tail)
+
+
+def maybe_compact(run: RLMRun) -> None:
+    """Fold the run's old turns into a summary if the next prompt would be too close to the window."""
+    window = run.window()
+    if not window or len(run.messages) < MIN_MESSAGES:
+        return
+    used = run.prompt_tokens()
+    if used < run.rlm.compact_threshold * window:
+        return
+    keep = run.messages[-2:]  # the last reply and its output stay verbatim
+    old = run.messages[2:-2]
+    m0 = time.monotonic()
+    last = run.messages[-1]["content"]  # one user message, so the roles still alternate
+    summary = run._root_call([*run.messages[:-1], {"role": "user", "content": f"{last}\n\n{prompts.COMPACT_REQUEST}"}])
+    run.last_prompt_tokens = 0  # that call read the whole history; the next prompt is the short one
+    variables = run._variables()
+    run.messages = [
+        *run.messages[:2],
+        {"role": "assistant", "content": "Summary of my work so far:\n" + (summary.strip() or "(empty)")},
+        {"role": "user", "content": prompts.after_compaction(len(old), variables)},
+        *keep,
+    ]
+    run.compactions += 1
+    run._log({"iteration": run.iterations, "depth": run.depth, "kind": "compaction", "response": summary,
+              "code": "", "output": f"variables: {variables}", "sub_calls": [], "dropped_messages": len(old),
+              "tokens_before": used, "window": window, "model_seconds": round(time.monotonic() - m0, 4),
+              "exec_seconds": 0.0, "submitted": False})
+    emit(run.rlm.on_event, Notice(
+        message=f"RLM history compacted: {len(old)} messages summarised (~{used:,} of {window:,} tokens).",
+    ))
