@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from nbmagic.events import EventRecorder, Notice
 from nbmagic.llm.specs import load_model
 from nbmagic.rlm.agent import RLM
@@ -75,15 +77,18 @@ def test_fallback_mid_run_keeps_earlier_calls_as_code_blocks(openai_server: Open
     assert all(m["role"] != "tool" for m in seen[-1]["messages"])
 
 
-def test_native_tools_off_and_backends_without_them(openai_server: OpenAICompatServer, models: Any,
-                                                    embedded_gguf_path: Any) -> None:
+def test_native_tools_off(openai_server: OpenAICompatServer, models: Any) -> None:
     root, sub = models
     openai_server.set_responder(ScriptedRoot([code("submit(1)")]))
     assert RLM(root, sub_model=sub, native_tools=False).query("q").answer == 1
     assert all("tools" not in b for b in openai_server.chat_requests())
     assert can_offer(root)
-    gguf = load_model(f"gguf:{embedded_gguf_path}")  # not loaded until a call: cheap
-    assert not can_offer(gguf)
+
+
+@pytest.mark.real_model
+def test_in_process_backends_use_fenced_code(embedded_gguf_model: Any) -> None:
+    assert not can_offer(embedded_gguf_model)
+    assert RLM(embedded_gguf_model).start("q").native is False
 
 
 def test_the_tool_call_keeps_the_models_default_params(openai_server: OpenAICompatServer) -> None:
