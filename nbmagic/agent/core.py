@@ -617,8 +617,7 @@ class _Run:
         step.error = None if run.ok else f"{run.ename}: {run.evalue}"
         self._deliver_step(step, draft, run)
         self.done.append(_done_entry(step, draft, run))
-        if run.ok:
-            self.observed.append(_observed_entry(step, run))
+        # not an observation for the answer: a table's first rows answer no question
 
     # -- what a failure needs ------------------------------------------------------------------------
 
@@ -717,9 +716,10 @@ class _Run:
 
     def _answer(self, model: ChatModel) -> None:
         """A closing markdown cell answering the request, its names and numbers checked against the outputs."""
-        ok_steps = [s for s in self.steps if s.status == "ok"]
-        if not ok_steps:
-            return
+        ok_steps = [s for s in self.steps if s.status == "ok" and s.fixed is None]
+        if not ok_steps or not any("output:\n(no output)" not in o and "FAILED" not in o.split("\n", 1)[0]
+                                   for o in self.observed):
+            return  # nothing the model computed was shown: no answer rather than one made up
         observed = "\n\n".join(self.observed)
         parts = {"observed": observed}
 

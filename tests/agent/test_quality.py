@@ -216,3 +216,17 @@ def test_fix_with_nothing_failed_is_one_message(ipython_shell, openai_model, mon
     monkeypatch.delattr(sys, "last_value", raising=False)
     with pytest.raises(ConfigError, match="Nothing to fix"):
         NotebookAgent(openai_model).fix_last_error(shell=ipython_shell)
+
+
+def test_agent_fix_magic_writes_the_corrected_cell(ipython_shell, openai_server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shell = ipython_shell
+    shell.run_line_magic("load_ext", "nbmagic")
+    shell.run_cell("values = [3, 4]")
+    shell.run_cell("total = sum(value)")  # NameError: value
+    openai_server.set_responder(lambda r: cell("total = sum(values)\ntotal", "Use the list that exists.")
+                                if "name 'value' is not defined" in json.dumps(r) else "no")
+    shell.run_cell(f"%agent -m openai-compat:test-model@{openai_server.url} --ui plain --out fixed fix")
+    res = shell.user_ns["fixed"]
+    assert res.status == "done" and shell.user_ns["total"] == 7
+    assert [c["source"] for c in res.cells if c["cell_type"] == "code"] == ["total = sum(values)\ntotal"]
