@@ -52,6 +52,7 @@ from nbmagic.agent.prompts import (
     fix_prompt,
     malformed_prompt,
     refine_prompt,
+    repeat_prompt,
 )
 from nbmagic.errors import ConfigError, MalformedOutputError, NbmagicError, RunInterrupted
 from nbmagic.events import (
@@ -496,6 +497,14 @@ class _Run:
                     draft = CellDraft(draft.markdown, code)
                     emit(self.events, Notice(f"Step {step.index + 1}: added the missing import(s) "
                                              f"{'; '.join(added)} at the top of the cell."))
+            repeat = next((s for s in self.steps[: step.index] if s.cells and s.status == "ok"
+                           and _same_code(s.cells[-1].source, draft.code)), None)
+            if repeat is not None:  # a copy of an earlier cell does nothing new
+                why = f"the cell repeats step {repeat.index + 1}"
+                self._record_attempt(step, draft, None, error=why)
+                emit(self.events, CellRun(step.index, step.attempts, draft.code, False, why, 0.0))
+                messages = self._fit_followup(base_messages, reply, repeat_prompt(repeat.index + 1, step.title))
+                continue
             if not has_statement(draft.code):
                 self._record_attempt(step, draft, None, error="the cell has no executable statement")
                 emit(self.events, CellRun(step.index, step.attempts, draft.code, False,
@@ -616,7 +625,9 @@ class _Run:
         step.status = "ok" if run.ok else "failed"
         step.error = None if run.ok else f"{run.ename}: {run.evalue}"
         self._deliver_step(step, draft, run)
-        self.done.append(_done_entry(step, draft, run))
+        # described, not shown: small models copy a code block they are shown instead of going on
+        self.done.append(f"Step {step.index + 1}: {step.title} — done; the DataFrame exists, use it "
+                         "(do not read the file again)." if run.ok else _done_entry(step, draft, run))
         # not an observation for the answer: a table's first rows answer no question
 
     # -- what a failure needs ------------------------------------------------------------------------
@@ -918,6 +929,15 @@ def _observed_entry(step: _Step, run: ExecResult) -> str:
     """What a finished step showed, for the refine and answer prompts (plain text, capped)."""
     out = run.text(700).strip() or "(no output)"
     return f"Step {step.index + 1} ({step.title}) output:\n{out}"
+
+
+def _same_code(a: str, b: str) -> bool:
+    """Equal once comments, blank lines and spacing are ignored."""
+    def norm(code: str) -> list[str]:
+        return [" ".join(line.split("#", 1)[0].split()) for line in code.splitlines()
+                if line.split("#", 1)[0].strip()]
+
+    return norm(a) == norm(b)
 
 
 def _fit_text(model: ChatModel, text: str, tokens: int) -> str:

@@ -125,3 +125,13 @@ def fix_last_error_request(code: str, error: str) -> str:
         "Fix this notebook cell so that it runs without the error below; keep what it was meant to do.\n\n"
         f"The cell:\n```python\n{code}\n```\n\nIts error:\n```\n{error}\n```"
     )
+
+
+def repeat_prompt(earlier: int, title: str) -> str:
+    """When the reply copies a cell that already ran: say so, and what this step is."""
+    return (
+        f"{FIX_HEADING}\n\nThis cell only repeats step {earlier}, which already ran: its variables exist. "
+        f"Write new code that does this step: {title}\n\n"
+        "Answer with a one-line markdown note, then exactly one fenced ```python block; end it with the "
+        "expression that shows the result."
+    )

@@ -230,3 +230,19 @@ def test_agent_fix_magic_writes_the_corrected_cell(ipython_shell, openai_server,
     res = shell.user_ns["fixed"]
     assert res.status == "done" and shell.user_ns["total"] == 7
     assert [c["source"] for c in res.cells if c["cell_type"] == "code"] == ["total = sum(values)\ntotal"]
+
+
+def test_a_copy_of_an_earlier_cell_is_not_progress(run, openai_server):
+    """Small models copy the load cell they were shown; that is an attempt to redo, not a finished step."""
+    def respond(request):
+        if FIX_HEADING in _last_user(request):
+            return cell("sales['revenue'].sum()")
+        return cell("import pandas as pd\n\nsales = pd.read_csv('sales.csv', parse_dates=['date'])  # again\nsales.head()")
+
+    result, events, _ = run(respond, answer=False)
+    runs = [e for e in events.of(CellRun) if e.step == 1]
+    assert [r.ok for r in runs] == [False, True] and runs[0].error == "the cell repeats step 1"
+    assert "only repeats step 1" in _users(openai_server, FIX_HEADING)[0]
+    prompt = _users(openai_server, CODE_HEADING)[0]
+    assert "the DataFrame exists, use it (do not read the file again)" in prompt and "pd.read_csv" not in prompt
+    assert result.ok
