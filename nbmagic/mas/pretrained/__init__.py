@@ -15,10 +15,10 @@ from pathlib import Path
 HERE = Path(__file__).parent
 
 
-def shipped() -> list[tuple[Path, dict]]:
-    """Every shipped checkpoint folder with its manifest."""
+def shipped(root: Path = HERE) -> list[tuple[Path, dict]]:
+    """Every shipped checkpoint folder (under ``root``) with its manifest."""
     out = []
-    for manifest in sorted(HERE.glob("*/manifest.json")):
+    for manifest in sorted(Path(root).glob("*/manifest.json")):
         try:
             out.append((manifest.parent, json.loads(manifest.read_text(encoding="utf-8"))))
         except (OSError, ValueError):
@@ -26,10 +26,13 @@ def shipped() -> list[tuple[Path, dict]]:
     return out
 
 
-def find_pretrained(spec: str, pattern: str) -> Path | None:
-    """The shipped links for the model ``spec`` names (by file name) and ``pattern``, if any."""
+def find_pretrained(spec: str, pattern: str, root: Path = HERE) -> Path | None:
+    """The shipped links for the model ``spec`` names (by file name) and ``pattern``, if any.
+
+    None shipped yet: links trained on the embedded model did not beat the training-free
+    mode (docs/recursive-mas.md, "Trained links on the real model")."""
     name = Path(str(spec).split(":", 1)[-1]).name
-    for folder, manifest in shipped():
+    for folder, manifest in shipped(root):
         if manifest.get("fits") == name and manifest.get("pattern") == pattern:
             return folder
     return None
