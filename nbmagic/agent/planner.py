@@ -21,8 +21,9 @@ from nbmagic.llm.base import ChatModel
 
 PLANNERS = ("auto", "mas", "single", "none", "onecall")
 #: what ``auto`` becomes: for models on this machine every planning call costs real seconds before
-#: the first cell (RecursiveMAS 3x3 took ~150 s of a 245 s run on CPU); measured in
-#: benchmarks/agent_first_cell.py, planning did not make small local models more accurate
+#: the first cell (RecursiveMAS 3x3 took ~150 s of a 245 s run on CPU, benchmarks/agent_first_cell.py),
+#: and a 0.5B model's plan is often one step anyway; the evaluation (python -m nbmagic.eval agent)
+#: measured the default this way (docs/agent.md)
 AUTO_LOCAL = "none"
 AUTO_REMOTE = "mas"
 #: RecursiveMAS options the agent passes through
