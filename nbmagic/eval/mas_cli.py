@@ -98,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
     spec = args.model or _embedded_spec()
     if not spec.startswith("hf:"):
         raise ConfigError(f"--model {spec!r}: the comparison needs latent access, so an hf: model.")
+    notes: list[str] = []
+    links_for: dict[str, Any] = {}  # checked before the model loads
+    if "links" in opts["systems"]:
+        links_for = {pattern: _links_for(args.links, spec, pattern, notes) for pattern in opts["patterns"]}
     if args.threads is not None:
         import torch
 
@@ -108,11 +112,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(spec, device="cpu") if args.threads is not None else load_model(spec)
     questions = suite.make_questions(opts["questions"], seed=args.seed)
     configs = [suite.Config("single")] if "single" in opts["systems"] else []
-    notes: list[str] = []
-    links_for: dict[str, Any] = {}
     for pattern in opts["patterns"]:
-        if "links" in opts["systems"]:
-            links_for[pattern] = _links_for(args.links, spec, pattern, notes)
         for r in opts["rounds"]:
             configs += [suite.Config(s, pattern, r) for s in ("text", "latent") if s in opts["systems"]]
             if "links" in opts["systems"] and links_for[pattern] is not None:

@@ -96,10 +96,13 @@ class Question:
 
 def _arithmetic(rng: random.Random, split: str) -> Question:
     template, op, (low, high) = rng.choice(ARITHMETIC[split])
-    a, b = rng.randint(low, high), rng.randint(low if op == "*" else 2, high)
-    if op == "-" and b >= a:
-        a, b = b + rng.randint(1, 9), a
-    value = {"+": a + b, "-": a - b, "*": a * b}[op]
+    while True:
+        a, b = rng.randint(low, high), rng.randint(low if op == "*" else 2, high)
+        if op == "-" and b >= a:
+            a, b = b + rng.randint(1, 9), a
+        value = {"+": a + b, "-": a - b, "*": a * b}[op]
+        if value not in (a, b):  # an answer equal to an operand could not be told from an echo
+            break
     text = template.format(a=a, b=b, name=rng.choice(NAMES[split])) + NUMBER_ONLY
     return Question("", "arithmetic", text, str(value))
 
