@@ -7,9 +7,13 @@ honest check that the notebook stands on its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,7 +88,7 @@ def verify_notebook(
     error: str | None = None
     # The fresh kernel's own stdout/stderr (start-up warnings) go to a temp file:
     # inherited, they would land in the output of the cell that called us.
-    with tempfile.TemporaryFile() as log:
+    with tempfile.TemporaryFile() as log, _sigint_kept():
         try:
             client.execute(stdout=log, stderr=log)
         except CellExecutionError as exc:
@@ -100,6 +104,25 @@ def verify_notebook(
             error = f"{type(exc).__name__}: {exc}{_tail(log)}"
     seconds = time.perf_counter() - started
     return VerifyResult(ok=error is None, failed_cell=failed, error=error, seconds=seconds, notebook=nb)
+
+
+@contextlib.contextmanager
+def _sigint_kept() -> Iterator[None]:
+    """Put the caller's SIGINT handler back after nbclient's event loop.
+
+    When the kernel fails to start, the loop nbclient runs exits without removing the
+    signal handler it added, leaving asyncio's no-op handler on SIGINT: Ctrl-C would
+    then do nothing in the process that called us (the CLI, or a test run).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is not saved and saved is not None:
+            signal.signal(signal.SIGINT, saved)
 
 
 def _tail(log: Any, limit: int = 400) -> str:

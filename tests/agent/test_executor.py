@@ -274,6 +274,7 @@ def test_sigint_ends_a_loop_that_swallows_it(executor):
     import signal
 
     code = ("import time\nwhile True:\n    try:\n        time.sleep(0.2)\n    except:\n        pass")
+    sigint_before = signal.getsignal(signal.SIGINT)
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))  # Ctrl-C, from outside the cell
     timer.start()
     try:
@@ -281,7 +282,7 @@ def test_sigint_ends_a_loop_that_swallows_it(executor):
             executor.run(code, timeout=60)
     finally:
         timer.cancel()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    assert signal.getsignal(signal.SIGINT) is sigint_before  # put back
 
 
 def test_a_shell_command_in_a_cell_is_interrupted_by_the_limit(ipython_shell):

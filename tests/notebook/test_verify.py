@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from nbmagic.errors import ConfigError
@@ -62,8 +64,10 @@ def test_unreadable_inputs_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="not a readable notebook"):
         verify_notebook(tmp_path / "junk.ipynb")
     path = _write(tmp_path / "k.ipynb", [code_cell("1")])
+    before = signal.getsignal(signal.SIGINT)
     result = verify_notebook(path, kernel_name="no-such-kernel-xyz")
     assert not result.ok and "no-such-kernel-xyz" in result.error
+    assert signal.getsignal(signal.SIGINT) is before  # Ctrl-C still works in the caller afterwards
 
 
 def test_verify_from_inside_a_running_kernel_keeps_the_cell_output_clean(kernel, tmp_path):
