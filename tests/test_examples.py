@@ -48,9 +48,9 @@ def test_quickstart_notebook_runs(workdir):
     status = _text(by_source["# %config NbMagic.model = \"openai:gpt-4o-mini\"          # needs OPENAI_API_KEY"])
     assert "set by env NBMAGIC_MODEL" in status
     agent = _text(by_source["%%agent --rounds 1 --out analysis"])
-    assert "[nbmagic] plan: 1) Load the sales data" in agent and "[nbmagic] agent done in" in agent
-    assert "plan 3/3 · 6 cells" in agent
-    assert _text(by_source["print(analysis.status, '·', len(analysis.cells), 'cells')"]).startswith("done · 6 cells")
+    assert "[nbmagic] plan: 1) Load sales_data.csv into the DataFrame" in agent and "[nbmagic] agent done in" in agent
+    assert "plan 3/3 · 7 cells" in agent  # three steps (the first the agent's own load) and the answer
+    assert _text(by_source["print(analysis.status, '·', len(analysis.cells), 'cells')"]).startswith("done · 7 cells")
     assert "top_products" in _text(by_source["print('new variables:', ', '.join(analysis.raw.new_variables))"])
     rlm = by_source["%rlm --context log What is the access code for vault QX-7731?"]
     result = next(o for o in rlm.outputs if o["output_type"] == "execute_result")
@@ -68,7 +68,8 @@ def test_api_example_script_runs(workdir):
     assert proc.returncode == 0, proc.stderr
     assert "answer: 640219" in proc.stdout and "3 succeeded, 0 failed" in proc.stdout
     nb = nbformat.read(workdir / "sales_analysis.ipynb", as_version=4)
-    assert [c.cell_type for c in nb.cells] == ["markdown", "code"] * 3
+    assert [c.cell_type for c in nb.cells] == ["markdown", "code"] * 3 + ["markdown"]  # + the answer
+    assert nb.cells[-1].source.startswith("### Answer\n\nThe top 5 products by revenue are ")
     # a second run refuses to overwrite: one message, exit status 2
     again = subprocess.run([sys.executable, str(workdir / "api_example.py"), "--out-dir", str(workdir)],
                            cwd=workdir, env=env, capture_output=True, text=True, timeout=180)

@@ -238,7 +238,7 @@ def test_agent_cell_magic_writes_cells_and_runs_them(shell, openai_server, capsy
     assert Path("analysis.ipynb").exists() and "written to" in res.message
     assert list(shell.user_ns["top_products"].index)[:1]  # the cells ran in the user's namespace
     assert "(focus North)" in json_dump(openai_server.chat_requests()[0])
-    assert "[nbmagic] plan: 1) Load the sales data" in out.out and "agent done in" in out.out
+    assert "[nbmagic] plan: 1) Load sales.csv into the DataFrame" in out.out and "agent done in" in out.out
     assert out.err == ""
 
 
@@ -511,13 +511,13 @@ def test_kernel_interrupt_of_agent_keeps_finished_cells(kernel, openai_server, t
     assert reply["status"] == "ok"
     err = _stream(out, "stderr").strip().splitlines()
     assert len(err) == 1 and err[0].startswith("nbmagic: interrupted after"), err
-    assert "kept 2 finished cells" in err[0]
+    assert "kept 4 finished cells" in err[0]  # the agent's own load step, then the model's first step
     _, out = kernel_exec(kc, "print(part.status, len(part.cells), type(sales).__name__)")
-    assert _stream(out, "stdout").split() == ["interrupted", "2", "DataFrame"]  # step 1 ran and is kept
+    assert _stream(out, "stdout").split() == ["interrupted", "4", "DataFrame"]  # steps 1-2 ran and are kept
     import nbformat
 
     nb = nbformat.read(tmp_path / "a.ipynb", as_version=4)
-    assert [c.cell_type for c in nb.cells] == ["markdown", "code"]  # the file holds what was finished
+    assert [c.cell_type for c in nb.cells] == ["markdown", "code"] * 2  # the file holds what was finished
 
 
 def test_rlm_options_reach_the_engine(shell, openai_server):

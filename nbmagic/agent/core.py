@@ -962,7 +962,7 @@ _STOP = frozenset({"the", "and", "for", "with", "into", "from", "data", "each", 
 def _refine_by_rules(done: list[_Step], remaining: list[str]) -> list[str] | None:
     """The cheap revision small local models get: drop a remaining step that repeats a finished one
     (same key words, e.g. a second "load the CSV"), and a "fix"/"retry" step once its target ran."""
-    finished = [set(_WORDS.findall(s.title.lower())) - _STOP for s in done if s.status == "ok"]
+    finished = [set(_WORDS.findall(s.title.lower())) - _STOP for s in done if s.status in ("ok", "dry-run")]
     kept: list[str] = []
     for title in remaining:
         words = set(_WORDS.findall(title.lower())) - _STOP

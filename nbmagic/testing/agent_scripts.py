@@ -61,6 +61,8 @@ class _Columns:
         self.path = _find(r"^(\S[^\n]*?\.(?:csv|tsv)): CSV", text) or _find(r"([\w./-]+\.csv)", text, "sales.csv")
         cols = [c.strip() for c in _find(r"\.(?:csv|tsv): CSV[^\n]*?; columns: ([^\n]*)", text).split(",") if c.strip()]
         self.columns = cols
+        # the DataFrame already in the kernel (the agent loads named tables itself), else the one step 1 makes
+        self.frame = _find(r"^(\w+): DataFrame \d+ rows", text, "sales")
 
         def pick(*words: str, default: str = "") -> str:
             for w in words:
@@ -107,13 +109,13 @@ def good_code(kind: str, c: _Columns) -> str:
         )
     if kind == "top":
         return (
-            f'top_products = sales.groupby("{c.product}")["{c.rev}"].sum().sort_values(ascending=False).head(5)\n'
+            f'top_products = {c.frame}.groupby("{c.product}")["{c.rev}"].sum().sort_values(ascending=False).head(5)\n'
             "top_products"
         )
     if kind == "plot":
         return (
             "import matplotlib.pyplot as plt\n\n"
-            f'monthly = sales.set_index("{c.date}")["{c.rev}"].resample("MS").sum()\n'
+            f'monthly = {c.frame}.set_index("{c.date}")["{c.rev}"].resample("MS").sum()\n'
             "fig, ax = plt.subplots(figsize=(7, 3.5))\n"
             'monthly.plot(ax=ax, marker="o")\n'
             'ax.set_title("Monthly revenue")\n'
@@ -126,7 +128,7 @@ def good_code(kind: str, c: _Columns) -> str:
 def bad_code(kind: str, c: _Columns, attempt: int) -> str:
     if kind == "top":
         return (
-            f'top_products = sales.groupby("{c.product}")["Revenue_{attempt}"].sum().nlargest(5)\n'
+            f'top_products = {c.frame}.groupby("{c.product}")["Revenue_{attempt}"].sum().nlargest(5)\n'
             "top_products"
         )
     return f'raise ValueError("broken attempt {attempt}")'
@@ -193,9 +195,9 @@ def make_responder(variant: str = "works", *, faulty: str = "top") -> Callable[[
 
 def answer_text(prompt: str) -> str:
     """The closing answer a competent model gives: the top products it saw in the outputs."""
-    top = re.search(r"top 5 products by revenue\) output:\n(?:\S+\n)?((?:\S+\s+[\d.]+\n?)+)", prompt, re.I)
+    top = re.search(r"top 5 products by revenue\) output:\n(?:\S+\n)?((?:.+?\s+[\d.]+\n?)+)", prompt, re.I)
     if top:
-        names = [line.split()[0] for line in top.group(1).strip().splitlines()]
+        names = [re.sub(r"\s+[\d.]+$", "", line).strip() for line in top.group(1).strip().splitlines()]
         return f"The top 5 products by revenue are {', '.join(names)}; {names[0]} leads."
     return "The analysis ran; see the outputs above."
 

@@ -17,10 +17,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from nbmagic.agent.prompts import CODE_HEADING, FIX_HEADING, PLAN_HEADING
+from nbmagic.agent.prompts import (
+    ANSWER_HEADING,
+    CODE_HEADING,
+    FIX_HEADING,
+    PLAN_HEADING,
+    REFINE_HEADING,
+)
 from nbmagic.testing import agent_scripts, rlm_scripts
 
-_AGENT_MARKS = (PLAN_HEADING, CODE_HEADING, FIX_HEADING)
+_AGENT_MARKS = (PLAN_HEADING, CODE_HEADING, FIX_HEADING, ANSWER_HEADING, REFINE_HEADING)
 _rlm = rlm_scripts.eval_responder()
 
 

@@ -226,7 +226,9 @@ class RunState:
         self.round, self.rounds_total = e.round, e.total
 
     def _on_PlanReady(self, e: ev.PlanReady) -> None:
-        self.plan = [PlanStep(title=s) for s in e.steps]
+        # steps that ran before the plan was ready (the agent's own loading cells) keep their state
+        earlier = {s.title: s for s in self.plan}
+        self.plan = [earlier.get(s) or PlanStep(title=s) for s in e.steps]
 
     def _plan_step(self, index: int, title: str = "") -> PlanStep:
         while len(self.plan) <= index:
