@@ -100,7 +100,8 @@ def show(e):
     if type(e).__name__ == "CellRun" or type(e).__name__ == "StepStarted":
         print("EVENT", type(e).__name__, flush=True)
 try:
-    NotebookAgent(MODEL, planner="single", cell_timeout=300, max_fixes=0, on_event=show).run({REQUEST!r}, shell=get_ipython())
+    NotebookAgent(MODEL, planner="single", cell_timeout=300, max_fixes=0, on_event=show,
+                  load_files=False).run({REQUEST!r}, shell=get_ipython())  # the first cell is the loop
 except RunInterrupted as exc:
     print("INTERRUPTED", exc.partial.interrupted, flush=True)
 """)
