@@ -43,6 +43,16 @@ def _split(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _write_json(path: str | None, suite: Any, runs: list[Any]) -> None:
+    if not path:
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(suite.results_json(runs), f, indent=1)
+    except OSError as exc:  # the runs so far are printed: nothing is lost
+        raise ConfigError(f"Could not write --json {path!r}: {exc.strerror or exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from nbmagic.eval import rlm_suite as suite
 
@@ -75,21 +85,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"generating tasks: sizes {args.sizes}, records {args.records}, kinds {','.join(kinds)}", file=sys.stderr)
         tasks = suite.make_suite(sizes, record_counts, kinds, seed=args.seed)
         runs: list[Any] = []
-        for task in tasks:
-            print(f"  {task.id}: rlm…", file=sys.stderr, flush=True)
-            runs.append(suite.run_rlm(task, model, sub, environment=args.environment,
-                                      max_iterations=args.max_iterations, max_llm_calls=args.max_llm_calls))
-            if not args.no_baseline:
-                print(f"  {task.id}: baseline…", file=sys.stderr, flush=True)
-                runs.append(suite.run_baseline(task, model, max_chars=args.baseline_max_chars))
+        interrupted = False
+        try:
+            for task in tasks:
+                jobs = [("rlm", lambda t=task: suite.run_rlm(
+                    t, model, sub, environment=args.environment,
+                    max_iterations=args.max_iterations, max_llm_calls=args.max_llm_calls))]
+                if not args.no_baseline:
+                    jobs.append(("baseline", lambda t=task: suite.run_baseline(t, model, max_chars=args.baseline_max_chars)))
+                for method, job in jobs:
+                    print(f"  {task.id}: {method}…", end="", file=sys.stderr, flush=True)
+                    run_ = job()
+                    runs.append(run_)
+                    verdict = "error" if run_.error else ("right" if run_.correct else "wrong")
+                    print(f" {verdict}, {run_.seconds:.1f} s, {run_.tokens:,} tokens", file=sys.stderr, flush=True)
+                    _write_json(args.json, suite, runs)  # after every run: a long suite cut short keeps its results
+        except KeyboardInterrupt:
+            interrupted = True
+            print("\ninterrupted: the table below has the runs that finished", file=sys.stderr)
         print(f"model: {model_spec if args.model != 'scripted' else 'scripted (loopback)'}")
-        print(suite.format_table(tasks, runs))
-        if args.json:
-            try:
-                with open(args.json, "w", encoding="utf-8") as f:
-                    json.dump(suite.results_json(runs), f, indent=1)
-            except OSError as exc:  # the table above is already printed: nothing is lost
-                raise ConfigError(f"Could not write --json {args.json!r}: {exc.strerror or exc}") from None
+        print(suite.format_table([t for t in tasks if any(r.task == t.id for r in runs)], runs))
+        if interrupted:
+            return 130
         return 1 if runs and all(r.error for r in runs) else 0  # nothing ran: say so in the status
     finally:
         if server is not None:
