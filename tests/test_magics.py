@@ -96,7 +96,7 @@ def test_bad_options_give_one_usage_line(shell, capsys, cell, message):
         ("%rlm", "nbmagic: The question is empty."),
         ("%rlm --context txet how many?", "nbmagic: --context txet: no variable named 'txet' in the notebook. Did you mean text?"),
         ("%rlm --out 2bad --context text q", "nbmagic: --out needs a Python variable name, got '2bad'"),
-        ("%%agent --rounds 0\nplot", "nbmagic: --rounds must be at least 1."),
+        ("%%agent --rounds 0\nplot", "nbmagic: --rounds must be a whole number from 1 to 100, not 0."),
         ("%%agent -o notes.txt\nplot", "nbmagic: --output must name a .ipynb file"),
         ("%%agent --pattern bogus -o a.ipynb\nplot", "nbmagic: Unknown pattern 'bogus'"),
         ("%rlm --out text --context text q", "nbmagic: --out text would replace your variable text (a str)"),
