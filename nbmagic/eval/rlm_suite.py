@@ -233,6 +233,8 @@ def run_rlm(task: Task, model: Any, sub_model: Any, *, environment: str = "kerne
 
 
 BASELINE_TEMPLATE = "{context}\n\n---\nQuestion: {question}"
+#: room left for the baseline's reply when its prompt is cut to a model's window
+BASELINE_REPLY_TOKENS = 256
 
 
 def run_baseline(task: Task, model: Any, *, max_chars: int | None = None) -> Run:
@@ -243,9 +245,14 @@ def run_baseline(task: Task, model: Any, *, max_chars: int | None = None) -> Run
     if max_chars is not None:
         text = truncate(text, max_chars)
     prompt = BASELINE_TEMPLATE.format(context=text, question=task.question)
+    if max_chars is None:  # a local model's window is what a user's long prompt gets cut to
+        from nbmagic.rlm.compaction import fit_to_window, model_window
+
+        fitted = fit_to_window(model, [{"role": "user", "content": prompt}], model_window(model), BASELINE_REPLY_TOKENS)
+        prompt = fitted[0]["content"]
     t0 = time.perf_counter()
     try:
-        res = model.chat(prompt, temperature=0)
+        res = model.chat(prompt, temperature=0, max_tokens=BASELINE_REPLY_TOKENS)
     except NbmagicError as exc:
         return Run(task.id, "baseline", False, "", task.answer, 1, 0, time.perf_counter() - t0, error=exc.message[:200])
     return Run(task.id, "baseline", score(res.text, task.answer), res.text.strip()[:80], task.answer, 1,

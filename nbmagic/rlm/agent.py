@@ -583,6 +583,7 @@ class RLMRun:
         rlm, toolbox = self.rlm, self.toolbox
         self._check_budget()
         self._maybe_compact()
+        self.messages = compaction.fit_to_window(self.root, self.messages, self.window(), self.rlm.root_max_tokens)
         m0 = time.monotonic()
         reply, calls = self._ask()
         model_seconds = time.monotonic() - m0
@@ -735,6 +736,7 @@ class RLMRun:
 
     def _root_call(self, messages: list[dict[str, Any]]) -> str:
         """A plain root call (fenced protocol, final step, compaction): calls rendered as code blocks."""
+        messages = compaction.fit_to_window(self.root, messages, self.window(), self.rlm.root_max_tokens)
         res = self.root.chat(native.as_text(messages), temperature=self.rlm.temperature,
                              max_tokens=self.rlm.root_max_tokens)
         self._account(res.usage, res.seconds)

@@ -15,12 +15,17 @@ from typing import TYPE_CHECKING, Any
 from nbmagic.events import Notice, emit
 from nbmagic.llm.base import ChatModel
 from nbmagic.rlm import prompts
+from nbmagic.text import truncate
 
 if TYPE_CHECKING:
     from nbmagic.rlm.agent import RLMRun
 
 #: fewer messages than this (system, question, two exchanges) leave nothing old to fold
 MIN_MESSAGES = 6
+#: tokens a chat template adds around each message (role markers, separators)
+PER_MESSAGE_TOKENS = 4
+#: the reply's share of the window when no root_max_tokens is set
+REPLY_SHARE = 0.25
 
 
 def model_window(model: ChatModel, override: int | None = None) -> int | None:
@@ -73,3 +78,36 @@ def maybe_compact(run: RLMRun) -> None:
     emit(run.rlm.on_event, Notice(
         message=f"RLM history compacted: {len(old)} messages summarised (~{used:,} of {window:,} tokens).",
     ))
+
+
+def fit_to_window(
+    model: ChatModel, messages: list[dict[str, Any]], window: int | None, reply_tokens: int | None
+) -> list[dict[str, Any]]:
+    """``messages`` cut (head and tail kept) so that they and the reply fit the window.
+
+    Compaction folds old turns, but it cannot help when one turn is already too long for a
+    small window (a 10,000-character REPL output is ~3,000 tokens of an 8,192-token model),
+    and the compaction call itself reads the long history. The longest message after the
+    system prompt and the question is shortened first, then the rest; the system prompt is
+    cut last. Returns the same list when it already fits.
+    """
+    if not window:
+        return messages
+    reserve = reply_tokens if reply_tokens else int(window * REPLY_SHARE)
+    allowed = max(window - min(reserve, window // 2), window // 4)
+    sizes = [model.count_tokens(m.get("content") or "") + PER_MESSAGE_TOKENS for m in messages]
+    if sum(sizes) <= allowed:
+        return messages
+    out = [dict(m) for m in messages]
+    order = [*sorted(range(2, len(out)), key=lambda i: -sizes[i]), *(i for i in (1, 0) if i < len(out))]
+    for i in order:
+        for _ in range(4):  # characters per token vary along a text: re-measure and cut again
+            excess = sum(sizes) - allowed
+            text = out[i].get("content") or ""
+            if excess <= 0 or len(text) <= 200:
+                break
+            keep_tokens = max(sizes[i] - excess - PER_MESSAGE_TOKENS, 16)
+            chars = int(len(text) * keep_tokens / sizes[i] * 0.9)
+            out[i]["content"] = truncate(text, max(chars, 200), head=0.3)
+            sizes[i] = model.count_tokens(out[i]["content"]) + PER_MESSAGE_TOKENS
+    return out

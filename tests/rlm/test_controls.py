@@ -99,3 +99,23 @@ def test_history_is_compacted_near_the_window_and_variables_kept(
     assert any("compacted" in n.message for n in rec.of(Notice))
     with pytest.raises(ConfigError, match="compact_threshold"):
         RLM(root, compact_threshold=1.5)
+
+
+def test_one_turn_too_long_for_the_window_is_cut_to_fit(openai_server: OpenAICompatServer, models: Any) -> None:
+    """A small window (the embedded model's 8192 tokens) and one huge REPL output: no compaction can
+    help (there are no old turns yet), so the output is cut, head and tail kept, and the run goes on."""
+    root, sub = models
+    seen: list[dict[str, Any]] = []
+    turns = [code("print('A' * 30000 + 'TAIL-KEPT')"), code("submit(7)")]
+
+    def respond(request: dict[str, Any]) -> str:
+        seen.append(request)
+        return turns[len(seen) - 1]
+
+    openai_server.set_responder(respond)
+    res = RLM(root, sub_model=sub, context_window=2048, max_output_chars=40_000).query("q")
+    assert res.answer == 7 and len(seen) == 2
+    second = seen[1]["messages"]
+    assert sum(root.count_tokens(m["content"]) for m in second) < 2048  # it fits, with room for the reply
+    assert "TAIL-KEPT" in second[-1]["content"] and "truncated" in second[-1]["content"]
+    assert second[0]["content"].startswith(ROOT_MARKER)  # the system prompt is whole

@@ -115,3 +115,17 @@ def test_eval_against_a_dead_server_says_why_and_fails(capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert status == 1
     assert "errors:" in out and "Cannot reach" in out
+
+
+def test_baseline_prompt_is_cut_to_a_local_models_window(tiny_gguf: Path) -> None:
+    """A 20 KB context for a 512-token GGUF: the long prompt is cut to fit, not refused."""
+    from nbmagic.eval import rlm_suite as suite
+    from nbmagic.llm.specs import load_model
+
+    model = load_model(f"gguf:{tiny_gguf}")
+    try:
+        task = suite.needle_task(suite.parse_size("20KB"))
+        run = suite.run_baseline(task, model)
+        assert run.error is None and run.tokens <= model.n_ctx
+    finally:
+        model.close()
