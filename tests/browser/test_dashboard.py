@@ -63,7 +63,9 @@ def test_agent_and_rlm_dashboards_in_jupyterlab(lab, jupyterlab, openai_server, 
     agent_out = lab.cells().nth(1).locator(OUTPUT)
     agent_out.locator(".nbm-grid").wait_for(timeout=60_000)  # rounds × agents grid (a widget)
     # the plan checklist, with the first step ticked while later ones are still to come
-    agent_out.get_by_text("☑ Load the sales data").wait_for(timeout=60_000)
+    agent_out.get_by_text("☑ Load sales.csv into the DataFrame").wait_for(timeout=60_000)
+    # the agent's own load step runs before planning; the planned steps join the checklist after
+    agent_out.get_by_text("Compute the top 5 products by revenue").wait_for(timeout=60_000)
     during = _text(agent_out)
     assert "round 1" in during and "round 2" in during
     assert "planner" in during and "critic" in during and "solver" in during
@@ -74,18 +76,19 @@ def test_agent_and_rlm_dashboards_in_jupyterlab(lab, jupyterlab, openai_server, 
     lab.wait_executed(1, timeout=120)
     agent_out.locator(".nbm-summary").wait_for(timeout=30_000)
     summary = _text(agent_out.locator(".nbm-summary"))
-    assert "agent done in" in summary and "plan 3/3" in summary and "6 cells" in summary
+    assert "agent done in" in summary and "plan 3/3" in summary and "7 cells" in summary
     assert agent_out.locator(".widget-vbox").count() == 0  # no dead widget left behind
-    assert "6 cells inserted below" in _text(agent_out)
-    assert lab.cells().count() == 4 + 6
-    inserted = [lab.cells().nth(i) for i in range(2, 8)]
-    assert "Step 1: Load the sales data" in _text(inserted[0])
+    assert "7 cells inserted below" in _text(agent_out)
+    assert lab.cells().count() == 4 + 7  # three steps (the first the agent's own load) and the answer
+    inserted = [lab.cells().nth(i) for i in range(2, 9)]
+    assert "Step 1: Load sales.csv" in _text(inserted[0])
     assert "read_csv" in _text(inserted[1].locator(".jp-InputArea"))
     assert "top_products" in _text(inserted[3].locator(".jp-InputArea"))
     assert inserted[5].locator(".jp-OutputArea img").count() == 1  # the plot came with the cell
+    assert "Answer" in _text(inserted[6])
 
     # --- %rlm: iterations as a collapsible accordion, then the answer -----------------------------
-    log_cell, rlm_cell = 8, 9
+    log_cell, rlm_cell = 9, 10
     lab.run_cell(log_cell)
     lab.wait_executed(log_cell)
     lab.run_cell(rlm_cell)
