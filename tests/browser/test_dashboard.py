@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import nbformat
@@ -30,6 +31,16 @@ def _slow(request):
 
 def _text(locator) -> str:
     return locator.inner_text().replace("\u200b", "")
+
+
+def _wait_text(locator, *needles: str, timeout: float = 60.0) -> str:
+    """The locator's text once it holds every needle (the dashboard re-renders as events arrive)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = _text(locator)
+        if all(n in text for n in needles) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.1)
 
 
 def _log_source() -> str:
@@ -64,9 +75,9 @@ def test_agent_and_rlm_dashboards_in_jupyterlab(lab, jupyterlab, openai_server, 
     agent_out.locator(".nbm-grid").wait_for(timeout=60_000)  # rounds × agents grid (a widget)
     # the plan checklist, with the first step ticked while later ones are still to come
     agent_out.get_by_text("☑ Load sales.csv into the DataFrame").wait_for(timeout=60_000)
-    # the agent's own load step runs before planning; the planned steps join the checklist after
-    agent_out.get_by_text("Compute the top 5 products by revenue").wait_for(timeout=60_000)
-    during = _text(agent_out)
+    # the agent's own load step runs before planning; the planned steps join the checklist after,
+    # while the widget re-renders: read it until the checklist shows them
+    during = _wait_text(agent_out, "Compute the top 5 products by revenue", "round 2")
     assert "round 1" in during and "round 2" in during
     assert "planner" in during and "critic" in during and "solver" in during
     assert "plan" in during and "Compute the top 5 products by revenue" in during
