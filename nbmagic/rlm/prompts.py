@@ -67,8 +67,7 @@ def system_prompt(
     user_tools = "".join(f"\n- {t}" for t in tools)
     if tools:
         user_tools = "\nTools the user gave you (plain functions in the REPL; call them from code):" + user_tools
-    if not recursive:
-        return f"""{ROOT_MARKER}
+    intro = f"""{ROOT_MARKER}
 You answer a question about data you cannot see directly. The data (the context) is held in \
 variables of a persistent Python REPL; you see only a summary of it. Explore it by writing Python: \
 the REPL runs your code and shows you what it prints. Output longer than {max_output_chars:,} \
@@ -76,7 +75,9 @@ characters is cut in the middle, so print summaries, counts and small slices, ne
 
 Reply with your reasoning and one or more ```python code blocks. All blocks of a reply run in order; \
 variables, imports and functions persist between turns. The value of a final bare expression is shown.{call}
-
+"""
+    if not recursive:
+        return f"""{intro}
 There are no sub-models in this run: compute the answer with code alone.
 Helper in the REPL (it cannot be reassigned):
 - submit(answer): give the final answer; the run ends after this turn. {answer_form}{forks}{user_tools}
@@ -84,15 +85,7 @@ Helper in the REPL (it cannot be reassigned):
 Budget: {max_iterations} turns.{limit}
 Plan: look at the data's shape, compute exactly with code (counting, searching, parsing), check \
 your result, then submit()."""
-    return f"""{ROOT_MARKER}
-You answer a question about data you cannot see directly. The data (the context) is held in \
-variables of a persistent Python REPL; you see only a summary of it. Explore it by writing Python: \
-the REPL runs your code and shows you what it prints. Output longer than {max_output_chars:,} \
-characters is cut in the middle, so print summaries, counts and small slices, never whole contexts.
-
-Reply with your reasoning and one or more ```python code blocks. All blocks of a reply run in order; \
-variables, imports and functions persist between turns. The value of a final bare expression is shown.{call}
-
+    return f"""{intro}
 Helpers in the REPL (they cannot be reassigned):
 - llm_query(prompt: str) -> str: ask a sub-model (it reads about 100k characters well); use it for \
 meaning-level work on slices of the data.
