@@ -12,12 +12,8 @@ from nbmagic.ui.summary import MagicResult
 
 
 @pytest.fixture
-def shell(ipython_shell, openai_server, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    ipython_shell.run_line_magic("load_ext", "nbmagic")
-    ipython_shell.run_cell(f'%config NbMagic.model = "openai-compat:test-model@{openai_server.url}"')
-    ipython_shell.run_cell("%config NbMagic.renderer = 'plain'")
-    yield ipython_shell
+def shell(nbmagic_shell):
+    return nbmagic_shell
 
 
 def test_quoted_option_values_lose_their_quotes(shell, openai_server, capsys):

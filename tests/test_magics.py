@@ -14,13 +14,8 @@ from nbmagic.ui.summary import MagicResult
 
 
 @pytest.fixture
-def shell(ipython_shell, openai_server, tmp_path, monkeypatch):
-    """A shell with nbmagic loaded, working in tmp_path, its model on the loopback server."""
-    monkeypatch.chdir(tmp_path)
-    ipython_shell.run_line_magic("load_ext", "nbmagic")
-    ipython_shell.run_cell(f'%config NbMagic.model = "openai-compat:test-model@{openai_server.url}"')
-    ipython_shell.run_cell("%config NbMagic.renderer = 'plain'")
-    yield ipython_shell
+def shell(nbmagic_shell):
+    return nbmagic_shell
 
 
 def run(shell, source: str):

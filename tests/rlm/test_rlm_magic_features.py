@@ -17,13 +17,8 @@ from nbmagic.ui.trajectory_view import TrajectoryView
 
 
 @pytest.fixture
-def shell(ipython_shell: Any, openai_server: OpenAICompatServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.chdir(tmp_path)
-    ipython_shell.run_line_magic("load_ext", "nbmagic")
-    ipython_shell.run_cell(f'%config NbMagic.model = "openai-compat:test-model@{openai_server.url}"')
-    ipython_shell.run_cell("%config NbMagic.renderer = 'plain'")
-    yield ipython_shell
-    ipython_shell.run_line_magic("unload_ext", "nbmagic")
+def shell(nbmagic_shell):
+    return nbmagic_shell
 
 
 def run(shell: Any, source: str) -> Any:
