@@ -198,12 +198,10 @@ def default_model_report(model: str | None = None) -> dict[str, Any]:
 
     resolution = resolve_default(model)
     out: dict[str, Any] = {"spec": resolution.spec, "reason": resolution.reason, "tried": list(resolution.tried)}
-    try:
+    if resolution.hub is not None:  # the choice came down to the hub's coder GGUF: say its state
         from nbmagic.llm.hub_default import hub_report
 
         out["hub"] = hub_report()
-    except NbmagicError as exc:  # a bad NBMAGIC_DEFAULT_GGUF: say so in the report
-        out["hub"] = {"error": exc.message}
     return out
 
 
@@ -265,8 +263,6 @@ def _package_version() -> str:
 
 def _hub_lines(hub: dict[str, Any]) -> list[str]:
     """The default coder GGUF from the hub: which file, cached or not, and what would happen."""
-    if hub.get("error"):
-        return [f"  hub default: {hub['error']}"]
     size = f", {hub['size'] / 1e9:.1f} GB" if hub.get("size") else ""
     lines = [f"  hub default: {hub['repo']}/{hub['file']}@{hub['revision']}{size}"]
     pin = hub["sha256"] or "none pinned: the hub's LFS sha256 is checked"
