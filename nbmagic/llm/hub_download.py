@@ -210,12 +210,15 @@ def _nbmagic_cache() -> Path:
     return cache_root()
 
 
-def expected_sha256(target: HubFile, path: Path) -> str | None:
-    """The pinned sha256, else the hub's LFS sha256 that names the cached blob (None if neither)."""
+def expected_sha256(target: HubFile, path: Path, hub_sha256: str | None = None) -> str | None:
+    """The pinned sha256, else the hub's LFS sha256: the name of the cached blob, or what the hub
+    said (``hub_sha256``, for caches without symlinks); None if there is none of them."""
     if target.sha256:
         return target.sha256.lower()
     name = path.resolve().name
-    return name if _HEX64.fullmatch(name) else None
+    if _HEX64.fullmatch(name):
+        return name
+    return hub_sha256.lower() if hub_sha256 and _HEX64.fullmatch(hub_sha256.lower()) else None
 
 
 def sha256_of(path: Path, chunk: int = 4 << 20) -> str:
@@ -232,9 +235,9 @@ def _stamp(path: Path) -> dict[str, Any]:
     return {"path": str(real), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def verify(target: HubFile, path: Path) -> str:
+def verify(target: HubFile, path: Path, hub_sha256: str | None = None) -> str:
     """Return the file's sha256 if it is the expected one; else remove it and raise one message."""
-    expected = expected_sha256(target, path)
+    expected = expected_sha256(target, path, hub_sha256)
     if expected is None:
         raise ChecksumMismatchError(
             f"{target.label}: no sha256 to check {path} against (none pinned, and the hub named none); "
@@ -249,7 +252,7 @@ def verify(target: HubFile, path: Path) -> str:
         pass
     actual = sha256_of(path)
     if actual != expected:
-        remove(target, path)
+        remove(path)
         raise ChecksumMismatchError(
             f"Refused {target.label}: its sha256 is {actual[:16]}..., not the pinned {expected[:16]}...; "
             "the file was removed (a corrupted download, or the hub serves a different file)."
@@ -262,7 +265,7 @@ def verify(target: HubFile, path: Path) -> str:
     return expected
 
 
-def remove(target: HubFile, path: Path) -> None:
+def remove(path: Path) -> None:
     """Remove a cached file: the snapshot entry and the blob it points to."""
     real = path.resolve()
     for p in {path, real}:
@@ -345,5 +348,5 @@ def download(
     if on_progress is not None and "tqdm_class" in inspect.signature(hf_hub_download).parameters:
         kwargs["tqdm_class"] = _progress_class(on_progress)
     path = Path(hf_hub_download(**kwargs))
-    verify(target, path)
+    verify(target, path, probe(target, kwargs["endpoint"]).etag)  # the probe is remembered: no new request
     return path

@@ -171,3 +171,12 @@ def test_doctor_check_downloads_through_the_hub_once_then_runs_from_the_cache(hu
     assert second.returncode == 0, second.stdout + second.stderr
     assert f"ok: gguf:{_cached_path(hub_env['cache'])}" in second.stdout
     assert "downloading" not in second.stderr
+
+
+def test_the_notebook_bar_follows_the_download_and_ends_green():
+    view = make_view("coder.gguf", kind="widgets")
+    view.update(0, 2_000_000)
+    view.update(2_000_000, 2_000_000)
+    view.close()
+    assert view.bar.value == 1.0 and view.bar.bar_style == "success"
+    assert "coder.gguf" in view.text.value and "2 / 2 MB" in view.text.value
