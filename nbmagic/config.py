@@ -30,9 +30,24 @@ _SPECS: dict[str, tuple[Any, type, str]] = {
     "max_output_chars": (10_000, int, "REPL output shown to the root model"),
     "repl": ("kernel", str, "RLM REPL environment: kernel | subprocess"),
     "request_timeout": (120.0, float, "seconds to wait for one model reply"),
+    "allow_download": (None, bool, "download the default coder model (~1 GB) without asking: True | False (None: ask)"),
+    "keep_embedded": (False, bool, "keep the embedded model as the default even when a better one can be downloaded"),
 }
 
-_KIND_NAMES = {str: "a string", int: "a whole number", float: "a number"}
+_KIND_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "True or False"}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _convert(kind: type, value: Any) -> Any:
+    """``kind(value)``, except that a bool setting reads "1/true/yes/on" and "0/false/no/off"."""
+    if kind is not bool:
+        return kind(value)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError(value)
 
 #: name -> (lowest, highest) allowed value: checked here for every entry point (magics, CLI,
 #: engines, %config, environment) so a bad bound fails at once with one message, not later
@@ -55,7 +70,7 @@ def check_value(name: str, value: Any, label: str | None = None) -> Any:
         low, high = _BOUNDS[name]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ConfigError(f"{what} must be a whole number from {low} to {high}, not {value!r}.")
-    elif value is not None and not isinstance(value, kind) and not (kind is float and isinstance(value, int)):
+    elif (kind is bool and value is not None and not isinstance(value, bool)) or (value is not None and not isinstance(value, kind) and not (kind is float and isinstance(value, int))):
         raise ConfigError(f"{what} must be {_KIND_NAMES[kind]}, not {value!r}.")
     return value
 
@@ -92,7 +107,7 @@ class Settings:
         raw = os.environ.get(env)
         if raw not in (None, ""):
             try:
-                return Setting(name, check_value(name, kind(raw)), f"env {env}", help_)
+                return Setting(name, check_value(name, _convert(kind, raw)), f"env {env}", help_)
             except ValueError:  # say so where settings are shown, rather than fail at startup
                 return Setting(name, default, f"default ({env}={raw!r} ignored: not {_KIND_NAMES[kind]})", help_)
             except ConfigError:
@@ -108,7 +123,7 @@ class Settings:
             return
         kind = _SPECS[name][1]
         try:
-            converted = kind(value)
+            converted = _convert(kind, value)
         except (TypeError, ValueError):
             raise ConfigError(f"nbmagic setting {name} must be {_KIND_NAMES[kind]}, not {value!r}.") from None
         self._explicit[name] = (check_value(name, converted, f"nbmagic setting {name}"), source)

@@ -78,6 +78,8 @@ def cmd_status(magics: Any, words: list[str]) -> None:
     res = _default_resolution()
     print(f"nbmagic {nbmagic.__version__}")
     print(f"  model:    {redact(str(res.spec))}  ({res.reason})")
+    if res.hub and res.hub not in res.reason:  # the embedded model serves: why not the hub's coder
+        print(f"  hub:      {redact(res.hub)}")
     rows = {r[0]: r for r in config_rows(magics)}
     print(f"  renderer: {rows['renderer'][1].strip(chr(39))}  ({rows['renderer'][2]})")
     print(f"  cells go: {_sink_description(magics.shell)}")

@@ -24,7 +24,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Enum, Float, Int, Unicode, observe
+from traitlets import Bool, Enum, Float, Int, Unicode, observe
 
 from nbmagic import magic_args as ma
 from nbmagic.agent import options as agent_options
@@ -37,7 +37,7 @@ from nbmagic.ui.summary import MagicResult, summary_text
 
 MAGIC_NAMES = {"line": ("agent", "rlm", "nbmagic"), "cell": ("agent", "rlm")}
 
-_TRAIT_TYPES = {str: Unicode, int: Int, float: Float}
+_TRAIT_TYPES = {str: Unicode, int: Int, float: Float, bool: Bool}
 _ENUMS = {"mode": ("auto", "latent", "text"), "repl": ("kernel", "subprocess")}
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install what a target needs. Idempotent: a second run only checks.
-#   scripts/bootstrap.sh run    the package with local-model support (for `make run`)
+#   scripts/bootstrap.sh run    the package with local-model support (for `make run`; its default
+#                               coder GGUF is downloaded by huggingface_hub, from the gguf extra)
 #   scripts/bootstrap.sh test   everything the test suite needs (llama-cpp-python, JupyterLab, Chromium)
 set -euo pipefail
 target="${1:-run}"

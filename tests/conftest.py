@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.hf_models",
     "tests.fixtures.gguf_models",
     "tests.fixtures.real_models",
+    "tests.fixtures.hub",
 ]

@@ -49,6 +49,10 @@ ENV_VARS = (
     "NBMAGIC_DEVICE",
     "HF_HUB_OFFLINE",
     "HF_HOME",
+    "HF_ENDPOINT",
+    "NBMAGIC_ALLOW_DOWNLOAD",
+    "NBMAGIC_KEEP_EMBEDDED",
+    "NBMAGIC_DEFAULT_GGUF",
 )
 _SECRET_VARS = {"OPENAI_API_KEY", "AZURE_OPENAI_API_KEY"}
 
@@ -193,7 +197,12 @@ def default_model_report(model: str | None = None) -> dict[str, Any]:
     from nbmagic.llm.specs import resolve_default
 
     resolution = resolve_default(model)
-    return {"spec": resolution.spec, "reason": resolution.reason, "tried": list(resolution.tried)}
+    out: dict[str, Any] = {"spec": resolution.spec, "reason": resolution.reason, "tried": list(resolution.tried)}
+    if resolution.hub is not None:  # the choice came down to the hub's coder GGUF: say its state
+        from nbmagic.llm.hub_default import hub_report
+
+        out["hub"] = hub_report()
+    return out
 
 
 def check_model(spec: str | None, *, timeout: float = 60.0, automatic: bool = False) -> dict[str, Any]:
@@ -213,6 +222,8 @@ def check_model(spec: str | None, *, timeout: float = 60.0, automatic: bool = Fa
         if spec and spec.split(":", 1)[0] in ("openai", "azure", "ollama", "openai-compat"):
             kwargs = {"timeout": timeout, "max_retries": 1}
         model = load_model(None if automatic else spec, **kwargs)
+        if automatic:  # loading may have fetched the hub's default: report the model that answered
+            result["spec"] = f"{model.backend}:{model.name}"
         reply = model.chat(CHECK_PROMPT, max_tokens=16, temperature=0)
         result.update(ok=True, reply=reply.text, usage=reply.usage.as_dict(), model=repr(model))
     except NbmagicError as exc:
@@ -248,6 +259,32 @@ def _package_version() -> str:
 
 
 # -- text ------------------------------------------------------------------------------------------
+
+
+def _hub_lines(hub: dict[str, Any]) -> list[str]:
+    """The default coder GGUF from the hub: which file, cached or not, and what would happen."""
+    size = f", {hub['size'] / 1e9:.1f} GB" if hub.get("size") else ""
+    lines = [f"  hub default: {hub['repo']}/{hub['file']}@{hub['revision']}{size}"]
+    pin = hub["sha256"] or "none pinned: the hub's LFS sha256 is checked"
+    lines.append(f"    sha256: {pin}")
+    if hub["keep_embedded"]:
+        lines.append("    not used: keep_embedded is set")
+    if hub["cached"]:
+        lines.append(f"    cached: {hub['cached']}")
+        return lines
+    lines.append(f"    not cached (cache: {hub['cache_dir']})")
+    if hub["offline"]:
+        lines.append(f"    hub offline: {hub['offline']}")
+    elif hub["reachable"] is not None:
+        state = "answers" if hub["reachable"] else "not reachable"
+        lines.append(f"    hub {hub['endpoint']}: {state} ({hub['reach_detail']})")
+    consent = hub["allow_download"]
+    if consent is None:
+        asked = "declined before" if hub["declined_before"] else "asked first where someone can answer"
+        lines.append(f"    download: {asked}; allow with NBMAGIC_ALLOW_DOWNLOAD=1")
+    else:
+        lines.append(f"    download: {'allowed' if consent else 'off'} ({hub['allow_download_source']})")
+    return lines
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -302,6 +339,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"  {dm['spec']}  ({dm['reason']})")
     for tried in dm["tried"]:
         lines.append(f"    tried: {tried}")
+    if dm.get("hub"):
+        lines.extend(_hub_lines(dm["hub"]))
 
     check = report.get("check")
     if check is not None:

