@@ -36,10 +36,14 @@ from nbmagic.config import settings
 from nbmagic.llm import hub_download as hub
 from nbmagic.llm.hub_download import ChecksumMismatchError, HubFile
 
-#: The pin: one constant. The sha256 of Qwen's official file could not be looked up from this
-#: project's build machines (no hub access); until it is filled in from the file's page on the hub
-#: ("Git LFS Details" -> SHA256), the hub's own LFS sha256 (X-Linked-Etag) is the reference and a
-#: download that does not hash to it is refused all the same.
+#: The pin: one constant. The sha256 of Qwen's official Q4_K_M file could not be looked up from
+#: this project's machines (no hub access, and no readable source lists it); until it is filled in
+#: from the file's page on the hub ("Git LFS Details" -> SHA256), the hub's own LFS sha256
+#: (X-Linked-Etag) is the reference and a download that does not hash to it is refused all the
+#: same. The one official 1.5B-Instruct file whose sha256 a public registry lists is the Q8_0
+#: (TabbyML's registry: qwen2.5-coder-1.5b-instruct-q8_0.gguf,
+#: 507de59046601282ba768a9789900e6ccf60ed93ddf346730b7c68eb0715bc47, about 1.9 GB and ~1.7x slower
+#: to decode on a CPU); switching to it is this constant plus the file name and size below.
 PINNED_SHA256: str | None = None
 
 CODER_GGUF = HubFile(
