@@ -180,3 +180,56 @@ def test_the_notebook_bar_follows_the_download_and_ends_green():
     view.close()
     assert view.bar.value == 1.0 and view.bar.bar_style == "success"
     assert "coder.gguf" in view.text.value and "2 / 2 MB" in view.text.value
+
+
+# -- a notebook kernel: the question in Jupyter's input box, the bar as a widget ------------------------------------
+
+
+def _execute_answering(kc, code: str, answer: str, timeout: float = 120) -> tuple[list[str], list[dict]]:
+    """Run ``code`` as JupyterLab would (a cell id, stdin allowed); answer its input() with ``answer``."""
+    import queue
+    import time
+
+    msg = kc.session.msg("execute_request", {"code": code, "silent": False, "store_history": False,
+                                             "user_expressions": {}, "allow_stdin": True, "stop_on_error": True},
+                         metadata={"cellId": "cell-1"})
+    kc.shell_channel.send(msg)
+    prompts: list[str] = []
+    iopub: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            req = kc.get_stdin_msg(timeout=0.05)
+            prompts.append(req["content"]["prompt"])
+            kc.input(answer)
+        except queue.Empty:
+            pass
+        try:
+            m = kc.get_iopub_msg(timeout=0.05)
+        except queue.Empty:
+            continue
+        if m["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
+            continue
+        iopub.append(m)
+        if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+            return prompts, iopub
+    raise AssertionError(f"the kernel did not finish: {[m['msg_type'] for m in iopub]}")
+
+
+CHOOSE = "from nbmagic.llm import hub_default\nprint('PATH', hub_default.hub_choice(acquire=True).path)"
+
+
+def test_in_a_notebook_the_question_is_asked_and_the_bar_is_a_widget(hub, hub_env, kernel):
+    prompts, iopub = _execute_answering(kernel.client, CHOOSE, "y")
+    assert len(prompts) == 1 and "[y/N]" in prompts[0]
+    text = "".join(m["content"].get("text", "") for m in iopub if m["msg_type"] == "stream")
+    assert f"PATH {_cached_path(hub_env['cache'])}" in text
+    models = [m["content"]["data"]["state"].get("_model_name") for m in iopub if m["msg_type"] == "comm_open"]
+    assert "FloatProgressModel" in models
+    assert len(hub.gets()) == 1
+
+
+def test_in_a_notebook_a_no_keeps_the_embedded_model(hub, hub_env, kernel):
+    prompts, iopub = _execute_answering(kernel.client, CHOOSE, "n")
+    text = "".join(m["content"].get("text", "") for m in iopub if m["msg_type"] == "stream")
+    assert len(prompts) == 1 and "PATH None" in text and hub.gets() == []
