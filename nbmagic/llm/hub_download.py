@@ -343,7 +343,7 @@ def download(
         "revision": target.revision,
         "cache_dir": str(cache),
         "endpoint": endpoint or hub_endpoint(),
-        "etag_timeout": 10,
+        "etag_timeout": 5,
     }
     if on_progress is not None and "tqdm_class" in inspect.signature(hf_hub_download).parameters:
         kwargs["tqdm_class"] = _progress_class(on_progress)
