@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nbmagic.errors import ConfigError, NbmagicError
+from nbmagic.eval.agent_judge import is_load_cell
 
 HELP = "notebook-agent suites (single, multipart, external): parts and requests correct per planner, side by side"
 DEFAULT_PLANNERS = "default,none,onecall"
@@ -119,15 +119,6 @@ def select_tasks(tasks: list[Any], spec: str | None, suites: list[str]) -> list[
 
 
 # --- one run ---------------------------------------------------------------------------------------
-
-_LOAD_LINE = re.compile(r"import pandas as pd|\w+ = pd\.read_\w+\(.*\)|\w+\.head\(\)")
-
-
-def is_load_cell(source: str) -> bool:
-    """The agent's own cell reading a named file (no model wrote it): it does not count as a first cell."""
-    lines = [ln.strip() for ln in source.splitlines() if ln.strip()]
-    return bool(lines) and all(_LOAD_LINE.fullmatch(ln) for ln in lines)
-
 
 class FirstCellClock:
     """Event handler: when the first model-written code cell ran, and when it was accepted."""

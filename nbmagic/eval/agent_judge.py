@@ -1,7 +1,8 @@
 """Judging one agent run part by part: answer lines, tables, figures, stated answers.
 
 A run is seen through :class:`RunView`: the closing answer, the outputs of the
-code cells that ran, the kernel namespace after the run and the data of every
+code cells the model wrote that ran (not the agent's own load cells: their
+``head()`` shows raw rows, which must not pass for an answer), the kernel namespace after the run and the data of every
 figure a successful cell drew (recorded by :class:`FigureRecorder` before the
 executor closes the figure). A part is one thing the request asked for:
 
@@ -67,15 +68,31 @@ def outputs_text(outputs: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+_LOAD_LINE = re.compile(r"import pandas as pd|\w+ = pd\.read_\w+\(.*\)|\w+\.head\(\)")
+
+
+def is_load_cell(source: str) -> bool:
+    """The agent's own cell reading a named file (no model wrote it): its ``head()`` shows the raw
+    rows, which must not pass for an answer, and it does not count as the model's first cell."""
+    lines = [ln.strip() for ln in source.splitlines() if ln.strip()]
+    return bool(lines) and all(_LOAD_LINE.fullmatch(ln) for ln in lines)
+
+
 def view_of(result: Any, namespace: MutableMapping[str, Any] | None = None,
             figures: list[Series] | None = None) -> RunView:
-    """A :class:`RunView` from an ``AgentResult`` (or its ``.partial``)."""
+    """A :class:`RunView` from an ``AgentResult`` (or its ``.partial``); the agent's load cells are left out."""
     outputs = []
     for cell in getattr(result, "cells", None) or []:
-        if cell.get("cell_type") == "code" and cell.get("metadata", {}).get("nbmagic", {}).get("status") == "ok":
+        if (cell.get("cell_type") == "code" and cell.get("metadata", {}).get("nbmagic", {}).get("status") == "ok"
+                and not is_load_cell(_source(cell))):
             outputs.append(outputs_text(cell.get("outputs", [])))
     return RunView(answer=getattr(result, "answer", "") or "", outputs=outputs,
                    namespace=namespace if namespace is not None else {}, figures=list(figures or []))
+
+
+def _source(cell: dict[str, Any]) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else str(src)
 
 
 # --- figures -------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from nbmagic.eval.__main__ import main
-from nbmagic.eval.agent_cli import is_load_cell, select_tasks
+from nbmagic.eval.agent_cli import select_tasks
 from nbmagic.eval.agent_judge import (
     AnswerLine,
     FigurePart,
@@ -19,7 +19,9 @@ from nbmagic.eval.agent_judge import (
     StatedPart,
     TablePart,
     answer_matches,
+    is_load_cell,
     last_answer_line,
+    view_of,
 )
 from nbmagic.eval.agent_suite import check, make_tables, make_tasks
 from nbmagic.eval.agent_tasklist import external_hash, external_tasks, make_suite, multipart_tasks
@@ -166,6 +168,22 @@ def test_stated_part_reads_the_closing_answer_first():
     part = StatedPart("top region", "name", "West", ("North", "South", "East", "West"))
     assert part.judge(RunView(answer="West has the most revenue.", outputs=["North 1\nWest 2"]))
     assert not part.judge(RunView(answer="", outputs=["North 1\nWest 2"]))
+
+
+def test_the_agents_load_cell_is_not_an_answer():
+    """The load cell's head() shows raw rows; the first region there must not count as the stated answer."""
+    from types import SimpleNamespace
+
+    def cell(source, text):
+        return {"cell_type": "code", "source": source, "metadata": {"nbmagic": {"status": "ok"}},
+                "outputs": [{"output_type": "stream", "name": "stdout", "text": text}]}
+
+    load = cell("import pandas as pd\n\nsales = pd.read_csv('sales.csv')\nsales.head()", "0 West 10\n1 North 3")
+    plot = cell("sales.groupby('region').revenue.sum().plot.bar()", "<Figure>")
+    part = StatedPart("top region", "name", "West", ("North", "South", "East", "West"))
+    assert not part.judge(view_of(SimpleNamespace(cells=[load, plot], answer="")))
+    said = cell("print('West has the most revenue')", "West has the most revenue")
+    assert part.judge(view_of(SimpleNamespace(cells=[load, said, plot], answer="")))
 
 
 def test_multipart_suite_checks_a_table_a_figure_and_more():
