@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -41,13 +42,11 @@ from typing import Any
 from nbmagic.errors import ConfigError, NbmagicError
 from nbmagic.execution import GRACE, CappedWriter, CellTimeout, process_guard, time_limit
 from nbmagic.rlm.execution import LayeredNamespace, execute_code
+from nbmagic.rlm.settings import ENVIRONMENTS
 from nbmagic.secrets import env_without_secrets
 
 #: A helper as the engine defines it: returns (value for the code, notice to print or None).
 Helper = Callable[..., tuple[Any, "str | None"]]
-
-ENVIRONMENTS = ("kernel", "subprocess")
-
 
 @dataclass
 class TurnOutput:
@@ -287,6 +286,7 @@ class SubprocessEnvironment(Environment):
         self._turn = 0
         self._log: Any = None
         self._extra_files: list[Path] = []
+        self._notes_next: list[str] = []  # told to the model with the next turn (a restart after Ctrl-C)
 
     # -- lifecycle --
 
@@ -477,7 +477,46 @@ class SubprocessEnvironment(Environment):
     # -- turns --
 
     def execute(self, code: str, *, timeout: float | None, max_output_chars: int) -> TurnOutput:
-        notes: list[str] = []
+        notes, self._notes_next = self._notes_next, []
+        try:
+            return self._execute(code, timeout, max_output_chars, notes)
+        except KeyboardInterrupt:  # Ctrl-C reached this process: the worker must stop too
+            self.interrupt()
+            raise
+
+    def interrupt(self) -> None:
+        """Stop the turn the worker is running, after a Ctrl-C that reached only this process.
+
+        The worker gets SIGINT (its turn ends with ``KeyboardInterrupt``, variables kept); code
+        that swallows it and is still running after ``grace`` seconds gets the worker restarted,
+        and the next turn tells the model its variables are gone. Either way the next turn does
+        not wait behind the interrupted one.
+        """
+        if self.proc is None or self.conn is None or self.proc.poll() is not None:
+            return
+        deadline = time.monotonic() + self.grace
+        signalled = False
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:  # a Ctrl-C sent to the whole process group reached the worker already: wait a moment first
+                if self.conn.poll(min(left, 0.2) if not signalled else left) and self.conn.recv()[0] == "done":
+                    return
+            except (EOFError, OSError):
+                break
+            if not signalled:
+                signalled = True
+                try:
+                    os.kill(self.proc.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    break
+        self._restart()
+        self._notes_next.append(
+            "The interrupted turn did not stop, so the REPL worker was restarted: variables from earlier "
+            "turns are gone; contexts were reloaded.")
+
+    def _execute(self, code: str, timeout: float | None, max_output_chars: int, notes: list[str]) -> TurnOutput:
         if self.proc is None or self.proc.poll() is not None:
             self._restart()
             notes.append("The REPL worker had stopped and was restarted: earlier variables are gone.")

@@ -60,6 +60,7 @@ class Worker:
         for name, value in contexts.items():
             self.ns.bind(name, value)
         self.context_names = set(contexts)
+        self.busy = False  # a turn is running (Ctrl-C interrupts it)
 
     def _stub(self, name: str) -> Any:
         def helper(*args: Any, **kwargs: Any) -> Any:
@@ -105,14 +106,17 @@ class Worker:
         res: dict[str, Any] = {"error": None, "exited": False}
         t0 = time.monotonic()
         limit = time_limit(timeout)
+        self.busy = True
         try:
             with limit:
                 res = execute_code(code, self.ns, filename=f"<rlm-turn-{turn}>", out=out)
         except CellTimeout:
             pass
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # the kernel passed a Ctrl-C on (see SubprocessEnvironment.interrupt)
             out.write("\nKeyboardInterrupt\n")
             res["error"] = "KeyboardInterrupt"
+        finally:
+            self.busy = False
         timed_out = limit.timed_out  # also when the code caught the interruption and finished
         if timed_out:
             out.write(timeout_message(timeout or 0, kept=True))
@@ -202,7 +206,15 @@ class Worker:
         reduction.send_handle(self.conn, mine.fileno(), os.getppid())
         mine.close()
 
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        """Ctrl-C stops a running turn; between turns (a late signal) it is ignored, so the REPL lives."""
+        if self.busy:
+            raise KeyboardInterrupt
+
     def serve(self) -> None:
+        import signal
+
+        signal.signal(signal.SIGINT, self.on_sigint)
         while True:
             try:
                 msg = self.conn.recv()
