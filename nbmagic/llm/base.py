@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from nbmagic.errors import ConfigError
+from nbmagic.errors import ConfigError, NbmagicError
 from nbmagic.text import valid_utf8
 
 TokenCallback = Callable[[str], None]
@@ -117,17 +117,48 @@ class ChatResult:
     seconds: float = 0.0
 
 
+class ToolsUnsupportedError(NbmagicError):
+    """The model or its server does not take function tools: the caller uses another protocol.
+
+    Raised only for that (a refused ``tools`` request, a backend without tool calling), never
+    for a timeout, a rate limit or a dropped connection, so catching it alone is a safe way
+    to fall back."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One function call the model asked for (``arguments`` as the JSON text it sent)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ToolReply:
+    """A reply to a request that offered tools: text and/or calls."""
+
+    text: str
+    calls: tuple[ToolCall, ...]
+    usage: Usage
+    finish_reason: str | None = None
+    seconds: float = 0.0
+
+
 class ChatModel(ABC):
     """A chat model behind any backend.
 
     Subclasses set ``backend`` and implement :meth:`_chat`; they may override
     :meth:`_achat` for native async and :meth:`count_tokens` for exact counts.
     ``supports_latent`` is true only for models that expose hidden states and
-    input embeddings (see :class:`nbmagic.llm.hf.HFChatModel`).
+    input embeddings (see :class:`nbmagic.llm.hf.HFChatModel`). ``supports_tools``
+    is true for backends that implement :meth:`_chat_tools` (function calling);
+    :attr:`context_window` is the prompt window in tokens where the backend knows it.
     """
 
     backend: ClassVar[str] = "base"
     supports_latent: ClassVar[bool] = False
+    supports_tools: ClassVar[bool] = False
 
     def __init__(self, name: str, *, default_params: Mapping[str, Any] | None = None) -> None:
         if default_params is not None and not isinstance(default_params, Mapping):
@@ -175,6 +206,34 @@ class ChatModel(ABC):
         result = await self._achat(msgs, params, on_token)
         return self._account(result, time.perf_counter() - t0)
 
+    def chat_tools(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]],
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        tool_choice: str = "auto",
+    ) -> ToolReply:
+        """One call offering ``tools`` (OpenAI function-tool format; ``messages`` may carry
+        ``tool_calls`` and ``tool`` turns). Errors are the backend's mapped errors; a model
+        without tool calling raises :class:`ToolsUnsupportedError`. Usage is counted as for
+        :meth:`chat`."""
+        if not self.supports_tools:
+            raise ToolsUnsupportedError(f"{self.backend}:{self.name} does not take tool calls.")
+        params = self._params(temperature, None, max_tokens, None, {})
+        t0 = time.perf_counter()
+        reply = self._chat_tools([dict(m) for m in messages], [dict(t) for t in tools], params, tool_choice)
+        usage = Usage(reply.usage.prompt_tokens, reply.usage.completion_tokens, 1)
+        with self._usage_lock:
+            self.usage = self.usage + usage
+        return ToolReply(reply.text, tuple(reply.calls), usage, reply.finish_reason, time.perf_counter() - t0)
+
+    @property
+    def context_window(self) -> int | None:
+        """The prompt window in tokens, where the backend knows it (``None``: unknown)."""
+        return None
+
     def count_tokens(self, text: str) -> int:
         """Approximate token count (about four characters a token) unless overridden."""
         return max(1, (len(text) + 3) // 4) if text else 0
@@ -198,6 +257,12 @@ class ChatModel(ABC):
         self, messages: list[dict[str, str]], params: GenerationParams, on_token: TokenCallback | None
     ) -> ChatResult:
         return await asyncio.to_thread(self._chat, messages, params, on_token)
+
+    def _chat_tools(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], params: GenerationParams, tool_choice: str
+    ) -> ToolReply:
+        """Produce one reply offering tools (backends with ``supports_tools``)."""
+        raise ToolsUnsupportedError(f"{self.backend}:{self.name} does not take tool calls.")
 
     # -- internals ---------------------------------------------------------------------
 

@@ -25,7 +25,16 @@ from nbmagic.errors import (
     ServerError,
     ServerUnreachableError,
 )
-from nbmagic.llm.base import ChatModel, ChatResult, GenerationParams, TokenCallback, Usage
+from nbmagic.llm.base import (
+    ChatModel,
+    ChatResult,
+    GenerationParams,
+    TokenCallback,
+    ToolCall,
+    ToolReply,
+    ToolsUnsupportedError,
+    Usage,
+)
 from nbmagic.secrets import redact, register_secret
 
 #: Local servers accept any key; the SDK insists on having one.
@@ -241,6 +250,36 @@ class OpenAICompatModel(ChatModel):
             with contextlib.suppress(Exception):
                 await resp.close()
         return self._from_stream(messages, parts, state)
+
+    supports_tools = True
+
+    def _chat_tools(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], params: GenerationParams, tool_choice: str
+    ) -> ToolReply:
+        """A request offering ``tools``; a 400/422 refusal of it is :class:`ToolsUnsupportedError`,
+        anything else the usual mapped error (retried by the SDK only, ``max_retries`` times)."""
+        import openai
+
+        req = {**self._request(messages, params, False), "tools": tools, "tool_choice": tool_choice}
+        try:
+            resp = self.client.chat.completions.create(**req)
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+            raise ToolsUnsupportedError(
+                f"{self._label()} refused tool calls: {redact(_server_message(exc))}") from None
+        except Exception as exc:
+            raise self._map_error(exc) from None
+        if not getattr(resp, "choices", None):
+            raise ServerError(f"{self._label()} returned no choices; the server may not support chat.")
+        choice = resp.choices[0]
+        msg = choice.message
+        calls = tuple(
+            ToolCall(tc.id, tc.function.name, tc.function.arguments or "")
+            for tc in (msg.tool_calls or ())
+            if getattr(tc, "function", None) is not None
+        )
+        u = getattr(resp, "usage", None)
+        usage = Usage(getattr(u, "prompt_tokens", 0) or 0, getattr(u, "completion_tokens", 0) or 0)
+        return ToolReply(msg.content or "", calls, usage, choice.finish_reason)
 
     def list_models(self) -> list[str]:
         """Model ids the server offers."""

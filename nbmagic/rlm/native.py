@@ -6,8 +6,10 @@ a fenced block. For a root model served over the OpenAI chat API (any
 server, ...) the run offers the tool and takes the code from the call; fenced ``python``
 blocks in the reply are still run when there is no call. The choice is automatic: the
 first root call tries the tool; if the server refuses it (a model or server without
-function calling) or fails, the run falls back to the fenced-code protocol for good and
-says so in a notice. Other backends (llama.cpp in-process, transformers) use the fenced
+function calling: :class:`~nbmagic.llm.base.ToolsUnsupportedError`, and only that), the run
+falls back to the fenced-code protocol for good and says so in a notice. A timeout, a rate
+limit or a dropped connection is the model's error like any other (the SDK has already
+retried it ``max_retries`` times): it ends the run rather than switching protocols. Other backends (llama.cpp in-process, transformers) use the fenced
 protocol from the start.
 
 The conversation is kept in one neutral form (plain messages; an assistant turn that came
@@ -20,7 +22,6 @@ loses nothing.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,8 +62,8 @@ class NativeReply:
 
 
 def can_offer(model: ChatModel) -> bool:
-    """Models behind the OpenAI chat API (they have an SDK ``client``); others use fences."""
-    return "client" in dir(type(model)) and getattr(model, "provider", None) is not None
+    """Backends with function calling (:attr:`ChatModel.supports_tools`); others use fences."""
+    return bool(getattr(model, "supports_tools", False))
 
 
 def _code_of(arguments: str) -> str:
@@ -78,28 +79,12 @@ def _code_of(arguments: str) -> str:
 
 def chat(model: ChatModel, messages: list[dict[str, Any]], *, temperature: float | None,
          max_tokens: int | None) -> NativeReply:
-    """One call offering the tool; raises whatever the SDK raises (the caller falls back)."""
-    req: dict[str, Any] = {"model": model.name, "messages": as_wire(messages), "tools": [RUN_PYTHON_TOOL],
-                           "tool_choice": "auto"}
-    defaults = getattr(model, "default_params", None) or {}  # what load_model(..., default_params=) set
-    for key in ("temperature", "top_p", "max_tokens", "seed"):
-        if key in defaults and defaults[key] is not None:
-            req[key] = defaults[key]
-    if temperature is not None:
-        req["temperature"] = temperature
-    if max_tokens is not None:
-        req["max_tokens"] = max_tokens
-    t0 = time.perf_counter()
-    resp = model.client.chat.completions.create(**req)  # type: ignore[attr-defined]
-    msg = resp.choices[0].message
-    calls = [
-        (tc.id, _code_of(tc.function.arguments))
-        for tc in (msg.tool_calls or [])
-        if getattr(tc, "function", None) is not None and tc.function.name == TOOL_NAME
-    ]
-    u = getattr(resp, "usage", None)
-    usage = Usage(getattr(u, "prompt_tokens", 0) or 0, getattr(u, "completion_tokens", 0) or 0, 1)
-    return NativeReply(text=msg.content or "", calls=calls, usage=usage, seconds=time.perf_counter() - t0)
+    """One root call offering the tool, through :meth:`ChatModel.chat_tools` (errors mapped, usage
+    counted). Raises :class:`~nbmagic.llm.base.ToolsUnsupportedError` when the model refuses tools
+    (the caller falls back to fenced code) and the model's own error for anything else."""
+    r = model.chat_tools(as_wire(messages), [RUN_PYTHON_TOOL], temperature=temperature, max_tokens=max_tokens)
+    calls = [(c.id, _code_of(c.arguments)) for c in r.calls if c.name == TOOL_NAME]
+    return NativeReply(text=r.text, calls=calls, usage=r.usage, seconds=r.seconds)
 
 
 def as_text(messages: Sequence[dict[str, Any]]) -> list[dict[str, str]]:

@@ -9,7 +9,7 @@ import pytest
 from nbmagic.events import EventRecorder, Notice
 from nbmagic.llm.specs import load_model
 from nbmagic.rlm.agent import RLM
-from nbmagic.rlm.native import can_offer
+from nbmagic.rlm.native import RUN_PYTHON_TOOL, can_offer
 from nbmagic.testing.openai_server import OpenAICompatServer, Reply
 from nbmagic.testing.rlm_scripts import ScriptedRoot, code, tool_code
 
@@ -102,3 +102,45 @@ def test_the_tool_call_keeps_the_models_default_params(openai_server: OpenAIComp
     body = openai_server.chat_requests()[-1]
     assert body["temperature"] == 0.0 and body["max_tokens"] == 5  # the RLM's own settings win
     root.close()
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_transient_failure_on_the_first_tool_turn_does_not_switch_to_fenced_code(status: int) -> None:
+    """One 429 (or 5xx) on the first turn, retried by the SDK: the run keeps the tool protocol."""
+    with OpenAICompatServer(models=["test-model"]) as srv:
+        root = load_model(f"openai-compat:test-model@{srv.url}", max_retries=1, timeout=30)
+        srv.set_responder(ScriptedRoot([tool_code("x = 2"), tool_code("submit(x + 1)")]))
+        srv.fail_next(status, headers={"retry-after-ms": "10"})
+        rec = EventRecorder()
+        res = RLM(root, on_event=rec).query("q")
+        assert res.answer == 3 and [t["protocol"] for t in res.trajectory] == ["tool", "tool"]
+        bodies = srv.chat_requests()
+        assert len(bodies) == 3 and all("tools" in b for b in bodies)  # the failed try, its retry, turn 2
+        assert not any("no native tool calls" in n.message for n in rec.of(Notice))
+        assert res.usage["test-model"].calls == 2 and root.usage.calls == 2  # counted through ChatModel
+        root.close()
+
+
+def test_a_transport_failure_is_retried_as_often_as_the_message_says() -> None:
+    """max_retries=2 and the server keeps failing: 3 requests (the SDK's retries only), one clear error."""
+    from nbmagic.errors import RateLimitError
+
+    with OpenAICompatServer(models=["test-model"]) as srv:
+        root = load_model(f"openai-compat:test-model@{srv.url}", max_retries=2, timeout=30)
+        srv.fail_next(429, times=10, headers={"retry-after-ms": "10"})
+        with pytest.raises(RateLimitError, match="after 2 retries") as info:
+            RLM(root).query("q")
+        assert len(srv.chat_requests()) == 3  # not 6: no second round of retries through fenced code
+        assert info.value.partial is not None and info.value.partial.complete is False
+        root.close()
+
+
+def test_tools_unsupported_is_its_own_error_from_the_model() -> None:
+    from nbmagic.llm.base import ToolsUnsupportedError
+
+    with OpenAICompatServer(models=["test-model"], reject_tools=True) as srv:
+        root = load_model(f"openai-compat:test-model@{srv.url}", max_retries=0)
+        with pytest.raises(ToolsUnsupportedError, match="refused tool calls: This model does not support tools"):
+            root.chat_tools([{"role": "user", "content": "hi"}], [RUN_PYTHON_TOOL])
+        assert root.usage.calls == 0
+        root.close()
