@@ -1,6 +1,9 @@
 """Effective settings and where each value came from.
 
-One process-wide :data:`settings` object holds defaults for every engine. Values
+One process-wide :data:`settings` object holds defaults for every engine: the RLM's
+configurable fields come from :class:`~nbmagic.rlm.settings.RLMSettings` (their ``config``
+name), the agent's and RecursiveMAS's from the table below; every value is checked by
+:func:`nbmagic.settings.check`, the validator the engines' settings objects use. Values
 come, lowest to highest priority, from built-in defaults, ``NBMAGIC_*``
 environment variables, and explicit assignment (the magics' ``%config NbMagic.x``
 writes here with source ``"%config"``). ``settings.explain()`` feeds
@@ -14,48 +17,38 @@ from dataclasses import dataclass
 from typing import Any
 
 from nbmagic.errors import ConfigError
+from nbmagic.settings import Option, check, convert, deprecated, describe, spec_of
 
-#: name -> (default, type, help)
-_SPECS: dict[str, tuple[Any, type, str]] = {
-    "model": (None, str, "default model spec, e.g. openai:gpt-4o-mini or hf:Qwen/Qwen2.5-0.5B-Instruct"),
-    "sub_model": (None, str, "model for RLM sub-calls (defaults to the model)"),
-    "rounds": (3, int, "RecursiveMAS rounds"),
-    "latent_steps": (32, int, "latent thoughts per agent per round"),
-    "mode": ("auto", str, "auto | latent | text"),
-    "pattern": ("sequential", str, "sequential | mixture | distillation | deliberation"),
-    "max_fixes": (3, int, "attempts to fix a failing cell"),
-    "cell_timeout": (120.0, float, "seconds a generated cell may run"),
-    "max_iterations": (20, int, "RLM iterations"),
-    "max_llm_calls": (50, int, "RLM sub-calls per query"),
-    "max_output_chars": (10_000, int, "REPL output shown to the root model"),
-    "repl": ("kernel", str, "RLM REPL environment: kernel | subprocess"),
-    "request_timeout": (120.0, float, "seconds to wait for one model reply"),
-    "allow_download": (None, bool, "download the default coder model (~1 GB) without asking: True | False (None: ask)"),
-    "keep_embedded": (False, bool, "keep the embedded model as the default even when a better one can be downloaded"),
+#: the engine-wide settings the agent and RecursiveMAS read (the RLM's come from its settings object)
+_ENGINE_OPTIONS: dict[str, tuple[Any, Option]] = {
+    "rounds": (3, Option((), "RecursiveMAS rounds", int, low=1, high=100)),
+    "latent_steps": (32, Option((), "latent thoughts per agent per round", int, low=1, high=4096)),
+    "mode": ("auto", Option((), "auto | latent | text", str, choices=("auto", "latent", "text"))),
+    "pattern": ("sequential", Option((), "sequential | mixture | distillation | deliberation", str)),
+    "max_fixes": (3, Option((), "attempts to fix a failing cell", int, low=0, high=20)),
+    "cell_timeout": (120.0, Option((), "seconds a generated cell may run (0: no limit)", float, low=0,
+                                   zero_is_none=True, optional=True)),
+    "request_timeout": (120.0, Option((), "seconds to wait for one model reply", float, low=0.001)),
+    "allow_download": (None, Option((), "download the default coder model (~1 GB) without asking: True | False "
+                                        "(None: ask)", bool, optional=True)),
+    "keep_embedded": (False, Option((), "keep the embedded model as the default even when a better one can be "
+                                        "downloaded", bool)),
 }
 
-_KIND_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "True or False"}
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+#: old %config / NBMAGIC_ names -> new ones (accepted with a deprecation message for one release)
+RENAMED: dict[str, str] = {}
 
 
-def _convert(kind: type, value: Any) -> Any:
-    """``kind(value)``, except that a bool setting reads "1/true/yes/on" and "0/false/no/off"."""
-    if kind is not bool:
-        return kind(value)
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE or text in _FALSE:
-        return text in _TRUE
-    raise ValueError(value)
+def _table() -> dict[str, tuple[Any, Option]]:
+    """name -> (default, option): the RLM's configurable fields, then the other engines' settings."""
+    from nbmagic.rlm.settings import RLMSettings
 
-#: name -> (lowest, highest) allowed value: checked here for every entry point (magics, CLI,
-#: engines, %config, environment) so a bad bound fails at once with one message, not later
-#: deep inside an engine
-_BOUNDS: dict[str, tuple[int, int]] = {
-    "rounds": (1, 100),
-    "latent_steps": (1, 4096),
-}
+    rlm = {spec_of(f).config: (f.default, spec_of(f)) for f in RLMSettings.options() if spec_of(f).config}
+    first = {k: rlm.pop(k) for k in ("model", "sub_model")}
+    return {**first, **_ENGINE_OPTIONS, **rlm}
+
+
+_SPECS: dict[str, tuple[Any, Option]] = _table()
 
 
 def check_value(name: str, value: Any, label: str | None = None) -> Any:
@@ -63,16 +56,16 @@ def check_value(name: str, value: Any, label: str | None = None) -> Any:
 
     ``label`` is how the caller's user spells the option (``--latent-steps``, ``latent_steps``).
     """
+    return check(_spec(name)[1], value, label or name)
+
+
+def _spec(name: str) -> tuple[Any, Option]:
+    if name in RENAMED:
+        deprecated(f"the nbmagic setting {name}", RENAMED[name])
+        name = RENAMED[name]
     if name not in _SPECS:
         raise AttributeError(f"unknown nbmagic setting {name!r}; known: {', '.join(_SPECS)}")
-    kind, what = _SPECS[name][1], label or name
-    if name in _BOUNDS:
-        low, high = _BOUNDS[name]
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ConfigError(f"{what} must be a whole number from {low} to {high}, not {value!r}.")
-    elif (kind is bool and value is not None and not isinstance(value, bool)) or (value is not None and not isinstance(value, kind) and not (kind is float and isinstance(value, int))):
-        raise ConfigError(f"{what} must be {_KIND_NAMES[kind]}, not {value!r}.")
-    return value
+    return _SPECS[name]
 
 
 @dataclass(frozen=True)
@@ -96,43 +89,48 @@ class Settings:
         self.set(name, value)
 
     def get(self, name: str) -> Setting:
-        if name not in _SPECS:
-            raise AttributeError(f"unknown nbmagic setting {name!r}; known: {', '.join(_SPECS)}")
-        default, kind, help_ = _SPECS[name]
+        if name in RENAMED:
+            _spec(name)  # the deprecation message
+            name = RENAMED[name]
+        default, spec = _spec(name)
         explicit: dict[str, tuple[Any, str]] = self._explicit
         if name in explicit:
             value, source = explicit[name]
-            return Setting(name, value, source, help_)
-        env = f"NBMAGIC_{name.upper()}"
-        raw = os.environ.get(env)
-        if raw not in (None, ""):
+            return Setting(name, value, source, spec.help)
+        for env in (f"NBMAGIC_{name.upper()}", *(f"NBMAGIC_{old.upper()}" for old, new in RENAMED.items() if new == name)):
+            raw = os.environ.get(env)
+            if raw in (None, ""):
+                continue
+            if env != f"NBMAGIC_{name.upper()}":
+                deprecated(env, f"NBMAGIC_{name.upper()}")
             try:
-                return Setting(name, check_value(name, _convert(kind, raw)), f"env {env}", help_)
-            except ValueError:  # say so where settings are shown, rather than fail at startup
-                return Setting(name, default, f"default ({env}={raw!r} ignored: not {_KIND_NAMES[kind]})", help_)
-            except ConfigError:
-                low, high = _BOUNDS[name]
-                return Setting(name, default, f"default ({env}={raw!r} ignored: not from {low} to {high})", help_)
-        return Setting(name, default, "default", help_)
+                return Setting(name, convert(spec, raw, env), f"env {env}", spec.help)
+            except ConfigError:  # say so where settings are shown, rather than fail at startup
+                return Setting(name, default, f"default ({env}={raw!r} ignored: not {describe(spec)})", spec.help)
+        return Setting(name, default, "default", spec.help)
 
     def set(self, name: str, value: Any, source: str = "%config") -> None:
-        if name not in _SPECS:
-            raise AttributeError(f"unknown nbmagic setting {name!r}; known: {', '.join(_SPECS)}")
+        if name in RENAMED:
+            _spec(name)
+            name = RENAMED[name]
+        _default, spec = _spec(name)
         if value is None:
             self._explicit.pop(name, None)
             return
-        kind = _SPECS[name][1]
-        try:
-            converted = _convert(kind, value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"nbmagic setting {name} must be {_KIND_NAMES[kind]}, not {value!r}.") from None
-        self._explicit[name] = (check_value(name, converted, f"nbmagic setting {name}"), source)
+        label = f"nbmagic setting {name}"
+        converted = convert(spec, value, label) if isinstance(value, str) and spec.kind is not str else value
+        if spec.kind is float and isinstance(converted, int) and not isinstance(converted, bool):
+            converted = float(converted)
+        self._explicit[name] = (check(spec, converted, label), source)
 
     def reset(self) -> None:
         self._explicit.clear()
 
     def explain(self) -> list[Setting]:
         return [self.get(name) for name in _SPECS]
+
+    def names(self) -> list[str]:
+        return list(_SPECS)
 
 
 settings = Settings()

@@ -1,5 +1,8 @@
 """Plain helpers behind the magics: prompt interpolation, option splitting, option → engine kwargs.
 
+The RLM's options need no helper here: :class:`~nbmagic.rlm.settings.RLMSettings` declares them
+and turns parsed options into settings itself.
+
 Kept apart from :mod:`nbmagic.magics` so they can be tested without a shell and so the
 magics module stays a thin layer of parsing and wiring. Nothing here imports IPython
 widgets, the engines, or any heavy library.
@@ -301,41 +304,16 @@ def mas_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def agent_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """Constructor keyword arguments for :class:`nbmagic.agent.core.NotebookAgent`."""
-    max_fixes = _pick(args.max_fixes, "max_fixes")
-    if max_fixes < 0:
-        raise ConfigError("--max-fixes must be 0 or more.")
-    timeout = _pick(args.timeout, "cell_timeout")
-    if not timeout > 0:  # also refuses nan
-        raise ConfigError("--timeout must be a positive number of seconds.")
+    from nbmagic.config import check_value
+
+    max_fixes = check_value("max_fixes", _pick(args.max_fixes, "max_fixes"), "--max-fixes")
+    # --timeout 0 means no limit, as for `generate` and %rlm
+    timeout = check_value("cell_timeout", _pick(args.timeout, "cell_timeout"), "--timeout")
     return {
         "model": args.model or settings.model,
         "planner": "mas",
         "mas_options": mas_options(args),
         "max_fixes": max_fixes,
-        "cell_timeout": float(timeout),
+        "cell_timeout": timeout,
         "dry_run": bool(args.dry_run),
     }
-
-
-def rlm_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Constructor keyword arguments for :class:`nbmagic.rlm.agent.RLM`."""
-    kw: dict[str, Any] = {
-        "model": args.model or settings.model,
-        "sub_model": args.sub_model or settings.sub_model,
-        "environment": _pick(args.repl, "repl"),
-        "max_iterations": _pick(args.max_iterations, "max_iterations"),
-        "max_llm_calls": _pick(args.max_llm_calls, "max_llm_calls"),
-        "max_tokens": args.max_tokens,
-        "timeout": args.timeout,
-        "max_output_chars": settings.max_output_chars,
-    }
-    for name in ("max_iterations", "max_llm_calls", "max_tokens"):
-        if kw[name] is not None and kw[name] < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1.")
-    if kw["timeout"] is not None and not kw["timeout"] > 0:  # also refuses nan
-        raise ConfigError("--timeout must be a positive number of seconds.")
-    if getattr(args, "max_depth", None) is not None:
-        kw["max_depth"] = args.max_depth
-    if getattr(args, "trajectory", None):
-        kw["trajectory_path"] = args.trajectory
-    return kw

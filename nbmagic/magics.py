@@ -30,6 +30,7 @@ from nbmagic import magic_args as ma
 from nbmagic.agent import options as agent_options
 from nbmagic.config import _SPECS, settings
 from nbmagic.errors import NbmagicError, RunInterrupted
+from nbmagic.rlm.settings import QueryOptions, RLMSettings
 from nbmagic.secrets import redact
 from nbmagic.ui.select import RENDERERS
 from nbmagic.ui.state import Renderer
@@ -38,17 +39,17 @@ from nbmagic.ui.summary import MagicResult, summary_text
 MAGIC_NAMES = {"line": ("agent", "rlm", "nbmagic"), "cell": ("agent", "rlm")}
 
 _TRAIT_TYPES = {str: Unicode, int: Int, float: Float, bool: Bool}
-_ENUMS = {"mode": ("auto", "latent", "text"), "repl": ("kernel", "subprocess")}
 
 
 def _setting_traits() -> dict[str, Any]:
-    """One config trait per setting; ``None`` means "not set here" (env/default apply)."""
+    """One config trait per setting (generated from the settings' declarations); ``None`` means
+    "not set here" (env/default apply)."""
     traits: dict[str, Any] = {}
-    for name, (_default, kind, help_) in _SPECS.items():
-        if name in _ENUMS:
-            trait = Enum(_ENUMS[name], default_value=None, allow_none=True, help=help_)
+    for name, (_default, spec) in _SPECS.items():
+        if spec.choices:
+            trait = Enum(spec.choices, default_value=None, allow_none=True, help=spec.help)
         else:
-            trait = _TRAIT_TYPES.get(kind, Unicode)(default_value=None, allow_none=True, help=help_)
+            trait = _TRAIT_TYPES.get(spec.kind, Unicode)(default_value=None, allow_none=True, help=spec.help)
         traits[name] = trait.tag(config=True)
     return traits
 
@@ -125,23 +126,9 @@ class NbMagic(Magics):
     @no_var_expand
     @magic_arguments()
     @argument("-c", "--context", action="append", default=None, metavar="VAR", help="variable holding the data to query (repeatable, or comma-separated)")
-    @argument("-m", "--model", default=None, help="root model spec (writes the code)")
-    @argument("--sub-model", default=None, help="model for llm_query sub-calls (default: the model)")
-    @argument("--max-iterations", type=int, default=None, help="code/observe iterations (default 20)")
-    @argument("--max-llm-calls", type=int, default=None, help="sub-call budget for this query (default 50)")
-    @argument("--max-tokens", type=int, default=None, help="token budget for the whole query")
-    @argument("--max-depth", type=int, default=None, help="recursion depth for rlm_query (default 1)")
-    @argument("--timeout", type=float, default=None, help="seconds the whole query may take")
-    @argument("--repl", choices=("kernel", "subprocess"), default=None, help="where the model's code runs: this kernel's namespace or a separate worker process")
-    @argument("--trajectory", default=None, metavar="PATH", help="also write the trajectory as JSONL")
-    @argument("--no-sub-calls", action="store_true", help="no llm_query/rlm_query in the REPL: code alone answers")
+    @RLMSettings.magic_arguments  # the options `python -m nbmagic rlm` and RLM(...) take too
+    @QueryOptions.magic_arguments
     @argument("--tool", action="append", default=None, metavar="FUNC", help="a function of the notebook the model's code may call (repeatable)")
-    @argument("--schema", default=None, metavar="JSON|MODEL", help="the answer's shape: a JSON schema, or the name of a pydantic model in the notebook")
-    @argument("--max-errors", type=int, default=None, help="stop after N failing turns in a row")
-    @argument("--max-cost", type=float, default=None, metavar="USD", help="cost budget in US dollars (priced models)")
-    @argument("--fenced-code", action="store_true", help="```python blocks even where the model supports tool calls")
-    @argument("--max-subagent-depth", type=int, default=None, metavar="N", help="let the code spawn_agents() on forks of its REPL, N levels deep (default 0: off)")
-    @argument("--context-window", type=int, default=None, metavar="TOKENS", help="the root model's window, for history compaction (default: what the model reports)")
     @argument("--continue", dest="continue_", action="store_true", help="ask a follow-up in the last %%rlm's REPL (its variables are still there)")
     @argument("--reset", action="store_true", help="end the REPL kept for --continue")
     @argument("--view", action="store_true", help="show a trajectory: the last run's, or the JSONL file named after the options")
@@ -158,7 +145,9 @@ class NbMagic(Magics):
         interpolation as in ``%%agent``. The answer lands in ``_``.
 
         The REPL of the last run stays for ``%rlm --continue <follow-up>`` until the
-        next ``%rlm`` or ``%rlm --reset``; ``%rlm --view [FILE.jsonl]`` shows a trajectory.
+        next ``%rlm`` or ``%rlm --reset``; a follow-up runs with the previous question's
+        settings, replaced by the options given again. ``%rlm --view [FILE.jsonl]`` shows a
+        trajectory. Limits take 0 for "no limit" (``--timeout 0``).
         """
         args, text = self._split(self.rlm, line, cell)
         if args.view:
@@ -335,43 +324,43 @@ class _RlmJob:
         from nbmagic.errors import ConfigError
 
         ns = self.shell.user_ns
-        if self.args.continue_:  # a follow-up keeps the first question's options unless given again
-            for name, value in getattr(self.owner, "rlm_session_args", {}).items():
-                if getattr(self.args, name) in (None, False):
-                    setattr(self.args, name, value)
+        previous = getattr(self.owner, "rlm_session", None)
+        if self.args.continue_ and previous is None:
+            raise ConfigError("--continue: there is no RLM session to continue; ask a first question with %rlm.")
+        # a follow-up replaces the previous run's settings with the options given again
+        base = previous.rlm.settings if self.args.continue_ else None
+        self.settings = RLMSettings.from_args(self.args, base)
+        self.schema = QueryOptions.from_args(self.args).schema
         self.contexts = ma.resolve_contexts(self.args.context, ns, getattr(self.shell, "user_ns_hidden", None))
-        self.kwargs = ma.rlm_kwargs(self.args)
+        from nbmagic.rlm.context import check_not_reserved
+
+        check_not_reserved(self.contexts)
         tools = {}
         for item in self.args.tool or []:
             for name in filter(None, (n.strip() for n in item.split(","))):
                 if name not in ns:
                     raise ConfigError(f"--tool {name}: no function named {name!r} in the notebook; define it first.")
                 tools[name] = ns[name]
-        self.kwargs.update(recursive=not self.args.no_sub_calls, tools=tools or None,
-                           max_errors=self.args.max_errors, max_cost_usd=self.args.max_cost,
-                           native_tools=not self.args.fenced_code,
-                           max_subagent_depth=self.args.max_subagent_depth or 0,
-                           context_window=self.args.context_window)
-        if self.args.continue_ and getattr(self.owner, "rlm_session", None) is None:
-            raise ConfigError("--continue: there is no RLM session to continue; ask a first question with %rlm.")
+        if self.args.continue_ and not tools:
+            tools = dict(previous.rlm.tools)
+        self.tools = tools or None
 
     def run(self, renderer: Renderer) -> Any:
         from nbmagic.rlm.agent import RLM
 
-        rlm = RLM(**self.kwargs, namespace=self.shell.user_ns, on_event=renderer)
+        rlm = RLM(settings=self.settings, tools=self.tools, namespace=self.shell.user_ns, on_event=renderer)
         # by name, so the REPL binds each context under the user's own variable name
         names = list(self.contexts)
         context: Any = None if not names else names[0] if len(names) == 1 else {n: n for n in names}
         if self.owner is None:
-            return rlm.query(self.question, context=context, schema=self.args.schema)
+            return rlm.query(self.question, context=context, schema=self.schema)
         # the REPL stays for a follow-up (%rlm --continue) until the next %rlm or %rlm --reset
         session = self.owner.rlm_session if self.args.continue_ else None
         if session is None:
             self.owner._rlm_reset()
             session = self.owner.rlm_session = rlm.session()
         session.rlm = rlm
-        self.owner.rlm_session_args = {k: getattr(self.args, k) for k in _SESSION_OPTIONS}
-        return session.query(self.question, context=context, schema=self.args.schema)
+        return session.query(self.question, context=context, schema=self.schema)
 
 
 def _in_new_kernel(agent: Any, request: str, shell: Any, sink: Any) -> Any:
@@ -391,12 +380,6 @@ def _in_new_kernel(agent: Any, request: str, shell: Any, sink: Any) -> Any:
         return agent.run(request, namespace=executor, shell=shell, sink=sink)  # it closes the sink
     finally:
         executor.close()
-
-
-#: %rlm options a --continue follow-up inherits from the question before it
-_SESSION_OPTIONS = ("model", "sub_model", "repl", "max_iterations", "max_llm_calls", "max_tokens", "max_depth",
-                    "timeout", "trajectory", "no_sub_calls", "tool", "max_errors", "max_cost", "fenced_code",
-                    "max_subagent_depth", "context_window")
 
 
 def _store(ns: dict[str, Any], name: str, result: MagicResult) -> bool:

@@ -20,7 +20,7 @@ def test_explicit_beats_environment_beats_default(monkeypatch):
 
 def test_a_value_of_the_wrong_type_is_refused_and_the_old_one_kept():
     settings.set("cell_timeout", 30, source="argument")
-    with pytest.raises(ConfigError, match="cell_timeout must be a number, not 'soon'"):
+    with pytest.raises(ConfigError, match="cell_timeout must be a number of at least 0 \\(0: no limit\\), not 'soon'"):
         settings.cell_timeout = "soon"
     assert settings.get("cell_timeout").value == 30.0 and settings.get("cell_timeout").source == "argument"
 
@@ -49,7 +49,7 @@ def test_bounds_are_checked_in_one_place_for_every_entry_point(monkeypatch):
         settings.rounds = 0  # %config NbMagic.rounds = 0
     assert settings.rounds == 3
     monkeypatch.setenv("NBMAGIC_ROUNDS", "0")
-    assert settings.rounds == 3 and "NBMAGIC_ROUNDS='0' ignored: not from 1 to 100" in settings.get("rounds").source
+    assert settings.rounds == 3 and "NBMAGIC_ROUNDS='0' ignored: not a whole number from 1 to 100" in settings.get("rounds").source
     from nbmagic.mas.system import RecursiveMAS  # the engine refuses with the same words
 
     with pytest.raises(ConfigError, match="latent_steps must be a whole number from 1 to 4096, not 0"):

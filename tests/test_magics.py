@@ -96,11 +96,13 @@ def test_bad_options_give_one_usage_line(shell, capsys, cell, message):
         ("%%agent --pattern bogus -o a.ipynb\nplot", "nbmagic: Unknown pattern 'bogus'"),
         ("%rlm --out text --context text q", "nbmagic: --out text would replace your variable text (a str)"),
         ("%rlm --out In --context text q", "nbmagic: --out In: 'In' is IPython's own variable"),
-        ("%rlm --timeout nan --context text q", "nbmagic: --timeout must be a positive number"),
+        ("%rlm --timeout nan --context text q", "nbmagic: --timeout must be a number of seconds of at least 0 (0: no limit), not nan."),
+            ("%rlm --context adopt q", "nbmagic: --context adopt: 'adopt' is the name of an RLM helper in the REPL"),
     ],
 )
 def test_user_errors_are_one_message(shell, capsys, openai_server, cell, message):
     shell.user_ns["text"] = "keep me"
+    shell.user_ns["adopt"] = "data named like a helper"
     history = list(shell.user_ns["In"])
     result = run(shell, cell)
     err = capsys.readouterr().err

@@ -34,8 +34,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nbmagic.errors import (
     BudgetExceededError,
@@ -54,67 +53,23 @@ from nbmagic.events import (
     RunStarted,
     emit,
 )
-from nbmagic.llm.base import ChatModel, Usage
+from nbmagic.llm.base import ChatModel, ToolsUnsupportedError, Usage
 from nbmagic.rlm import compaction, native, prompts
 from nbmagic.rlm.context import resolve_contexts, summarize_all
 from nbmagic.rlm.execution import outer_streams, truncate
+from nbmagic.rlm.interfaces import ReplSession
 from nbmagic.rlm.pricing import check_prices, price_for
-from nbmagic.rlm.repl import ENVIRONMENTS, Environment, make_environment
+from nbmagic.rlm.repl import Environment, make_environment
+from nbmagic.rlm.result import NOT_COMPUTED, RLMResult
 from nbmagic.rlm.schemas import build_typed, resolve_schema
-from nbmagic.rlm.subagents import SubAgents, list_variables
+from nbmagic.rlm.session import RLMSession
+from nbmagic.rlm.settings import ENVIRONMENTS, RLMSettings
+from nbmagic.rlm.subagents import ForkSession, SubAgents, list_variables
 from nbmagic.rlm.tools import Budget, Toolbox, check_schema, describe_tool, make_tools
 from nbmagic.rlm.trajectory import TrajectoryWriter
 from nbmagic.secrets import redact
 
-if TYPE_CHECKING:
-    from nbmagic.rlm.session import RLMSession
-
-#: what a result that never ran code says about itself
-NOT_COMPUTED = (
-    "not computed: the model never ran code that worked, so this answer is its own guess in prose, "
-    "not something computed from the data"
-)
-
-
-@dataclass
-class RLMResult:
-    """What one query produced."""
-
-    answer: Any
-    trajectory: list[dict[str, Any]]
-    usage: dict[str, Usage]
-    iterations: int
-    llm_calls: int
-    seconds: float
-    complete: bool = True  # False on a partial result carried by an error
-    final_step: bool = False  # the answer came from the forced final step, not submit()
-    computed: bool = True  # False: no code ever ran successfully; the answer is the model's prose
-    cost_usd: float | None = None  # None when a model used has no price
-    question: str = ""
-    exported: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def total_usage(self) -> Usage:
-        total = Usage()
-        for u in self.usage.values():
-            total = total + u
-        return total
-
-    def __str__(self) -> str:
-        return str(self.answer)
-
-    def __repr__(self) -> str:  # the trajectory can be long: keep the repr one line
-        answer = repr(self.answer)
-        answer = answer if len(answer) <= 200 else answer[:200] + "…"
-        flags = "" if self.complete else ", complete=False"
-        flags += ", final_step=True" if self.final_step else ""
-        flags += "" if self.computed else ", computed=False"
-        return (
-            f"RLMResult(answer={answer}, iterations={self.iterations}, llm_calls={self.llm_calls}, "
-            f"tokens={self.total_usage.total_tokens}, seconds={self.seconds:.2f}{flags})"
-        )
-
+__all__ = ["NOT_COMPUTED", "RLM", "RLMResult", "RLMRun", "extract_code"]
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 _PY_TAGS = {"python", "python3", "py", "repl", "ipython"}
@@ -150,81 +105,52 @@ class RLM:
         self,
         model: ChatModel | str | None = None,
         *,
+        settings: RLMSettings | None = None,
         sub_model: ChatModel | str | None = None,
         environment: str | Environment | None = None,
         namespace: dict[str, Any] | None = None,
-        max_iterations: int | None = None,
-        max_llm_calls: int | None = None,
-        max_tokens: int | None = None,
-        timeout: float | None = None,
-        max_output_chars: int | None = None,
-        max_depth: int = 1,
-        trajectory_path: str | None = None,
         on_event: EventHandler | None = None,
-        turn_timeout: float | None = 60.0,
-        max_concurrency: int = 16,
-        memory_limit_mb: int | None = 4096,
-        temperature: float | None = None,
-        sub_max_tokens: int | None = None,
-        root_max_tokens: int | None = None,
-        recursive: bool = True,
         tools: Any = None,
-        max_errors: int | None = None,
-        max_cost_usd: float | None = None,
         prices: Mapping[str, tuple[float, float]] | None = None,
-        context_window: int | None = None,
-        compact_threshold: float = 0.8,
-        native_tools: bool = True,
-        max_subagent_depth: int = 0,
-        max_subagents: int = 8,
+        **options: Any,
     ) -> None:
-        from nbmagic.config import settings
-
-        self._model_spec = model
-        self._sub_spec = sub_model if sub_model is not None else settings.sub_model
+        """``settings`` (default: the configured :class:`~nbmagic.rlm.settings.RLMSettings`) with
+        ``options`` (its field names: ``max_iterations=``, ``timeout=``, ...) replacing fields;
+        models may be :class:`ChatModel` objects, ``environment`` an :class:`Environment`."""
+        unknown = sorted(set(options) - {f.name for f in RLMSettings.options()})
+        if unknown:
+            raise TypeError(f"RLM() got unexpected keyword argument(s): {', '.join(unknown)}")
+        if isinstance(model, str):
+            options["model"] = model
+        if isinstance(sub_model, str):
+            options["sub_model"] = sub_model
+        if isinstance(environment, str):
+            options["environment"] = environment
+        elif environment is not None and not isinstance(environment, Environment):
+            raise ConfigError(f"environment must be one of {', '.join(ENVIRONMENTS)} or an Environment, "
+                              f"not {environment!r}.")
+        base = settings if settings is not None else RLMSettings.configured()
+        if not isinstance(base, RLMSettings):
+            raise ConfigError(f"settings= must be an RLMSettings, got {type(base).__name__}.")
+        self.settings: RLMSettings = base.replace(**options)
+        self._model_spec = model if model is not None else self.settings.model
+        self._sub_spec = sub_model if sub_model is not None else self.settings.sub_model
         self._model: ChatModel | None = model if isinstance(model, ChatModel) else None
         self._sub: ChatModel | None = sub_model if isinstance(sub_model, ChatModel) else None
-        env = environment if environment is not None else settings.repl
-        if isinstance(env, str) and env not in ENVIRONMENTS:
-            raise ConfigError(f"Unknown RLM environment {env!r}; use one of: {', '.join(ENVIRONMENTS)}.")
-        self.environment = env
+        self.environment: str | Environment = environment if isinstance(environment, Environment) \
+            else self.settings.environment
         if namespace is not None and not isinstance(namespace, Mapping):
             raise ConfigError(f"namespace= must be a dict of variables (say globals()), got {type(namespace).__name__}.")
         self.namespace = namespace
-        self.max_iterations = _positive("max_iterations", max_iterations, settings.max_iterations)
-        self.max_llm_calls = _limit(
-            "max_llm_calls", max_llm_calls if max_llm_calls is not None else settings.max_llm_calls, minimum=0
-        )
-        self.max_tokens = _limit("max_tokens", max_tokens)
-        self.timeout = _limit("timeout", timeout, number=True)
-        self.max_output_chars = _positive("max_output_chars", max_output_chars, settings.max_output_chars)
-        self.max_depth = _limit("max_depth", 1 if max_depth is None else max_depth, minimum=0)
-        self.trajectory_path = trajectory_path
         self.on_event: EventHandler | None = _outside_turns(on_event) if on_event is not None else None
-        self.turn_timeout = _limit("turn_timeout", turn_timeout, number=True)
-        self.max_concurrency = _positive("max_concurrency", max_concurrency, 16)
-        self.memory_limit_mb = _limit("memory_limit_mb", memory_limit_mb, minimum=0)
-        self.temperature = temperature
-        self.sub_max_tokens = _limit("sub_max_tokens", sub_max_tokens)
-        self.root_max_tokens = _limit("root_max_tokens", root_max_tokens)
-        if not isinstance(recursive, bool):
-            raise ConfigError(f"recursive must be True or False, got {recursive!r}.")
-        self.recursive = recursive
         self.tools = make_tools(tools)
-        self.max_errors = _limit("max_errors", max_errors)
-        self.max_cost_usd = _limit("max_cost_usd", max_cost_usd, number=True, unit="US dollars")
         self.prices = check_prices(prices)
-        self.context_window = _limit("context_window", context_window, minimum=256)
-        if isinstance(compact_threshold, bool) or not isinstance(compact_threshold, int | float) or not (
-            0 < compact_threshold <= 1
-        ):
-            raise ConfigError(f"compact_threshold must be a fraction in (0, 1], got {compact_threshold!r}.")
-        self.compact_threshold = float(compact_threshold)
-        if not isinstance(native_tools, bool):
-            raise ConfigError(f"native_tools must be True or False, got {native_tools!r}.")
-        self.native_tools = native_tools
-        self.max_subagent_depth = _limit("max_subagent_depth", max_subagent_depth, minimum=0) or 0
-        self.max_subagents = _positive("max_subagents", max_subagents, 8)
+
+    def __getattr__(self, name: str) -> Any:
+        """``rlm.max_iterations`` and every other setting read through to :attr:`settings`."""
+        if name != "settings" and "settings" in self.__dict__ and hasattr(self.__dict__["settings"], name):
+            return getattr(self.__dict__["settings"], name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # -- models, loaded on first use --
 
@@ -292,8 +218,6 @@ class RLM:
 
     def session(self) -> RLMSession:
         """A REPL that lives across queries: follow-ups see the variables earlier ones made."""
-        from nbmagic.rlm.session import RLMSession
-
         return RLMSession(self)
 
     # -- what runs share --
@@ -335,7 +259,7 @@ class RLMRun:
         export: bool,
         budget: Budget,
         depth: int,
-        session: RLMSession | None = None,
+        session: ReplSession | None = None,
     ) -> None:
         self.rlm = rlm
         self.question = question
@@ -400,6 +324,15 @@ class RLMRun:
     @property
     def done(self) -> bool:
         return self.ended
+
+    @property
+    def settings(self) -> RLMSettings:
+        return self.rlm.settings
+
+    def fork_child(self, question: str, env: Environment, budget: Budget, contexts: dict[str, Any]) -> RLMRun:
+        """A sub-agent's run (depth + 1) in a forked REPL (see :mod:`nbmagic.rlm.subagents`)."""
+        return RLMRun(self.rlm, question, {}, schema=None, typed=None, export=False, budget=budget,
+                      depth=self.depth + 1, session=ForkSession(env, contexts))
 
     def step(self) -> dict[str, Any] | None:
         """One turn (or the final step); its trajectory record, or ``None`` once the run is over."""
@@ -706,8 +639,8 @@ class RLMRun:
             try:
                 r = native.chat(self.root, self.messages, temperature=self.rlm.temperature,
                                 max_tokens=self.rlm.root_max_tokens)
-            except Exception as exc:  # refused (no function calling) or failed: fenced code from now on
-                why = redact(str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+            except ToolsUnsupportedError as exc:  # no function calling here: fenced code from now on
+                why = redact(exc.message.splitlines()[0][:200] if exc.message else type(exc).__name__)
                 first = self.native is None
                 self.native = False
                 self.messages[0]["content"] = self._system_prompt()  # no tool mentioned any more
@@ -753,7 +686,18 @@ class RLMRun:
         return compaction.next_prompt_tokens(self.root, self.messages, self.last_prompt_tokens)
 
     def _maybe_compact(self) -> None:
-        compaction.maybe_compact(self)
+        window = self.window()
+        if not window or len(self.messages) < compaction.MIN_MESSAGES:
+            return
+        done = compaction.compact(self.messages, used=self.prompt_tokens(), window=window,
+                                  threshold=self.rlm.compact_threshold, ask=self._root_call, variables=self._variables)
+        if done is None:
+            return
+        self.last_prompt_tokens = 0  # that call read the whole history; the next prompt is the short one
+        self.messages = done.messages
+        self.compactions += 1
+        self._log(done.record(self.iterations, self.depth))
+        emit(self.rlm.on_event, Notice(message=done.notice))
 
     def _variables(self) -> str:
         """``name: type`` of what the REPL holds (the same probe for both environments)."""
@@ -770,23 +714,3 @@ def _outside_turns(handler: EventHandler) -> EventHandler:
             emit(handler, event)
 
     return handle
-
-
-def _positive(name: str, value: int | None, default: int) -> int:
-    v = default if value is None else value
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {v!r}.")
-    return v
-
-
-def _limit(name: str, value: Any, *, minimum: int = 1, number: bool = False, unit: str = "seconds") -> Any:
-    """An optional limit: ``None`` (no limit), an integer >= ``minimum``, or (``number``) an amount > 0."""
-    if value is None:
-        return None
-    kinds = (int, float) if number else (int,)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value != value or (  # NaN too
-        value <= 0 if number else value < minimum
-    ):
-        want = f"a positive number of {unit}" if number else f"an integer of at least {minimum}"
-        raise ConfigError(f"{name} must be {want} (or None), got {value!r}.")
-    return value

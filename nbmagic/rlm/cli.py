@@ -25,31 +25,15 @@ MAX_TEXT_BYTES = 2 * 1024**3
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The RLM's options come from :class:`~nbmagic.rlm.settings.RLMSettings` (as for ``%rlm``);
+    the rest are this command's own (files, output)."""
+    from nbmagic.rlm.settings import QueryOptions, RLMSettings
+
     p.add_argument("question", nargs="?", default=None, help="what to ask about the context")
     p.add_argument("--context", "-c", action="append", default=[], metavar="PATH",
                    help="a file (read as text) or folder (kept as a path); repeatable")
-    p.add_argument("--model", "-m", default=None, help="root model spec (default: the configured default)")
-    p.add_argument("--sub-model", default=None, help="model for sub-calls (default: the root model)")
-    p.add_argument("--environment", "--repl", default=None, choices=["kernel", "subprocess"],
-                   help="where code runs (default kernel: this process)")
-    p.add_argument("--max-iterations", type=int, default=None)
-    p.add_argument("--max-llm-calls", type=int, default=None)
-    p.add_argument("--max-tokens", type=int, default=None)
-    p.add_argument("--timeout", type=float, default=None, help="wall-clock seconds for the whole query")
-    p.add_argument("--max-depth", type=int, default=1)
-    p.add_argument("--trajectory", default=None, metavar="PATH.jsonl", help="append the trajectory as JSONL")
-    p.add_argument("--no-sub-calls", action="store_true", help="no llm_query/rlm_query: code alone answers")
-    p.add_argument("--fenced-code", action="store_true",
-                   help="```python blocks even where the model supports tool calls")
-    p.add_argument("--max-errors", type=int, default=None, help="stop after N failing turns in a row")
-    p.add_argument("--context-window", type=int, default=None, metavar="TOKENS",
-                   help="the root model's window, for history compaction (default: what the model reports)")
-    p.add_argument("--max-subagent-depth", type=int, default=0, metavar="N",
-                   help="let the code spawn_agents() on forks of its REPL, N levels deep (default 0: off)")
-    p.add_argument("--max-cost", type=float, default=None, metavar="USD",
-                   help="cost budget in US dollars (needs priced models, see nbmagic.rlm.pricing)")
-    p.add_argument("--schema", default=None, metavar="JSON|FILE.json",
-                   help="the answer must match this JSON schema (JSON text or a .json file)")
+    RLMSettings.add_arguments(p)
+    QueryOptions.add_arguments(p)
     p.add_argument("--verbose", "-v", action="store_true", help="log iterations and sub-calls to stderr")
     p.add_argument("--view", default=None, metavar="FILE.jsonl", help="show a saved trajectory instead of asking")
     p.add_argument("--html", default=None, metavar="FILE.html", help="with --view: write an HTML page there")
@@ -91,21 +75,6 @@ def load_contexts(paths: list[str]) -> dict[str, Any] | None:
     return out
 
 
-def _schema(text: str | None) -> Any:
-    if text is None:
-        return None
-    stripped = text.strip()
-    if not stripped.startswith(("{", "[")):
-        path = Path(stripped).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"--schema {text!r}: give JSON text ('{{\"type\": \"integer\"}}') or a .json file.")
-        try:
-            stripped = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"--schema {text!r}: cannot read it ({exc.strerror or exc}).") from None
-    return stripped
-
-
 def view(args: argparse.Namespace) -> int:
     from nbmagic.ui.trajectory_view import TrajectoryView
 
@@ -134,26 +103,12 @@ def run(args: argparse.Namespace) -> int:
         from nbmagic.ui.plain import PlainLog
 
         log = PlainLog(sys.stderr)
-    rlm = RLM(
-        args.model,
-        sub_model=args.sub_model,
-        environment=args.environment,
-        max_iterations=args.max_iterations,
-        max_llm_calls=args.max_llm_calls,
-        max_tokens=args.max_tokens,
-        timeout=args.timeout,
-        max_depth=args.max_depth,
-        trajectory_path=args.trajectory,
-        on_event=log,
-        recursive=not args.no_sub_calls,
-        max_errors=args.max_errors,
-        max_cost_usd=args.max_cost,
-        native_tools=not args.fenced_code,
-        max_subagent_depth=args.max_subagent_depth,
-        context_window=args.context_window,
-    )
+    from nbmagic.rlm.settings import QueryOptions, RLMSettings
+
+    rlm = RLM(settings=RLMSettings.from_args(args), on_event=log)
+    schema = QueryOptions.from_args(args).schema  # JSON text or a .json file, as in %rlm
     with log if log is not None else contextlib.nullcontext():
-        result = rlm.query(args.question, context=contexts, schema=_schema(args.schema))
+        result = rlm.query(args.question, context=contexts, schema=schema)
     answer = result.answer
     if hasattr(answer, "model_dump_json"):
         answer = answer.model_dump_json()

@@ -4,21 +4,21 @@ Before a root call whose prompt would pass ``compact_threshold`` of the window, 
 asked to summarise its work so far; the conversation becomes the system prompt, the
 question, that summary, a message listing the REPL's variables (``name (type)``), and the
 last turn verbatim. Nothing in the REPL changes: the variables the summary names are still
-there. The run logs a ``compaction`` record and emits a :class:`~nbmagic.events.Notice`.
+there. :func:`compact` takes the conversation and two callables (ask the root, list the
+variables) and returns a :class:`Compacted`; the run applies it, logs its record and emits a
+:class:`~nbmagic.events.Notice`.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from nbmagic.events import Notice, emit
 from nbmagic.llm.base import ChatModel
 from nbmagic.rlm import prompts
 from nbmagic.text import truncate
-
-if TYPE_CHECKING:
-    from nbmagic.rlm.agent import RLMRun
 
 #: fewer messages than this (system, question, two exchanges) leave nothing old to fold
 MIN_MESSAGES = 6
@@ -29,7 +29,7 @@ REPLY_SHARE = 0.25
 
 
 def model_window(model: ChatModel, override: int | None = None) -> int | None:
-    """``override``, else the model's ``context_window`` / ``n_ctx`` (llama.cpp), else ``None``."""
+    """``override``, else :attr:`ChatModel.context_window`, else a backend's ``n_ctx``, else ``None``."""
     if override:
         return override
     for attr in ("context_window", "n_ctx"):
@@ -49,35 +49,60 @@ def next_prompt_tokens(model: ChatModel, messages: list[dict[str, Any]], last_ca
     return max(counted, last_call_tokens + tail)
 
 
-def maybe_compact(run: RLMRun) -> None:
-    """Fold the run's old turns into a summary if the next prompt would be too close to the window."""
-    window = run.window()
-    if not window or len(run.messages) < MIN_MESSAGES:
-        return
-    used = run.prompt_tokens()
-    if used < run.rlm.compact_threshold * window:
-        return
-    keep = run.messages[-2:]  # the last reply and its output stay verbatim
-    old = run.messages[2:-2]
+@dataclass(frozen=True)
+class Compacted:
+    """A folded conversation and what to log about it (the caller applies it to its run)."""
+
+    messages: list[dict[str, Any]]
+    summary: str
+    variables: str
+    dropped: int
+    tokens_before: int
+    window: int
+    seconds: float
+
+    def record(self, iteration: int, depth: int) -> dict[str, Any]:
+        """The trajectory record of this compaction."""
+        return {"iteration": iteration, "depth": depth, "kind": "compaction", "response": self.summary,
+                "code": "", "output": f"variables: {self.variables}", "sub_calls": [],
+                "dropped_messages": self.dropped, "tokens_before": self.tokens_before, "window": self.window,
+                "model_seconds": round(self.seconds, 4), "exec_seconds": 0.0, "submitted": False}
+
+    @property
+    def notice(self) -> str:
+        return (f"RLM history compacted: {self.dropped} messages summarised "
+                f"(~{self.tokens_before:,} of {self.window:,} tokens).")
+
+
+def compact(
+    messages: list[dict[str, Any]],
+    *,
+    used: int,
+    window: int | None,
+    threshold: float,
+    ask: Callable[[list[dict[str, Any]]], str],
+    variables: Callable[[], str],
+) -> Compacted | None:
+    """Fold old turns into a summary if the next prompt (``used`` tokens) nears ``window``.
+
+    ``ask`` sends a conversation to the root model and returns its reply; ``variables`` lists
+    the REPL's ``name (type)``. ``None`` when nothing needs folding.
+    """
+    if not window or len(messages) < MIN_MESSAGES or used < threshold * window:
+        return None
+    keep = messages[-2:]  # the last reply and its output stay verbatim
+    old = messages[2:-2]
     m0 = time.monotonic()
-    last = run.messages[-1]["content"]  # one user message, so the roles still alternate
-    summary = run._root_call([*run.messages[:-1], {"role": "user", "content": f"{last}\n\n{prompts.COMPACT_REQUEST}"}])
-    run.last_prompt_tokens = 0  # that call read the whole history; the next prompt is the short one
-    variables = run._variables()
-    run.messages = [
-        *run.messages[:2],
+    last = messages[-1]["content"]  # one user message, so the roles still alternate
+    summary = ask([*messages[:-1], {"role": "user", "content": f"{last}\n\n{prompts.COMPACT_REQUEST}"}])
+    names = variables()
+    folded = [
+        *messages[:2],
         {"role": "assistant", "content": "Summary of my work so far:\n" + (summary.strip() or "(empty)")},
-        {"role": "user", "content": prompts.after_compaction(len(old), variables)},
+        {"role": "user", "content": prompts.after_compaction(len(old), names)},
         *keep,
     ]
-    run.compactions += 1
-    run._log({"iteration": run.iterations, "depth": run.depth, "kind": "compaction", "response": summary,
-              "code": "", "output": f"variables: {variables}", "sub_calls": [], "dropped_messages": len(old),
-              "tokens_before": used, "window": window, "model_seconds": round(time.monotonic() - m0, 4),
-              "exec_seconds": 0.0, "submitted": False})
-    emit(run.rlm.on_event, Notice(
-        message=f"RLM history compacted: {len(old)} messages summarised (~{used:,} of {window:,} tokens).",
-    ))
+    return Compacted(folded, summary, names, len(old), used, window, time.monotonic() - m0)
 
 
 def fit_to_window(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nbmagic.errors import ConfigError
+from nbmagic.rlm.tools import RESERVED_NAMES, reserved_message
 from nbmagic.text import shown_name
 
 PREVIEW_CHARS = 400
@@ -27,12 +28,17 @@ MAX_COLUMNS = 40
 MAX_WALK = 10_000  # files a folder summary looks at
 _SAMPLE = 1000
 
-#: names a context may not take (the helpers)
-RESERVED = frozenset({"llm_query", "llm_query_batched", "rlm_query", "submit", "input"})
 
 
 def _is_name(key: Any) -> bool:
-    return isinstance(key, str) and key.isidentifier() and not keyword.iskeyword(key) and key not in RESERVED
+    return isinstance(key, str) and key.isidentifier() and not keyword.iskeyword(key) and key not in RESERVED_NAMES
+
+
+def check_not_reserved(names: Any, what: str = "--context") -> None:
+    """A context named like a helper would be replaced by it in the REPL: refused, with one message."""
+    for name in names:
+        if name in RESERVED_NAMES:
+            raise ConfigError(reserved_message(what, name))
 
 
 def resolve_contexts(context: Any, namespace: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -51,6 +57,8 @@ def resolve_contexts(context: Any, namespace: Mapping[str, Any] | None = None) -
         return {}
     if isinstance(context, str):
         return _resolve_str(context, namespace)
+    if isinstance(context, dict):
+        check_not_reserved(context)
     if isinstance(context, dict) and context and all(_is_name(k) for k in context):
         out = {k: _resolve_value(v, namespace) for k, v in context.items()}
         if "context" not in out:
@@ -68,8 +76,8 @@ def _resolve_value(value: Any, namespace: Mapping[str, Any] | None) -> Any:
 def _resolve_str(text: str, namespace: Mapping[str, Any] | None) -> dict[str, Any]:
     if namespace is not None and text.isidentifier():
         if text in namespace:
+            check_not_reserved([text])
             value = namespace[text]
-            # a variable named like a helper is bound only as `context`: the helper keeps its name
             return {text: value, "context": value} if _is_name(text) and text != "context" else {"context": value}
         raise ConfigError(missing_variable_message(text, namespace))
     if len(text) < 4096 and "\n" not in text:

@@ -1,9 +1,10 @@
 """What ``schema=`` / ``--schema`` may be, turned into one JSON schema (and a type to build).
 
 Accepted: a JSON schema as a dict; the same as a JSON string (``'{"type": "integer"}'``);
-a pydantic model class (its ``model_json_schema()``; the answer comes back as an
-instance); or, with a namespace, the *name* of a variable holding either (what the
-magic passes for ``--schema Person``). The answer is checked against the JSON schema
+a path to a ``.json`` file holding one; a pydantic model class (its
+``model_json_schema()``; the answer comes back as an instance); or, with a namespace, the
+*name* of a variable holding either (``%rlm --schema Person``). ``--schema`` means the same
+in ``%rlm`` and ``python -m nbmagic rlm``: both hand their text to :func:`resolve_schema`. The answer is checked against the JSON schema
 in ``submit()`` and in the final step; the pydantic class then builds the typed value.
 pydantic is only used when the user hands over one of its classes.
 """
@@ -12,12 +13,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from nbmagic.errors import ConfigError, MalformedOutputError
 from nbmagic.rlm.tools import validate_schema
 
-_HOW = "give a JSON schema (a dict, or JSON text like '{\"type\": \"integer\"}') or a pydantic model class"
+_HOW = ("give a JSON schema (a dict, JSON text like '{\"type\": \"integer\"}', or a .json file) "
+        "or a pydantic model class (in a notebook: its name)")
 
 
 def _is_model_class(obj: Any) -> bool:
@@ -49,6 +52,8 @@ def resolve_schema(schema: Any, namespace: Mapping[str, Any] | None = None) -> t
             if not isinstance(parsed, dict):
                 raise ConfigError(f"schema must be a JSON object; {_HOW}.")
             return resolve_schema(parsed)
+        if text.lower().endswith(".json"):
+            return resolve_schema(_read_schema_file(text))
         if text.isidentifier() and namespace is not None:
             if text not in namespace:
                 raise ConfigError(f"schema: no variable named {text!r} in the notebook; {_HOW}.")
@@ -57,6 +62,19 @@ def resolve_schema(schema: Any, namespace: Mapping[str, Any] | None = None) -> t
                 return resolve_schema(value)
             raise ConfigError(f"schema: {text!r} is a {type(value).__name__}; {_HOW}.")
     raise ConfigError(f"schema: cannot use {schema!r}; {_HOW}.")
+
+
+def _read_schema_file(text: str) -> str:
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"schema: no file {text!r}; {_HOW}.")
+    try:
+        content = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"schema: cannot read {text!r} ({exc.strerror or exc}).") from None
+    if not content.startswith(("{", "[")):
+        raise ConfigError(f"schema: {text!r} does not hold a JSON object; {_HOW}.")
+    return content
 
 
 def build_typed(answer: Any, model: Any) -> Any:

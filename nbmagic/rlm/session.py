@@ -18,13 +18,12 @@ at each query's budget (a subprocess REPL also keeps its set of tool names).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nbmagic.errors import ConfigError
+from nbmagic.rlm.interfaces import QueryEngine
 from nbmagic.rlm.repl import Environment, Helper
-
-if TYPE_CHECKING:
-    from nbmagic.rlm.agent import RLM, RLMResult, RLMRun
+from nbmagic.rlm.result import RLMResult
 
 #: characters of each earlier answer repeated to the next root prompt
 ANSWER_PREVIEW = 300
@@ -33,9 +32,10 @@ MAX_EARLIER = 5
 
 
 class RLMSession:
-    """One persistent REPL for several queries of an :class:`~nbmagic.rlm.agent.RLM`."""
+    """One persistent REPL for several queries of an :class:`~nbmagic.rlm.agent.RLM`
+    (a :class:`~nbmagic.rlm.interfaces.ReplSession`)."""
 
-    def __init__(self, rlm: RLM) -> None:
+    def __init__(self, rlm: QueryEngine) -> None:
         self.rlm = rlm
         self.env: Environment | None = None
         self.contexts: dict[str, Any] = {}
@@ -53,7 +53,7 @@ class RLMSession:
         """Ask in this session's REPL (``schema=``, ``export=`` as for :meth:`RLM.query`)."""
         return self.rlm.query(question, context, session=self, **kwargs)
 
-    def start(self, question: str, context: Any = None, **kwargs: Any) -> RLMRun:
+    def start(self, question: str, context: Any = None, **kwargs: Any) -> Any:
         """A run in this session's REPL, to drive one turn at a time with ``run.step()``."""
         return self.rlm.start(question, context, session=self, **kwargs)
 

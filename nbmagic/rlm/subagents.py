@@ -26,14 +26,14 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nbmagic.errors import NbmagicError
+from nbmagic.rlm import prompts
+from nbmagic.rlm.interfaces import ChildRun, ParentRun
 from nbmagic.rlm.repl import Environment, Helper
+from nbmagic.rlm.result import RLMResult
 from nbmagic.rlm.tools import PREVIEW, ShareBudget
-
-if TYPE_CHECKING:
-    from nbmagic.rlm.agent import RLMResult, RLMRun
 
 
 def list_variables(env: Environment, skip: set[str] | frozenset[str]) -> str:
@@ -56,8 +56,8 @@ def list_variables(env: Environment, skip: set[str] | frozenset[str]) -> str:
 
 
 class ForkSession:
-    """What :class:`~nbmagic.rlm.agent.RLMRun` asks of a session, for a run on a fork: the
-    REPL is the fork (already started), and it stays open after the run for ``adopt``."""
+    """The :class:`~nbmagic.rlm.interfaces.ReplSession` of a run on a fork: the REPL is the
+    fork (already started), and it stays open after the run for ``adopt``."""
 
     closed = False
     runs = 0
@@ -85,7 +85,7 @@ class _Agent:
     id: int
     task: str
     env: Environment
-    run: RLMRun
+    run: ChildRun
     result: RLMResult | None = None
     error: str | None = None
     seconds: float = 0.0
@@ -95,21 +95,18 @@ class _Agent:
 class SubAgents:
     """The forks one run spawned (its ``spawn_agents`` / ``adopt`` / ``discard``)."""
 
-    def __init__(self, run: RLMRun) -> None:
+    def __init__(self, run: ParentRun) -> None:
         self.run = run
         self.agents: dict[int, _Agent] = {}
         self._ids = itertools.count(1)
 
     def spawn(self, tasks: list[str]) -> Any:
-        from nbmagic.rlm import prompts
-        from nbmagic.rlm.agent import RLMRun
-
-        run, rlm = self.run, self.run.rlm
-        if run.depth >= rlm.max_subagent_depth:
+        run, settings = self.run, self.run.settings
+        if run.depth >= settings.max_subagent_depth:
             return (f"[error] spawn_agents: sub-agents cannot spawn more sub-agents here "
-                    f"(max_subagent_depth={rlm.max_subagent_depth}). Do the work yourself.")
-        if len(tasks) > rlm.max_subagents:
-            raise ValueError(f"spawn_agents: at most {rlm.max_subagents} tasks at once, got {len(tasks)}.")
+                    f"(max_subagent_depth={settings.max_subagent_depth}). Do the work yourself.")
+        if len(tasks) > settings.max_subagents:
+            raise ValueError(f"spawn_agents: at most {settings.max_subagents} tasks at once, got {len(tasks)}.")
         left = run.budget.calls_left
         share = None if left is None else left // len(tasks)
         skip = set(run.toolbox.helpers()) | {"input", "exit", "quit"}
@@ -119,9 +116,7 @@ class SubAgents:
                 env = run.env.fork()
                 aid = next(self._ids)
                 question = prompts.subagent_task(task, aid, list_variables(env, skip))
-                child = RLMRun(rlm, question, {}, schema=None, typed=None, export=False,
-                               budget=ShareBudget(run.budget, share), depth=run.depth + 1,
-                               session=ForkSession(env, dict(run.bound)))  # type: ignore[arg-type]
+                child = run.fork_child(question, env, ShareBudget(run.budget, share), dict(run.bound))
                 agents.append(_Agent(aid, task, env, child))
         except NbmagicError as exc:
             for a in agents:

@@ -27,8 +27,16 @@ from nbmagic.llm.base import ChatModel, Usage
 HELPER_NAMES = ("llm_query", "llm_query_batched", "rlm_query", "submit")
 FORK_HELPERS = ("spawn_agents", "adopt", "discard")
 SUB_LM_HELPERS = ("llm_query", "llm_query_batched", "rlm_query")
-#: names a user tool may not take: the helpers and what the REPL itself provides
-RESERVED_TOOL_NAMES = frozenset({*HELPER_NAMES, *FORK_HELPERS, "input", "exit", "quit", "context"})
+#: the one set of names the REPL itself binds: no context and no user tool may take them
+RESERVED_NAMES = frozenset({*HELPER_NAMES, *FORK_HELPERS, "input", "exit", "quit"})
+#: a tool may not be called ``context`` either (that name holds the data)
+RESERVED_TOOL_NAMES = RESERVED_NAMES | {"context"}
+
+
+def reserved_message(what: str, name: str) -> str:
+    """The one message for a context or tool that would take a name the REPL binds."""
+    return (f"{what} {name}: {name!r} is the name of an RLM helper in the REPL "
+            f"({', '.join(sorted(RESERVED_NAMES))}); rename it (e.g. {name}_data = {name}).")
 PREVIEW = 200
 
 

@@ -296,7 +296,7 @@ def test_trajectory_jsonl_and_events_never_carry_the_key(openai_server: OpenAICo
 
 
 @pytest.mark.parametrize("bad", [{"timeout": "10"}, {"max_tokens": "x"}, {"turn_timeout": "3"}, {"max_depth": "2"},
-                                 {"max_llm_calls": -1}, {"timeout": 0}, {"timeout": float("nan")},
+                                 {"max_llm_calls": -1}, {"timeout": -1}, {"timeout": float("nan")},
                                  {"max_concurrency": 0}, {"max_depth": True}])
 def test_bad_limits_are_config_errors(models: Any, bad: dict[str, Any]) -> None:
     root, sub = models
@@ -308,17 +308,21 @@ def test_bad_namespace_and_trajectory_path_are_config_errors(models: Any) -> Non
     root, sub = models
     with pytest.raises(ConfigError, match="namespace= must be a dict"):
         RLM(root, sub_model=sub, namespace=["x"])
-    with pytest.raises(ConfigError, match="trajectory_path must be a file path"):
+    with pytest.raises(ConfigError, match="trajectory_path must be a string, not 5"):
         RLM(root, sub_model=sub, trajectory_path=5).query("q")
 
 
-def test_a_variable_named_like_a_helper_is_only_the_context(openai_server: OpenAICompatServer, models: Any) -> None:
+def test_a_variable_named_like_a_helper_is_refused_with_one_message(openai_server: OpenAICompatServer,
+                                                                      models: Any) -> None:
+    """It used to be bound as ``context`` only, and the sub-agent helpers were missing from the list:
+    ``--context adopt`` was accepted, then silently replaced by the helper."""
     root, sub = models
-    script = ScriptedRoot([code("submit((context, llm_query('x')))")])
-    openai_server.set_responder(script)
-    res = RLM(root, sub_model=sub, namespace={"llm_query": "user text"}).query("q", context="llm_query")
-    assert res.answer == ("user text", "sub: x")
-    assert "`llm_query`" not in script.root_requests[0]["messages"][1]["content"]
+    for name in ("llm_query", "adopt", "spawn_agents", "quit"):
+        rlm = RLM(root, sub_model=sub, namespace={name: "user text"})
+        for context in (name, {name: "user text"}):
+            with pytest.raises(ConfigError, match=f"--context {name}: '{name}' is the name of an RLM helper"):
+                rlm.query("q", context=context)
+    assert openai_server.chat_requests() == []  # refused before anything is sent
 
 
 def test_subprocess_environment_end_to_end(openai_server: OpenAICompatServer, models: Any) -> None:

@@ -26,7 +26,7 @@ def test_max_errors_stops_after_failing_turns_in_a_row(openai_server: OpenAIComp
     openai_server.set_responder(ScriptedRoot([code("1 / 0"), code("x = 1"), code("1 / 0"), code("submit(x)")]))
     assert RLM(root, sub_model=sub, max_errors=2).query("q").answer == 1
     with pytest.raises(ConfigError, match="max_errors"):
-        RLM(root, max_errors=0)
+        RLM(root, max_errors=-1)  # 0 is "no limit", as for every limit
 
 
 def test_price_table_lookup_and_registration(monkeypatch: pytest.MonkeyPatch) -> None:

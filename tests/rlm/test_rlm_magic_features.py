@@ -59,13 +59,14 @@ def test_tools_no_sub_calls_and_schema_from_the_magic(shell: Any, openai_server:
         ("%rlm --tool _hidden q", "starts with '_'"),
         ("%rlm --schema Missing q", "no variable named 'Missing'"),
         ("%rlm --continue q", "no RLM session to continue"),
-        ("%rlm --max-errors 0 q", "max_errors must be"),
-        ("%rlm --context-window 10 q", "context_window must be"),
+        ("%rlm --max-errors -1 q", "--max-errors must be a whole number of at least 0 (0: no limit), not -1"),
+        ("%rlm --context-window 10 q", "--context-window must be a whole number of at least 256, not 10"),
+        ("%rlm --context adopt q", "--context adopt: 'adopt' is the name of an RLM helper in the REPL"),
         ("%rlm --view nothing.jsonl", "No trajectory file"),
     ],
 )
 def test_bad_new_options_are_one_line(shell: Any, capsys: pytest.CaptureFixture[str], line: str, message: str) -> None:
-    shell.user_ns.update(text="abc", _hidden=lambda: 1)
+    shell.user_ns.update(text="abc", _hidden=lambda: 1, adopt="data named like a helper")
     run(shell, line)
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err

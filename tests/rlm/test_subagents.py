@@ -80,7 +80,7 @@ def test_subagents_from_the_magic_and_bad_depth(ipython_shell: Any, openai_serve
     res = sh.run_cell("%rlm --context text --max-subagent-depth 1 total", store_history=True).result
     assert res.answer == 6
     sh.run_cell("%rlm --context text --max-subagent-depth -2 total", store_history=True)
-    assert "max_subagent_depth must be" in capsys.readouterr().err
+    assert "--max-subagent-depth must be" in capsys.readouterr().err
     sh.run_line_magic("unload_ext", "nbmagic")
 
 

@@ -15,7 +15,6 @@ from nbmagic.magic_args import (
     parse_options,
     require_text,
     resolve_contexts,
-    rlm_kwargs,
     split_options,
 )
 
@@ -134,10 +133,12 @@ def test_kwargs_follow_options_then_settings():
     with pytest.raises(ConfigError, match="--latent-steps must be a whole number from 1 to 4096, not 0"):
         agent_kwargs(ns)
     ns.latent_steps = None
-    r = argparse.Namespace(model=None, sub_model="openai:x", repl=None, max_iterations=5, max_llm_calls=None,
-                           max_tokens=None, timeout=None, max_depth=None, trajectory=None)
-    kw = rlm_kwargs(r)
-    assert (kw["environment"], kw["max_iterations"], kw["max_llm_calls"], kw["sub_model"]) == ("kernel", 5, 50, "openai:x")
-    r.max_llm_calls = 0
-    with pytest.raises(ConfigError, match="--max-llm-calls must be at least 1"):
-        rlm_kwargs(r)
+    # the RLM's options are its settings object's (nbmagic.rlm.settings; see tests/test_settings.py)
+    from nbmagic.rlm.settings import RLMSettings
+
+    r = argparse.Namespace(sub_model="openai:x", max_iterations=5)
+    s = RLMSettings.from_args(r)
+    assert (s.environment, s.max_iterations, s.max_llm_calls, s.sub_model) == ("kernel", 5, 50, "openai:x")
+    r.max_llm_calls = -1
+    with pytest.raises(ConfigError, match="--max-llm-calls must be a whole number of at least 0, not -1"):
+        RLMSettings.from_args(r)
