@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from nbmagic.rlm.repl import Environment, Helper
+from nbmagic.rlm.repl_base import Environment, Helper
 from nbmagic.rlm.result import RLMResult
 from nbmagic.rlm.settings import RLMSettings
 from nbmagic.rlm.tools import Budget, Toolbox

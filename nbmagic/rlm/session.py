@@ -22,7 +22,7 @@ from typing import Any
 
 from nbmagic.errors import ConfigError
 from nbmagic.rlm.interfaces import QueryEngine
-from nbmagic.rlm.repl import Environment, Helper
+from nbmagic.rlm.repl_base import Environment, Helper
 from nbmagic.rlm.result import RLMResult
 
 #: characters of each earlier answer repeated to the next root prompt

@@ -31,7 +31,7 @@ from typing import Any
 from nbmagic.errors import NbmagicError
 from nbmagic.rlm import prompts
 from nbmagic.rlm.interfaces import ChildRun, ParentRun
-from nbmagic.rlm.repl import Environment, Helper
+from nbmagic.rlm.repl_base import Environment, Helper
 from nbmagic.rlm.result import RLMResult
 from nbmagic.rlm.tools import PREVIEW, ShareBudget
 

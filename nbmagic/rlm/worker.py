@@ -96,7 +96,7 @@ class Worker:
             # else a stale reply to a call an interrupted turn abandoned: drop it
 
     def run_turn(self, turn: int, code: str, timeout: float | None, max_chars: int) -> None:
-        from nbmagic.rlm.repl import helpers_note, timeout_message
+        from nbmagic.rlm.repl_base import helpers_note, timeout_message
 
         notes = []
         changed = self.ns.restore()
