@@ -235,7 +235,7 @@ class NbMagic(Magics):
             job.prepare()
             renderer = self._choose_renderer(args)
             renderer.start(job.title, engine=kind, model=job.model_label)
-            raw = job.run(renderer)
+            raw = job.run(renderer, _ShownFailures(renderer))
         except (KeyboardInterrupt, RunInterrupted) as exc:
             return self._finish_interrupted(kind, renderer, getattr(exc, "partial", None), args.out)
         except NbmagicError as exc:
@@ -296,13 +296,13 @@ class _AgentJob:
 
             raise ConfigError(f"--output must name a .ipynb file, got {self.args.output!r}.")
 
-    def run(self, renderer: Renderer) -> Any:
+    def run(self, renderer: Renderer, on_event: Any) -> Any:
         from nbmagic.agent.core import NotebookAgent
         from nbmagic.notebook.sinks import choose_sink
 
         confirm = _ask_confirm if self.args.confirm else None
         # the agent first: a refused option must not leave an empty --output notebook behind
-        agent = NotebookAgent(**self.kwargs, confirm=confirm, on_event=renderer)
+        agent = NotebookAgent(**self.kwargs, confirm=confirm, on_event=on_event)
         sink = choose_sink(self.shell, self.args.output, force=self.args.force)
         if self.fix:
             note = "" if self.request.lower() == "fix" else self.request
@@ -345,10 +345,10 @@ class _RlmJob:
             tools = dict(previous.rlm.tools)
         self.tools = tools or None
 
-    def run(self, renderer: Renderer) -> Any:
+    def run(self, renderer: Renderer, on_event: Any) -> Any:
         from nbmagic.rlm.agent import RLM
 
-        rlm = RLM(settings=self.settings, tools=self.tools, namespace=self.shell.user_ns, on_event=renderer)
+        rlm = RLM(settings=self.settings, tools=self.tools, namespace=self.shell.user_ns, on_event=on_event)
         # by name, so the REPL binds each context under the user's own variable name
         names = list(self.contexts)
         context: Any = None if not names else names[0] if len(names) == 1 else {n: n for n in names}
@@ -382,6 +382,26 @@ def _in_new_kernel(agent: Any, request: str, shell: Any, sink: Any) -> Any:
         executor.close()
 
 
+class _ShownFailures:
+    """The renderer as the engines' event handler: a display that fails is said once, on stderr
+    (the run goes on; the summary still comes from the events it did take), not only logged."""
+
+    def __init__(self, renderer: Renderer) -> None:
+        self.renderer = renderer
+        self.failed = False
+
+    def __call__(self, event: Any) -> None:
+        try:
+            self.renderer(event)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            if not self.failed:
+                self.failed = True
+                _fail(f"the progress display failed on {type(event).__name__} ({type(exc).__name__}: {exc}); "
+                      "the run goes on without it (try --ui plain).")
+
+
 def _store(ns: dict[str, Any], name: str, result: MagicResult) -> bool:
     """``--out VAR``: store unless VAR now holds something that is not a result (checked up front too)."""
     try:
@@ -406,35 +426,44 @@ def _safe_close(renderer: Renderer | None, status: str, message: str = "") -> No
         return
     try:
         renderer.close(status, message)
-    except Exception:  # pragma: no cover - a broken display must not hide the result
-        pass
+    except Exception as exc:  # a broken display must not hide the result, but the user hears of it
+        _fail(f"the progress display failed to close ({type(exc).__name__}: {exc}).")
 
 
 def _to_result(kind: str, raw: Any, renderer: Renderer, status: str, note: str = "") -> MagicResult:
-    """Wrap an engine result (or a partial one, or nothing) with what the events showed."""
+    """Wrap an engine result (or a partial one, or nothing) with what the events showed.
+
+    RLM and RecursiveMAS results are :class:`~nbmagic.lifecycle.EngineResult`s and are read
+    through that protocol; the notebook agent's result is read by its own names until it
+    adopts the protocol; with no result at all (an interrupt before any), the events are all
+    there is.
+    """
+    from nbmagic.lifecycle import EngineResult
+    from nbmagic.llm.base import Usage
+
     state = renderer.state
     result = MagicResult(kind=kind, status=status, raw=raw, seconds=state.elapsed, summary=summary_text(state))
-    if kind == "rlm":
-        answer = getattr(raw, "answer", None) if raw is not None else None
-        if isinstance(raw, str):
-            answer = raw
-        result.answer = answer
-        result.trajectory = list(getattr(raw, "trajectory", None) or _iterations(state))
-        if getattr(raw, "computed", True) is False:  # prose only: never shown as if computed
-            note = (note + " " if note else "") + "Not computed: the model never ran code that worked; " \
-                "this answer is its guess in prose."
-    else:
-        result.cells = list(getattr(raw, "cells", None) or state.cells)
-        result.plan = list(getattr(raw, "plan", None) or [s.title for s in state.plan])
-        result.trajectory = list(getattr(raw, "trajectory", None) or [])
-    result.usage = getattr(raw, "usage", None)
-    if isinstance(result.usage, dict):  # RLM: per model; the total is what people ask for first
-        result.usage = getattr(raw, "total_usage", None) or result.usage
+    warnings: list[str] = []
+    if isinstance(raw, EngineResult):
+        result.answer = raw.answer
+        result.trajectory = list(raw.steps)
+        result.usage = raw.total_usage
+        warnings = list(raw.warnings)
+    elif kind == "agent" and hasattr(raw, "cells"):  # the agent's AgentResult: cells, plan, usage, summary
+        result.cells, result.plan = list(raw.cells), list(raw.plan)
+        result.trajectory, result.usage = list(raw.trajectory), raw.usage
+    if kind == "rlm" and not result.trajectory:
+        result.trajectory = _iterations(state)
+    if kind == "agent":
+        result.cells = result.cells or list(state.cells)
+        result.plan = result.plan or [s.title for s in state.plan]
     if result.usage is None:
-        from nbmagic.llm.base import Usage
-
         result.usage = Usage(state.prompt_tokens, state.completion_tokens, state.calls)
-    messages = [m for m in (getattr(raw, "summary", None) if kind == "agent" else None, note) if m]
+    if warnings:  # prose only: never shown as if computed
+        note = (note + " " if note else "") + "Not computed: the model never ran code that worked; " \
+            "this answer is its guess in prose."
+    summary = getattr(raw, "summary", None) if kind == "agent" else None
+    messages = [m for m in (summary, note) if m]
     if state.message and status != "done":
         messages.insert(0, state.message)
     result.message = " ".join(str(m) for m in messages)
@@ -443,17 +472,14 @@ def _to_result(kind: str, raw: Any, renderer: Renderer, status: str, note: str =
 
 def _sync_usage(renderer: Renderer, raw: Any) -> None:
     """Let the summary show the engine's own token count (it sees calls no event reported)."""
-    usage = getattr(raw, "usage", None)
-    if isinstance(usage, dict):
-        parts = [u for u in usage.values() if hasattr(u, "prompt_tokens")]
-    else:
-        parts = [usage] if hasattr(usage, "prompt_tokens") else []
-    if not parts:
+    from nbmagic.lifecycle import EngineResult
+
+    usage = raw.total_usage if isinstance(raw, EngineResult) else getattr(raw, "usage", None)
+    if not hasattr(usage, "prompt_tokens"):
         return
     state = renderer.state
-    state.prompt_tokens = sum(u.prompt_tokens for u in parts)
-    state.completion_tokens = sum(u.completion_tokens for u in parts)
-    state.calls = sum(getattr(u, "calls", 0) for u in parts) or state.calls
+    state.prompt_tokens, state.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+    state.calls = usage.calls or state.calls
 
 
 def _iterations(state: Any) -> list[dict[str, Any]]:

@@ -565,3 +565,26 @@ def test_terminal_ipython_uses_the_rich_display(openai_server, tmp_path):
     assert "nbmagic: rlm done in" in out and "3 iterations" in out
     assert "ANSWER 640219" in out
     assert "[nbmagic]" not in out  # not the plain log
+
+
+def test_a_failing_progress_display_is_said_once_and_the_run_goes_on(nbmagic_shell, openai_server, capsys,
+                                                                       monkeypatch):
+    """Renderer errors used to go only to a log the user never sees."""
+    from nbmagic import magics
+    from nbmagic.events import RlmIteration
+    from nbmagic.testing.rlm_scripts import ScriptedRoot, code
+    from nbmagic.ui.plain import PlainLog
+
+    class Broken(PlainLog):
+        def __call__(self, event):
+            if isinstance(event, RlmIteration):
+                raise ValueError("no room on the screen")
+            super().__call__(event)
+
+    monkeypatch.setattr(magics.NbMagic, "_choose_renderer", lambda self, args: Broken())
+    openai_server.set_responder(ScriptedRoot([code("x = 1"), code("y = 2"), code("submit(x + y)")]))
+    nbmagic_shell.user_ns["text"] = "abc"
+    res = nbmagic_shell.run_cell("%rlm --context text add", store_history=True).result
+    assert res.answer == 3 and res.status == "done"
+    err = capsys.readouterr().err
+    assert err.count("the progress display failed on RlmIteration (ValueError: no room on the screen)") == 1

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from nbmagic.config import check_value
-from nbmagic.errors import ConfigError, NbmagicError, RunInterrupted
-from nbmagic.events import EventHandler, Failed, Finished, Notice, RunStarted, emit, fanout
+from nbmagic.errors import ConfigError
+from nbmagic.events import EventHandler, Finished, Notice, RunStarted, emit, fanout
+from nbmagic.lifecycle import RunLifecycle
 from nbmagic.llm.base import ChatModel
 from nbmagic.mas.roles import (
     DEFAULT_ROLES,
@@ -229,26 +230,20 @@ class RecursiveMAS:
         if self.fallback_reason:
             emit(handler, Notice(self.fallback_reason))
         book = Bookkeeper(self.team, handler)
-        with self._run_lock:
-            try:
-                if self.mode == "latent":
-                    from nbmagic.mas.latent_mode import run_latent
+        lifecycle = RunLifecycle(
+            "mas", handler, lambda: book.result(book.partial_answer, book.rounds_done, complete=False),
+            interrupted=lambda: "RecursiveMAS run interrupted.",
+            cancel=book.cancel,  # workers still in flight stop reporting (text mode's concurrent calls)
+        )
+        with self._run_lock, lifecycle.guard():
+            if self.mode == "latent":
+                from nbmagic.mas.latent_mode import run_latent
 
-                    answer, rounds = run_latent(self.team, self.links, question, book, limit)
-                else:
-                    from nbmagic.mas.text import run_text
+                answer, rounds = run_latent(self.team, self.links, question, book, limit)
+            else:
+                from nbmagic.mas.text import run_text
 
-                    answer, rounds = run_text(self.team, question, book, limit)
-            except NbmagicError as exc:
-                if exc.partial is None:
-                    exc.partial = book.result(book.partial_answer, book.rounds_done)
-                emit(handler, Failed("mas", exc.message, exc.partial))
-                raise
-            except KeyboardInterrupt:
-                book.cancel()  # workers still in flight stop reporting (text mode's concurrent calls)
-                partial = book.result(book.partial_answer, book.rounds_done)
-                emit(handler, Failed("mas", "interrupted", partial))
-                raise RunInterrupted("RecursiveMAS run interrupted.", partial=partial) from None
+                answer, rounds = run_text(self.team, question, book, limit)
         result = book.result(answer, rounds)
         emit(handler, Finished("mas", result, result.seconds))
         return result

@@ -61,6 +61,20 @@ class MASResult:
     usage: Usage
     seconds: float
     transcript: list[dict[str, Any]] = field(default_factory=list)
+    complete: bool = True  # False on a partial result carried by an error or an interrupt
+
+    # the nbmagic.lifecycle.EngineResult protocol
+    @property
+    def total_usage(self) -> Usage:
+        return self.usage
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        return self.transcript
+
+    @property
+    def warnings(self) -> list[str]:
+        return []
 
     @property
     def generated_tokens(self) -> int:
@@ -182,9 +196,10 @@ class Bookkeeper:
         with self._lock:
             self.transcript.append(entry)
 
-    def result(self, answer: str, rounds: int) -> MASResult:
+    def result(self, answer: str, rounds: int, complete: bool = True) -> MASResult:
         with self._lock:
             return MASResult(
+                complete=complete,
                 answer=answer,
                 mode=self.team.mode,
                 rounds=rounds,

@@ -66,3 +66,20 @@ class QueryEngine(Protocol):
     def query(self, question: str, context: Any = None, **kwargs: Any) -> RLMResult: ...
 
     def start(self, question: str, context: Any = None, **kwargs: Any) -> Any: ...
+
+
+class RunOwner(Protocol):
+    """What a run reads from the RLM that started it (:class:`~nbmagic.rlm.agent.RLM`)."""
+
+    settings: RLMSettings
+    environment: str | Environment
+    namespace: dict[str, Any] | None
+    on_event: Any
+    tools: dict[str, Any]
+    prices: dict[str, tuple[float, float]]
+
+    @property
+    def model(self) -> Any: ...
+
+    @property
+    def sub_model(self) -> Any: ...

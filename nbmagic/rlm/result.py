@@ -1,4 +1,7 @@
-"""What one RLM query produced: :class:`RLMResult` (a leaf: the loop, sessions and forks import it)."""
+"""What one RLM query produced: :class:`RLMResult` (a leaf: the loop, sessions and forks import it).
+
+It is an :class:`~nbmagic.lifecycle.EngineResult`, like RecursiveMAS's result.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +34,16 @@ class RLMResult:
     question: str = ""
     exported: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """The trajectory (the :class:`~nbmagic.lifecycle.EngineResult` name for it)."""
+        return self.trajectory
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the user must be told about the answer: that it was never computed."""
+        return [] if self.computed else [NOT_COMPUTED]
 
     @property
     def total_usage(self) -> Usage:
