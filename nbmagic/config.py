@@ -19,15 +19,8 @@ from typing import Any
 from nbmagic.errors import ConfigError
 from nbmagic.settings import Option, check, convert, deprecated, describe, spec_of
 
-#: the engine-wide settings the agent and RecursiveMAS read (the RLM's come from its settings object)
+#: the model layer's settings (the engines' come from their settings objects)
 _ENGINE_OPTIONS: dict[str, tuple[Any, Option]] = {
-    "rounds": (3, Option((), "RecursiveMAS rounds", int, low=1, high=100)),
-    "latent_steps": (32, Option((), "latent thoughts per agent per round", int, low=1, high=4096)),
-    "mode": ("auto", Option((), "auto | latent | text", str, choices=("auto", "latent", "text"))),
-    "pattern": ("sequential", Option((), "sequential | mixture | distillation | deliberation", str)),
-    "max_fixes": (3, Option((), "attempts to fix a failing cell", int, low=0, high=20)),
-    "cell_timeout": (120.0, Option((), "seconds a generated cell may run (0: no limit)", float, low=0,
-                                   zero_is_none=True, optional=True)),
     "request_timeout": (120.0, Option((), "seconds to wait for one model reply", float, low=0.001)),
     "allow_download": (None, Option((), "download the default coder model (~1 GB) without asking: True | False "
                                         "(None: ask)", bool, optional=True)),
@@ -41,11 +34,19 @@ RENAMED: dict[str, str] = {}
 
 def _table() -> dict[str, tuple[Any, Option]]:
     """name -> (default, option): the RLM's configurable fields, then the other engines' settings."""
+    from nbmagic.agent.options import AgentSettings
+    from nbmagic.mas.team import MASSettings
     from nbmagic.rlm.settings import RLMSettings
 
-    rlm = {spec_of(f).config: (f.default, spec_of(f)) for f in RLMSettings.options() if spec_of(f).config}
-    first = {k: rlm.pop(k) for k in ("model", "sub_model")}
-    return {**first, **_ENGINE_OPTIONS, **rlm}
+    def declared(cls: Any) -> dict[str, tuple[Any, Option]]:
+        return {spec_of(f).config: (f.default, spec_of(f)) for f in cls.options() if spec_of(f).config}
+
+    table: dict[str, tuple[Any, Option]] = {}
+    for cls in (AgentSettings, MASSettings, RLMSettings):  # a name two engines share is declared alike
+        for name, entry in declared(cls).items():
+            table.setdefault(name, entry)
+    first = {k: table.pop(k) for k in ("model", "sub_model")}
+    return {**first, **table, **_ENGINE_OPTIONS}
 
 
 _SPECS: dict[str, tuple[Any, Option]] = _table()

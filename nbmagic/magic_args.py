@@ -19,7 +19,6 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from nbmagic.config import settings
 from nbmagic.errors import ConfigError
 
 # --- interpolation ------------------------------------------------------------------------
@@ -279,41 +278,27 @@ def require_text(text: str, what: str, example: str) -> str:
 # --- option → engine keyword arguments -------------------------------------------------------------
 
 
-def _pick(value: Any, name: str) -> Any:
-    return value if value is not None else getattr(settings, name)
-
-
 def mas_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The RecursiveMAS options the notebook agent plans with."""
-    out: dict[str, Any] = {
-        "rounds": _pick(getattr(args, "rounds", None), "rounds"),
-        "latent_steps": _pick(getattr(args, "latent_steps", None), "latent_steps"),
-        "mode": _pick(getattr(args, "mode", None), "mode"),
-        "pattern": _pick(getattr(args, "pattern", None), "pattern"),
-    }
-    from nbmagic.config import check_value
-
-    check_value("rounds", out["rounds"], "--rounds")  # the bounds every entry point shares
-    check_value("latent_steps", out["latent_steps"], "--latent-steps")
+    """The RecursiveMAS options the notebook agent plans with (checked here, before the run:
+    a failed run may already have created its --output notebook)."""
+    from nbmagic.agent.options import AgentSettings
     from nbmagic.mas.roles import check_pattern
 
-    # before the run: a failed run may already have created its --output notebook
-    out["pattern"] = check_pattern(out["pattern"])
-    return out
+    s = AgentSettings.from_args(args)
+    return {"rounds": s.rounds, "latent_steps": s.latent_steps, "mode": s.mode, "pattern": check_pattern(s.pattern)}
 
 
 def agent_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Constructor keyword arguments for :class:`nbmagic.agent.core.NotebookAgent`."""
-    from nbmagic.config import check_value
+    """Constructor keyword arguments for :class:`nbmagic.agent.core.NotebookAgent`
+    (``--timeout 0`` is no limit, as for ``generate`` and ``%rlm``)."""
+    from nbmagic.agent.options import AgentSettings
 
-    max_fixes = check_value("max_fixes", _pick(args.max_fixes, "max_fixes"), "--max-fixes")
-    # --timeout 0 means no limit, as for `generate` and %rlm
-    timeout = check_value("cell_timeout", _pick(args.timeout, "cell_timeout"), "--timeout")
+    s = AgentSettings.from_args(args)
     return {
-        "model": args.model or settings.model,
+        "model": s.model,
         "planner": "mas",
         "mas_options": mas_options(args),
-        "max_fixes": max_fixes,
-        "cell_timeout": timeout,
-        "dry_run": bool(args.dry_run),
+        "max_fixes": s.max_fixes,
+        "cell_timeout": s.timeout,
+        "dry_run": s.dry_run,
     }

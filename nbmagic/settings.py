@@ -78,9 +78,16 @@ def option(
             raise TypeError("option(None, ...) needs kind=")
         kind = type(default)
     spec = Option(tuple(flags), help, kind, **how)
-    if default is None and not spec.optional:
+    if (default is None or spec.zero_is_none) and not spec.optional:  # "no limit" is None too
         spec = dataclasses.replace(spec, optional=True)
     return field(default=default, metadata={"option": spec})
+
+
+def same_as(settings: type[EngineSettings], name: str) -> Any:
+    """A field declared by another engine's settings, taken as it is (flag, help, default, bounds):
+    the agent's ``--rounds`` is RecursiveMAS's ``rounds``."""
+    f = settings.field_named(name)
+    return field(default=f.default, metadata=f.metadata)
 
 
 def spec_of(f: dataclasses.Field[Any]) -> Option:
@@ -278,14 +285,14 @@ class EngineSettings:
 
 def _help(spec: Option, default: Any) -> str:
     """The help with the real default stated (once, from the field)."""
+    text = spec.help.replace("%", "%%")  # argparse formats help with %
     if spec.default_text is not None:
         shown = spec.default_text
     elif spec.kind is bool:
-        return spec.help
+        return text
     elif default is None:
         shown = "no limit" if spec.zero_is_none else None
     else:
         shown = f"{default:g}" if isinstance(default, float) else str(default)
     extra = " (0: no limit)" if spec.zero_is_none and default is not None else ""
-    text = spec.help.replace("%", "%%")
     return f"{text} (default: {shown}{extra})" if shown else text

@@ -20,7 +20,7 @@ def test_explicit_beats_environment_beats_default(monkeypatch):
 
 def test_a_value_of_the_wrong_type_is_refused_and_the_old_one_kept():
     settings.set("cell_timeout", 30, source="argument")
-    with pytest.raises(ConfigError, match="cell_timeout must be a number of at least 0 \\(0: no limit\\), not 'soon'"):
+    with pytest.raises(ConfigError, match="cell_timeout must be a number of seconds of at least 0 \\(0: no limit\\), not 'soon'"):
         settings.cell_timeout = "soon"
     assert settings.get("cell_timeout").value == 30.0 and settings.get("cell_timeout").source == "argument"
 

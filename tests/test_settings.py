@@ -100,7 +100,8 @@ def test_config_names_come_from_the_settings_fields() -> None:
     for f in RLMSettings.options():
         name = spec_of(f).config
         if name:
-            assert name in traits and traits[name].help == spec_of(f).help
+            assert name in traits
+            assert traits[name].help == spec_of(f).help or name == "model"  # model: the agent's wording
     configured.max_iterations = 7
     try:
         assert RLM().max_iterations == 7 and RLMSettings.configured().max_iterations == 7
@@ -142,3 +143,24 @@ def test_continue_replaces_the_previous_settings(nbmagic_shell: Any, openai_serv
     nbmagic_shell.run_cell("%rlm --continue --max-iterations 6 second")
     after = magics.rlm_session.rlm.settings
     assert (after.max_iterations, after.max_depth) == (6, 0)  # given again: replaced; not given: kept
+
+
+def test_agent_and_recursive_mas_settings_share_their_planning_fields() -> None:
+    """%%agent and generate take the same options with the real defaults in the help (they said
+    "default 3" and passed None before); RecursiveMAS validates with the same fields."""
+    from nbmagic.agent.options import AgentSettings
+    from nbmagic.magics import NbMagic
+    from nbmagic.mas.system import RecursiveMAS
+    from nbmagic.mas.team import MASSettings
+
+    sub = next(a for a in __import__("nbmagic.cli", fromlist=["build_parser"]).build_parser()._actions
+               if isinstance(a, argparse._SubParsersAction))
+    magic, cli = _actions(NbMagic.agent.parser), _actions(sub.choices["generate"])
+    for flag in ("--rounds", "--latent-steps", "--max-fixes", "--timeout", "--planner", "--no-answer"):
+        assert magic[flag].help == cli[flag].help and magic[flag].dest == cli[flag].dest
+    assert "(default: 3)" in magic["--rounds"].help and "(default: 120 (0: no limit))" in magic["--timeout"].help
+    assert spec_of(AgentSettings.field_named("rounds")) is spec_of(MASSettings.field_named("rounds"))
+    with pytest.raises(ConfigError, match="max_tool_calls must be a whole number from 0 to 20, not 21"):
+        RecursiveMAS(model="openai-compat:m@http://127.0.0.1:9/v1", max_tool_calls=21)
+    with pytest.raises(ConfigError, match="--max-fixes must be a whole number from 0 to 20, not 21"):
+        AgentSettings.from_args(NbMagic.agent.parser.parse_args(["--max-fixes", "21"]))

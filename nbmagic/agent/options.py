@@ -1,41 +1,56 @@
-"""The agent's options, defined once for ``%%agent`` and ``python -m nbmagic generate``.
+"""The agent's settings (:class:`AgentSettings`), defined once for ``%%agent`` and ``python -m nbmagic generate``.
 
 Both entry points parse with argparse (IPython's ``magic_arguments`` is argparse
-underneath), so one table of ``(flags, keyword arguments)`` serves both: the
-magic applies it as decorators (:func:`magic_arguments`), the CLI adds it to its
-subparser (:func:`add_to_parser`). An option added here exists in both, with the
-same name, choices and help. Light to import: no engine, no IPython.
+underneath), so one table of ``(flags, keyword arguments)`` generated from the settings'
+fields serves both: the magic applies it as decorators (:func:`magic_arguments`), the CLI
+adds it to its subparser (:func:`add_to_parser`). An option added here exists in both, with
+the same name, choices, help and default. ``--timeout 0`` means no limit, as everywhere.
+Light to import: no engine, no IPython.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from nbmagic.agent.planner import PLANNERS
+from nbmagic.mas.team import MASSettings
+from nbmagic.settings import CLI, EngineSettings, option, same_as
 
-#: the options ``%%agent`` and ``generate`` share (entry-point-only ones stay with each)
+
+@dataclass(frozen=True)
+class AgentSettings(EngineSettings):
+    """The notebook agent's settings, declared once (see :mod:`nbmagic.settings`); the planning
+    fields are RecursiveMAS's own (:class:`~nbmagic.mas.team.MASSettings`)."""
+
+    model: str | None = option(None, "-m", "--model", kind=str, config="model", default_text="the default model",
+                               help="model spec, e.g. openai:gpt-4o-mini, ollama:qwen2.5:7b, "
+                                    "openai-compat:<model>@<url>, gguf:<path>, hf:<repo>")
+    planner: str = option("auto", "--planner", choices=PLANNERS,
+                          help="auto (none for local models, mas for remote ones); mas: RecursiveMAS plans; "
+                               "single: one agent, one round; none: no plan; onecall: one reply run once")
+    rounds: int = same_as(MASSettings, "rounds")
+    latent_steps: int = same_as(MASSettings, "latent_steps")
+    mode: str = same_as(MASSettings, "mode")
+    pattern: str = same_as(MASSettings, "pattern")
+    max_fixes: int = option(3, "--max-fixes", low=0, high=20, config="max_fixes",
+                            help="attempts to fix a failing cell")
+    timeout: float | None = option(120.0, "--timeout", kind=float, low=0, zero_is_none=True, unit="seconds",
+                                   config="cell_timeout", help="seconds one generated cell may run")
+    dry_run: bool = option(False, "--dry-run", help="plan and write the cells without running them")
+    stop_on_failure: bool = option(False, "--stop-on-failure", help="stop at the first step that cannot be fixed")
+    allow_install: bool = option(False, "--allow-install",
+                                 help="let the agent %pip install a missing package (otherwise it asks or says so)")
+    answer: bool = option(True, "--no-answer", negate=True, help="no closing markdown cell answering the request")
+    refine: str = option("auto", "--refine", choices=("auto", "model", "rules", "off"),
+                         help="revise the remaining plan after each step")
+
+
+#: the options ``%%agent`` and ``generate`` share: the settings' fields, and --force (entry-point only)
 SHARED: list[tuple[tuple[str, ...], dict[str, Any]]] = [
-    (("-m", "--model"), dict(default=None, help="model spec, e.g. openai:gpt-4o-mini, ollama:qwen2.5:7b, "
-                             "openai-compat:<model>@<url>, gguf:<path>, hf:<repo> (default: the default model)")),
-    (("--planner",), dict(choices=PLANNERS, default=None,
-                          help="auto (default: none for local models, mas for remote ones); mas: RecursiveMAS "
-                               "plans; single: one agent, one round; none: no plan; onecall: one reply run once")),
-    (("--rounds",), dict(type=int, default=None, help="RecursiveMAS recursion rounds for planning (default 3)")),
-    (("--latent-steps",), dict(type=int, default=None, help="latent thoughts per agent per round (default 32)")),
-    (("--mode",), dict(choices=("auto", "latent", "text"), default=None,
-                       help="how agents talk: latent (hidden states, HF models), text, or auto")),
-    (("--pattern",), dict(default=None, help="agent pattern: sequential | mixture | distillation | deliberation")),
-    (("--max-fixes",), dict(type=int, default=None, help="attempts to fix a failing cell (default 3)")),
-    (("--timeout",), dict(type=float, default=None, help="seconds one generated cell may run (default 120)")),
-    (("--dry-run",), dict(action="store_true", help="plan and write the cells without running them")),
-    (("--stop-on-failure",), dict(action="store_true", help="stop at the first step that cannot be fixed")),
-    (("--allow-install",), dict(action="store_true",
-                                help="let the agent %%pip install a missing package (otherwise it asks or says so)")),
-    (("--no-answer",), dict(action="store_true", help="no closing markdown cell answering the request")),
-    (("--refine",), dict(choices=("auto", "model", "rules", "off"), default=None,
-                         help="revise the remaining plan after each step (default auto)")),
+    *AgentSettings.argument_specs(CLI),
     (("--force",), dict(action="store_true", help="allow --output to overwrite an existing notebook")),
 ]
 
@@ -58,10 +73,6 @@ def magic_arguments(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The NotebookAgent keywords the shared options set beyond the settings-backed ones."""
-    return {
-        "planner": getattr(args, "planner", None) or "auto",
-        "stop_on_failure": bool(getattr(args, "stop_on_failure", False)),
-        "allow_install": bool(getattr(args, "allow_install", False)),
-        "answer": not getattr(args, "no_answer", False),
-        "refine": getattr(args, "refine", None) or "auto",
-    }
+    s = AgentSettings.from_args(args)
+    return {"planner": s.planner, "stop_on_failure": s.stop_on_failure, "allow_install": s.allow_install,
+            "answer": s.answer, "refine": s.refine}

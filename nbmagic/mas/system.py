@@ -24,7 +24,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from nbmagic.config import check_value
 from nbmagic.errors import ConfigError
 from nbmagic.events import EventHandler, Finished, Notice, RunStarted, emit, fanout
 from nbmagic.lifecycle import RunLifecycle
@@ -44,18 +43,13 @@ from nbmagic.mas.team import (
     AgentStats,
     Bookkeeper,
     MASResult,
+    MASSettings,
     Member,
     Team,
     model_label,
 )
 
 __all__ = ["LOCAL_BACKENDS", "MODES", "Agent", "AgentStats", "MASResult", "Member", "RecursiveMAS", "model_label"]
-
-
-def _check_int(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {value!r}.")
-    return value
 
 
 class RecursiveMAS:
@@ -86,19 +80,18 @@ class RecursiveMAS:
         from nbmagic.config import settings
 
         pattern = check_pattern(pattern if pattern is not None else settings.pattern)
-        rounds = check_value("rounds", rounds if rounds is not None else settings.rounds)
-        latent_steps = check_value("latent_steps", latent_steps if latent_steps is not None else settings.latent_steps)
-        max_new_tokens = _check_int("max_new_tokens", max_new_tokens, 1, 1_000_000)
-        message_tokens = _check_int("message_tokens", message_tokens, 1, 1_000_000)
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
-            raise ConfigError(f"temperature must be a number >= 0, not {temperature!r}.")
-        if isinstance(tool_timeout, bool) or not isinstance(tool_timeout, (int, float)) or not tool_timeout > 0:
-            raise ConfigError(f"tool_timeout must be a number of seconds > 0, not {tool_timeout!r}.")
-        max_tool_calls = _check_int("max_tool_calls", max_tool_calls, 0, 20)
         requested = mode if mode is not None else settings.mode or "auto"
         requested = requested.strip().lower() if isinstance(requested, str) else ""
         if requested not in MODES:
             raise ConfigError(f"Unknown mode {mode!r}: choose auto, latent or text.")
+        given = {"rounds": rounds, "latent_steps": latent_steps}
+        #: the validated settings (one validator for every engine: nbmagic.settings)
+        self.settings = MASSettings.configured(
+            pattern=pattern, mode=requested, max_new_tokens=max_new_tokens, message_tokens=message_tokens,
+            temperature=temperature, tool_timeout=tool_timeout, max_tool_calls=max_tool_calls,
+            **{k: v for k, v in given.items() if v is not None},
+        )
+        rounds, latent_steps = self.settings.rounds, self.settings.latent_steps
         if on_event is not None and not callable(on_event):
             raise ConfigError(f"on_event must be a callable taking an event, not {type(on_event).__name__}.")
         self.on_event = on_event
@@ -125,9 +118,9 @@ class RecursiveMAS:
         self.team = Team(
             pattern=pattern, plan=plan, members=members,
             mode="text" if requested == "text" or non_latent else "latent",
-            rounds=rounds, latent_steps=latent_steps, max_new_tokens=max_new_tokens,
-            message_tokens=message_tokens, temperature=float(temperature),
-            tool_timeout=float(tool_timeout), max_tool_calls=max_tool_calls,
+            rounds=rounds, latent_steps=latent_steps, max_new_tokens=self.settings.max_new_tokens,
+            message_tokens=self.settings.message_tokens, temperature=self.settings.temperature,
+            tool_timeout=self.settings.tool_timeout, max_tool_calls=self.settings.max_tool_calls,
         )
         self.fallback_reason = (
             f"text mode: agents {', '.join(non_latent)} have no hidden states (remote or GGUF models)"
@@ -221,9 +214,8 @@ class RecursiveMAS:
         """Answer ``question``; progress goes to ``on_event`` (and the constructor's handler)."""
         if not isinstance(question, str) or not question.strip():
             raise ConfigError("RecursiveMAS.run needs a non-empty question string.")
-        limit = _check_int(
-            "max_new_tokens", self.max_new_tokens if max_new_tokens is None else max_new_tokens, 1, 1_000_000
-        )
+        limit = self.settings.max_new_tokens if max_new_tokens is None else \
+            self.settings.replace(max_new_tokens=max_new_tokens).max_new_tokens
         handler = fanout(self.on_event, on_event)
         title = question.strip().splitlines()[0][:80]
         emit(handler, RunStarted("mas", title, ", ".join(sorted({m.spec for m in self.members}))))

@@ -18,8 +18,29 @@ from nbmagic.errors import RunInterrupted
 from nbmagic.events import AgentFinished, AgentStarted, EventHandler, ModelCall, emit
 from nbmagic.llm.base import ChatModel, Usage
 from nbmagic.mas.roles import Plan
+from nbmagic.settings import EngineSettings, option
 
 MODES = ("auto", "latent", "text")
+
+
+@dataclass(frozen=True)
+class MASSettings(EngineSettings):
+    """RecursiveMAS's settings, declared once (see :mod:`nbmagic.settings`): ``RecursiveMAS(...)``,
+    ``%config NbMagic.rounds`` / ``NBMAGIC_ROUNDS`` and the agent's planning options read these fields.
+    ``pattern`` and ``mode`` are checked by the system itself (it normalises their spelling)."""
+
+    pattern: str = option("sequential", "--pattern", config="pattern",
+                          help="agent pattern: sequential | mixture | distillation | deliberation")
+    rounds: int = option(3, "--rounds", low=1, high=100, config="rounds", help="RecursiveMAS recursion rounds")
+    latent_steps: int = option(32, "--latent-steps", low=1, high=4096, config="latent_steps",
+                               help="latent thoughts per agent per round")
+    mode: str = option("auto", "--mode", config="mode", choices=MODES,
+                       help="how agents talk: latent (hidden states, HF models), text, or auto")
+    max_new_tokens: int = option(512, low=1, high=1_000_000, help="longest reply of the answering agent")
+    message_tokens: int = option(256, low=1, high=1_000_000, help="longest message between agents in text mode")
+    temperature: float = option(0.0, low=0, help="sampling temperature")
+    tool_timeout: float = option(10.0, low=0.001, unit="seconds", help="seconds a deliberation tool call may run")
+    max_tool_calls: int = option(2, low=0, high=20, help="tool calls per deliberation turn")
 #: backends whose models run in this process (not safe to call from several threads at once)
 LOCAL_BACKENDS = frozenset({"hf", "gguf", "llamacpp"})
 
