@@ -110,3 +110,17 @@ def _wrap_helper(name: str, fn: Helper) -> Callable[..., Any]:
     helper.__name__ = helper.__qualname__ = name
     helper.__doc__ = getattr(fn, "__doc__", None)
     return helper
+
+
+def restore_helpers(ns: Any, notes: list[str]) -> None:
+    """Put back helpers the code rebound (a turn's start and end), noting it for the model."""
+    changed = ns.restore()
+    if changed:
+        notes.append(helpers_note(changed))
+
+
+def end_turn(out: Any, ns: Any, notes: list[str], *, timed_out: bool, timeout: float | None) -> None:
+    """What every REPL does after a turn's code: say a time-out (variables kept), restore helpers."""
+    if timed_out:
+        out.write(timeout_message(timeout or 0, kept=True))
+    restore_helpers(ns, notes)

@@ -14,8 +14,8 @@ from nbmagic.rlm.repl_base import (
     Helper,
     TurnOutput,
     _wrap_helper,
-    helpers_note,
-    timeout_message,
+    end_turn,
+    restore_helpers,
 )
 
 
@@ -41,9 +41,7 @@ class KernelEnvironment(Environment):
         if self.ns is None:
             raise RuntimeError("start() the environment first")
         notes: list[str] = []
-        changed = self.ns.restore()
-        if changed:
-            notes.append(helpers_note(changed))
+        restore_helpers(self.ns, notes)
         self._turn += 1
         out = CappedWriter(max_output_chars)
         t0 = time.monotonic()
@@ -58,11 +56,7 @@ class KernelEnvironment(Environment):
         if limit.interrupted:
             raise KeyboardInterrupt  # Ctrl-C, even one the model's code swallowed
         timed_out = limit.timed_out  # also when the code caught the interruption and finished
-        if timed_out:
-            out.write(timeout_message(timeout or 0, kept=True))
-        changed = self.ns.restore()
-        if changed:
-            notes.append(helpers_note(changed))
+        end_turn(out, self.ns, notes, timed_out=timed_out, timeout=timeout)
         return TurnOutput(
             output=out.getvalue(),
             error="TimeoutError" if timed_out else res["error"],

@@ -92,21 +92,6 @@ class PipedWorker(Environment):
         ready = conn.recv()
         return ForkedWorker(self, int(ready[1]), conn)
 
-    def adopt(self, values: Mapping[str, Any]) -> list[str]:
-        assert self.workdir is not None
-        path = self.workdir / f".adopt-{self._turn}-{len(values)}.pkl"
-        try:
-            with open(path, "wb") as f:
-                pickle.dump(dict(values), f, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:
-            raise ConfigError(f"The sub-agent's variables could not be passed on: {exc}") from None
-        self.conn.send(("adopt", str(path)))
-        if not self.conn.poll(60):
-            raise NbmagicError("The RLM worker did not take the sub-agent's variables.")
-        msg = self.conn.recv()
-        path.unlink(missing_ok=True)
-        return list(msg[1])
-
     # -- turns --
 
     def execute(self, code: str, *, timeout: float | None, max_output_chars: int) -> TurnOutput:

@@ -57,23 +57,11 @@ class SubprocessEnvironment(PipedWorker):
         self.helpers = dict(helpers)
         self.workdir = Path(tempfile.mkdtemp(prefix="nbmagic-rlm-"))
         self.context_file = self.workdir / ".contexts.pkl"
-        try:  # straight to the file: a 5 GB context is not held a second time as bytes
-            with open(self.context_file, "wb") as f:
-                pickle.dump(dict(contexts), f, protocol=pickle.HIGHEST_PROTOCOL)
-        except OSError as exc:
+        try:
+            _pickle_to(self.context_file, contexts, "Context")
+        except ConfigError:
             self.close()
-            raise ConfigError(
-                f"Could not write the contexts for the subprocess REPL to {tempfile.gettempdir()!r}: "
-                f"{exc.strerror or exc}. Free some space there (or set TMPDIR), or use environment='kernel'."
-            ) from None
-        except Exception:
-            bad = [n for n, v in contexts.items() if not _picklable(v)]
-            self.close()
-            raise ConfigError(
-                f"Context {', '.join(map(repr, bad)) or '?'} cannot be sent to the subprocess REPL "
-                "(it cannot be pickled). Use environment='kernel', or pass plain data "
-                "(str, list, dict, DataFrame, a path)."
-            ) from None
+            raise
         self._spawn()
 
     def _spawn(self) -> None:
@@ -153,26 +141,49 @@ class SubprocessEnvironment(PipedWorker):
         """Pickle the new contexts to a file of their own that the worker binds (a restart binds it again)."""
         assert self.workdir is not None
         extra = self.workdir / f".contexts-{len(self._extra_files) + 1}.pkl"
-        try:
-            with open(extra, "wb") as f:
-                pickle.dump(dict(contexts), f, protocol=pickle.HIGHEST_PROTOCOL)
-        except OSError as exc:
-            raise ConfigError(f"Could not write the new contexts for the subprocess REPL: {exc.strerror or exc}.") from None
-        except Exception:
-            bad = [n for n, v in contexts.items() if not _picklable(v)]
-            raise ConfigError(
-                f"Context {', '.join(map(repr, bad)) or '?'} cannot be sent to the subprocess REPL (it cannot be pickled)."
-            ) from None
+        _pickle_to(extra, contexts, "Context")
         self._extra_files.append(extra)
         if self.proc is None or self.proc.poll() is not None:
             self._restart()  # binds every file
         else:
             self._bind(extra)
 
+    def adopt(self, values: Mapping[str, Any]) -> list[str]:
+        """Merge a sub-agent's variables into the worker (through a file, as contexts go)."""
+        assert self.workdir is not None
+        path = self.workdir / f".adopt-{self._turn}-{len(values)}.pkl"
+        _pickle_to(path, values, "The sub-agent's variable")
+        self.conn.send(("adopt", str(path)))
+        if not self.conn.poll(60):
+            raise NbmagicError("The RLM worker did not take the sub-agent's variables.")
+        msg = self.conn.recv()
+        path.unlink(missing_ok=True)
+        return list(msg[1])
+
     def _bind(self, path: Path) -> None:
         self.conn.send(("bind", str(path)))
         if not self.conn.poll(60) or self.conn.recv()[0] != "bound":
             raise NbmagicError("The RLM worker did not take the new contexts.")
+
+
+def _pickle_to(path: Path, values: Mapping[str, Any], what: str) -> None:
+    """Write ``values`` straight to a file the worker loads (a 5 GB context is not held a second
+    time as bytes); one :class:`ConfigError` naming what cannot be written or pickled."""
+    try:
+        with open(path, "wb") as f:
+            pickle.dump(dict(values), f, protocol=pickle.HIGHEST_PROTOCOL)
+    except OSError as exc:
+        raise ConfigError(
+            f"Could not write to {str(path.parent)!r} for the subprocess REPL: {exc.strerror or exc}. "
+            "Free some space there (or set TMPDIR), or use environment='kernel'."
+        ) from None
+    except Exception:
+        bad = [n for n, v in values.items() if not _picklable(v)]
+        raise ConfigError(
+            f"{what} {', '.join(map(repr, bad)) or '?'} cannot be sent to the subprocess REPL "
+            "(it cannot be pickled). Use environment='kernel', or pass plain data "
+            "(str, list, dict, DataFrame, a path)."
+        ) from None
 
 
 def _picklable(value: Any) -> bool:

@@ -96,12 +96,10 @@ class Worker:
             # else a stale reply to a call an interrupted turn abandoned: drop it
 
     def run_turn(self, turn: int, code: str, timeout: float | None, max_chars: int) -> None:
-        from nbmagic.rlm.repl_base import helpers_note, timeout_message
+        from nbmagic.rlm.repl_base import end_turn, restore_helpers
 
         notes = []
-        changed = self.ns.restore()
-        if changed:
-            notes.append(helpers_note(changed))
+        restore_helpers(self.ns, notes)
         out = CappedWriter(max_chars)
         res: dict[str, Any] = {"error": None, "exited": False}
         t0 = time.monotonic()
@@ -118,11 +116,7 @@ class Worker:
         finally:
             self.busy = False
         timed_out = limit.timed_out  # also when the code caught the interruption and finished
-        if timed_out:
-            out.write(timeout_message(timeout or 0, kept=True))
-        changed = self.ns.restore()
-        if changed:
-            notes.append(helpers_note(changed))
+        end_turn(out, self.ns, notes, timed_out=timed_out, timeout=timeout)
         payload = {
             "output": out.getvalue(),
             "error": "TimeoutError" if timed_out else res["error"],
