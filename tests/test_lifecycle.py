@@ -76,3 +76,21 @@ def test_recursive_mas_interrupted_carries_a_partial_marked_incomplete(openai_se
         timer.cancel()
         mas.close()
     assert isinstance(info.value.partial, MASResult) and info.value.partial.complete is False
+
+
+def test_one_value_describer_serves_the_rlm_and_the_agent() -> None:
+    """The two context.py modules each described DataFrames their own way; the facts now come from one place."""
+    import pandas as pd
+
+    from nbmagic.agent.context import ContextLimits, describe
+    from nbmagic.describe import table_facts
+    from nbmagic.rlm.context import summarize
+
+    df = pd.DataFrame({f"c{i}": range(3) for i in range(45)})
+    facts = table_facts(df, max_columns=40)
+    assert (facts.rows, len(facts.columns), facts.more_columns) == (3, 40, 5)
+    rlm_text, agent_text = summarize("df", df), describe("df", df, ContextLimits())
+    assert "shape 3 rows × 45 columns" in rlm_text and "… +5 more" in rlm_text
+    assert "DataFrame 3 rows × 45 columns" in agent_text and "… 15 more" in agent_text
+    series = table_facts(df["c1"].rename("s"), head_rows=2)
+    assert (series.rows, series.dtype, series.name, series.columns) == (3, "int64", "s", [])

@@ -13,13 +13,14 @@ import csv
 import inspect
 import os
 import re
-import reprlib
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nbmagic.describe import is_table, table_facts
+from nbmagic.describe import short_repr as _short_repr
 from nbmagic.text import shown_name
 
 #: names IPython puts in every user namespace; never summarised, never "user variables"
@@ -115,18 +116,17 @@ def _kind_rank(value: Any) -> int:
 def describe(name: str, value: Any, limits: ContextLimits) -> str:
     """One variable, in a few lines: structure first, values only as a sample."""
     tname = type(value).__name__
-    mod = type(value).__module__ or ""
     try:
-        if mod.startswith("pandas") and hasattr(value, "dtypes") and hasattr(value, "columns"):
-            rows, cols = value.shape
-            dtypes = ", ".join(f"{c} ({t})" for c, t in list(value.dtypes.items())[:30])
-            if value.shape[1] > 30:
-                dtypes += f", … {value.shape[1] - 30} more"
-            head = value.head(limits.file_rows).to_string(max_colwidth=24, max_cols=12)
-            text = f"{name}: DataFrame {rows} rows × {cols} columns; columns: {dtypes}\n{head}"
-        elif mod.startswith("pandas") and hasattr(value, "dtype") and hasattr(value, "index"):
-            head = value.head(limits.file_rows).to_string(max_rows=limits.file_rows)
-            text = f"{name}: Series {len(value)} values, dtype {value.dtype}, name {value.name!r}\n{head}"
+        if is_table(value):  # the facts from the shared describer (nbmagic.describe), phrased for this prompt
+            facts = table_facts(value, max_columns=30, head_rows=limits.file_rows, colwidth=24)
+            if hasattr(value, "columns"):
+                dtypes = ", ".join(f"{c} ({t})" for c, t in facts.columns)
+                if facts.more_columns:
+                    dtypes += f", … {facts.more_columns} more"
+                cols = len(facts.columns) + facts.more_columns
+                text = f"{name}: DataFrame {facts.rows} rows × {cols} columns; columns: {dtypes}\n{facts.head}"
+            else:
+                text = f"{name}: Series {facts.rows} values, dtype {facts.dtype}, name {facts.name!r}\n{facts.head}"
         elif hasattr(value, "shape") and hasattr(value, "dtype"):
             text = f"{name}: {tname} shape {tuple(value.shape)} dtype {value.dtype}"
         elif isinstance(value, type):
@@ -146,28 +146,6 @@ def describe(name: str, value: Any, limits: ContextLimits) -> str:
     except Exception as exc:  # a broken __repr__ must not break the agent
         text = f"{name}: {tname} (could not describe: {type(exc).__name__})"
     return _cap(text, limits.var_chars)
-
-
-def _bounded_repr() -> reprlib.Repr:
-    r = reprlib.Repr()
-    r.maxlevel, r.maxdict = 3, 10
-    r.maxlist = r.maxtuple = r.maxset = r.maxfrozenset = r.maxdeque = r.maxarray = 20
-    r.maxstring = r.maxlong = r.maxother = 200
-    return r
-
-
-#: builtin containers and strings are shown from their first items only: a user's
-#: million-line list must not be rendered in full at every step to keep 120 characters
-_REPR = _bounded_repr()
-
-
-def _short_repr(value: Any, limit: int) -> str:
-    try:
-        text = _REPR.repr(value)
-    except Exception:
-        return f"<{type(value).__name__}>"
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def summarize_namespace(

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nbmagic.describe import human_size, is_table, table_facts
 from nbmagic.errors import ConfigError
 from nbmagic.rlm.tools import RESERVED_NAMES, reserved_message
 from nbmagic.text import shown_name
@@ -101,14 +102,6 @@ def missing_variable_message(name: str, namespace: Mapping[str, Any]) -> str:
 
 
 # --- summaries -------------------------------------------------------------------------
-
-
-def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"  # pragma: no cover
 
 
 def _clip(text: str, n: int = PREVIEW_CHARS) -> str:
@@ -210,23 +203,20 @@ def _describe_mapping(mapping: Mapping[Any, Any]) -> str:
 
 
 def _describe_pandas(value: Any) -> str:
+    if not is_table(value):
+        return f"repr: {_short_repr(value, PREVIEW_CHARS)}"
+    facts = table_facts(value, max_columns=MAX_COLUMNS, head_rows=3 if hasattr(value, "columns") else 5)
     if hasattr(value, "columns"):  # DataFrame
-        rows, cols = value.shape
-        dtypes = [f"{c}: {t}" for c, t in list(value.dtypes.items())[:MAX_COLUMNS]]
-        more = f", … +{cols - MAX_COLUMNS} more" if cols > MAX_COLUMNS else ""
-        mem = human_size(float(value.memory_usage(index=True, deep=False).sum()))
-        try:
-            head = value.head(3).to_string(max_colwidth=40, max_cols=12)
-        except Exception:
-            head = ""
+        dtypes = [f"{c}: {t}" for c, t in facts.columns]
+        more = f", … +{facts.more_columns} more" if facts.more_columns else ""
+        mem = f", ~{human_size(facts.nbytes)}" if facts.nbytes is not None else ""
         return (
-            f"shape {rows:,} rows × {cols} columns, ~{mem}\n  columns: {', '.join(dtypes)}{more}\n"
-            f"  head:\n" + "\n".join("    " + line for line in _clip(head, 900).splitlines())
+            f"shape {facts.rows:,} rows × {len(facts.columns) + facts.more_columns} columns{mem}\n"
+            f"  columns: {', '.join(dtypes)}{more}\n"
+            f"  head:\n" + "\n".join("    " + line for line in _clip(facts.head, 900).splitlines())
         )
-    if hasattr(value, "dtype") and hasattr(value, "shape"):  # Series
-        name = f", name {value.name!r}" if getattr(value, "name", None) is not None else ""
-        return f"length {len(value):,}, dtype {value.dtype}{name}\n  head: {_clip(value.head(5).to_string(), 300)}"
-    return f"repr: {_short_repr(value, PREVIEW_CHARS)}"
+    name = f", name {facts.name!r}" if facts.name is not None else ""
+    return f"length {facts.rows:,}, dtype {facts.dtype}{name}\n  head: {_clip(facts.head, 300)}"
 
 
 def _describe_path(path: Path) -> str:
