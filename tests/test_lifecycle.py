@@ -94,3 +94,20 @@ def test_one_value_describer_serves_the_rlm_and_the_agent() -> None:
     assert "DataFrame 3 rows × 45 columns" in agent_text and "… 15 more" in agent_text
     series = table_facts(df["c1"].rename("s"), head_rows=2)
     assert (series.rows, series.dtype, series.name, series.columns) == (3, "int64", "s", [])
+
+
+def test_one_window_probe_for_every_prompt_fitter() -> None:
+    """agent/budget.window and the RLM's compaction probed n_ctx and context_window in opposite orders."""
+    from nbmagic.agent.budget import window
+    from nbmagic.rlm.compaction import model_window
+
+    class Both:
+        context_window, n_ctx = 4096, 2048
+
+    class Closed:
+        @property
+        def n_ctx(self) -> int:
+            raise RuntimeError("closed")
+
+    assert window(Both()) == model_window(Both()) == 4096 and model_window(Both(), 1000) == 1000
+    assert window(Closed()) is None and model_window(object()) is None

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from nbmagic.llm.base import window_of
 from nbmagic.text import truncate
 
 Messages = list[dict[str, str]]
@@ -27,15 +28,8 @@ MIN_PART = 160
 
 
 def window(model: Any) -> int | None:
-    """The model's context window in tokens, if it has one we can read."""
-    for attr in ("n_ctx", "context_window"):
-        try:
-            value = getattr(model, attr, None)
-        except Exception:  # a closed llama.cpp model raises on access
-            return None
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
+    """The model's context window in tokens, if it has one we can read (the shared probe)."""
+    return window_of(model)
 
 
 def count(model: Any, messages: Sequence[dict[str, str]]) -> int:

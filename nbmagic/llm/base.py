@@ -302,6 +302,22 @@ class ChatModel(ABC):
         )
 
 
+def window_of(model: Any, override: int | None = None) -> int | None:
+    """A model's prompt window in tokens: ``override``, else :attr:`ChatModel.context_window`,
+    else a backend's ``n_ctx`` (llama.cpp), else ``None`` (unknown: remote APIs). The one probe
+    every prompt fitter uses."""
+    if override:
+        return override
+    for attr in ("context_window", "n_ctx"):
+        try:
+            value = getattr(model, attr, None)
+        except Exception:  # a backend that must load to know, or a closed one
+            value = None
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
 _STANDARD_PARAMS = frozenset({"temperature", "top_p", "max_tokens", "stop"})
 
 

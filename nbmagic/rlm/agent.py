@@ -42,7 +42,7 @@ from nbmagic.rlm.run import RLMRun, extract_code, outside_turns
 from nbmagic.rlm.schemas import resolve_schema
 from nbmagic.rlm.session import RLMSession
 from nbmagic.rlm.settings import ENVIRONMENTS, RLMSettings
-from nbmagic.rlm.tools import Budget, make_tools
+from nbmagic.rlm.tools import SpendingBudget, make_tools
 
 __all__ = ["NOT_COMPUTED", "RLM", "RLMResult", "RLMRun", "extract_code"]
 
@@ -160,7 +160,7 @@ class RLM:
         clash = sorted(set(contexts) & set(self.tools))
         if clash:
             raise ConfigError(f"Context {clash[0]!r} has the name of a tool; rename the variable or the tool.")
-        budget = Budget(max_llm_calls=self.max_llm_calls, max_tokens=self.max_tokens, timeout=self.timeout,
+        budget = SpendingBudget(max_llm_calls=self.max_llm_calls, max_tokens=self.max_tokens, timeout=self.timeout,
                         max_cost_usd=self.max_cost_usd, prices=self.prices)
         return RLMRun(self, question, contexts, schema=json_schema, typed=typed, export=export, budget=budget,
                       depth=0, session=session)

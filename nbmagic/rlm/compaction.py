@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nbmagic.llm.base import ChatModel
+from nbmagic.llm.base import ChatModel, window_of
 from nbmagic.rlm import prompts
 from nbmagic.text import truncate
 
@@ -29,17 +29,8 @@ REPLY_SHARE = 0.25
 
 
 def model_window(model: ChatModel, override: int | None = None) -> int | None:
-    """``override``, else :attr:`ChatModel.context_window`, else a backend's ``n_ctx``, else ``None``."""
-    if override:
-        return override
-    for attr in ("context_window", "n_ctx"):
-        try:
-            value = getattr(model, attr, None)
-        except Exception:  # a backend that must load to know
-            value = None
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
+    """The root model's window (see :func:`nbmagic.llm.base.window_of`)."""
+    return window_of(model, override)
 
 
 def next_prompt_tokens(model: ChatModel, messages: list[dict[str, Any]], last_call_tokens: int) -> int:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from nbmagic.rlm.repl_base import Environment, Helper
 from nbmagic.rlm.result import RLMResult
 from nbmagic.rlm.settings import RLMSettings
-from nbmagic.rlm.tools import Budget, Toolbox
+from nbmagic.rlm.tools import SpendingBudget, Toolbox
 
 
 class ReplSession(Protocol):
@@ -48,7 +48,7 @@ class ParentRun(Protocol):
     """A run whose code may ``spawn_agents``: its REPL, budget, depth and how to start a child."""
 
     depth: int
-    budget: Budget
+    budget: SpendingBudget
     env: Environment
     bound: dict[str, Any]
     toolbox: Toolbox
@@ -56,7 +56,7 @@ class ParentRun(Protocol):
     @property
     def settings(self) -> RLMSettings: ...
 
-    def fork_child(self, question: str, env: Environment, budget: Budget, contexts: dict[str, Any]) -> ChildRun:
+    def fork_child(self, question: str, env: Environment, budget: SpendingBudget, contexts: dict[str, Any]) -> ChildRun:
         """A child run (depth + 1) in the forked REPL ``env``, drawing from ``budget``."""
 
 

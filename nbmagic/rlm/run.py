@@ -29,7 +29,7 @@ from nbmagic.rlm.result import NOT_COMPUTED, RLMResult
 from nbmagic.rlm.schemas import build_typed
 from nbmagic.rlm.settings import RLMSettings
 from nbmagic.rlm.subagents import ForkSession, SubAgents, list_variables
-from nbmagic.rlm.tools import Budget, Toolbox, check_schema, describe_tool
+from nbmagic.rlm.tools import SpendingBudget, Toolbox, check_schema, describe_tool
 from nbmagic.rlm.trajectory import TrajectoryWriter
 from nbmagic.secrets import redact
 
@@ -78,7 +78,7 @@ class RLMRun:
         schema: Mapping[str, Any] | None,
         typed: Any,
         export: bool,
-        budget: Budget,
+        budget: SpendingBudget,
         depth: int,
         session: ReplSession | None = None,
     ) -> None:
@@ -158,7 +158,7 @@ class RLMRun:
                        budget=self.budget, depth=self.depth + 1)
         return child.run().answer
 
-    def fork_child(self, question: str, env: Environment, budget: Budget, contexts: dict[str, Any]) -> RLMRun:
+    def fork_child(self, question: str, env: Environment, budget: SpendingBudget, contexts: dict[str, Any]) -> RLMRun:
         """A sub-agent's run (depth + 1) in a forked REPL (see :mod:`nbmagic.rlm.subagents`)."""
         return RLMRun(self.rlm, question, {}, schema=None, typed=None, export=False, budget=budget,
                       depth=self.depth + 1, session=ForkSession(env, contexts))

@@ -40,8 +40,10 @@ def reserved_message(what: str, name: str) -> str:
 PREVIEW = 200
 
 
-class Budget:
-    """Budgets shared by one invocation and every child RLM it spawns (thread-safe)."""
+class SpendingBudget:
+    """What one invocation and every child RLM it spawns may spend: sub-calls, tokens, time and
+    dollars (thread-safe). Not to be confused with the prompt-window budget of the notebook
+    agent (:class:`nbmagic.agent.budget.Budget`)."""
 
     def __init__(
         self,
@@ -118,10 +120,10 @@ class Budget:
             return {k: Usage(v.prompt_tokens, v.completion_tokens, v.calls) for k, v in self.usage.items()}
 
 
-class ShareBudget(Budget):
+class ShareBudget(SpendingBudget):
     """A sub-agent's share: its own cap on sub-calls, drawing from (and counted in) the root's budget."""
 
-    def __init__(self, parent: Budget, max_llm_calls: int | None) -> None:
+    def __init__(self, parent: SpendingBudget, max_llm_calls: int | None) -> None:
         super().__init__(max_llm_calls=max_llm_calls, max_tokens=parent.max_tokens, timeout=None,
                          max_cost_usd=parent.max_cost_usd, prices=parent.prices)
         self.parent = parent
@@ -176,7 +178,7 @@ class Toolbox:
         self,
         *,
         sub_model: ChatModel,
-        budget: Budget,
+        budget: SpendingBudget,
         depth: int = 0,
         max_depth: int = 1,
         max_concurrency: int = 16,

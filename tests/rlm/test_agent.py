@@ -115,10 +115,10 @@ def test_llm_call_budget_returns_error_strings(openai_server: OpenAICompatServer
 
 
 def test_calls_refused_by_the_token_budget_are_not_counted(openai_server: OpenAICompatServer, models: Any) -> None:
-    from nbmagic.rlm.tools import Budget, Toolbox
+    from nbmagic.rlm.tools import SpendingBudget, Toolbox
 
     _, sub = models
-    box = Toolbox(sub_model=sub, budget=Budget(max_llm_calls=10, max_tokens=1))
+    box = Toolbox(sub_model=sub, budget=SpendingBudget(max_llm_calls=10, max_tokens=1))
     assert box.llm_query("first")[0] == "echo: first"
     refused = [box.llm_query("second")[0], *box.llm_query_batched(["a", "b"])[0], box.rlm_query("c")[0]]
     assert all(r.startswith("[error]") and "token budget" in r for r in refused)
