@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from nbmagic.execution import CappedWriter, CellTimeout, compile_cell, is_own_file
+from nbmagic.execution import CappedWriter, CellTimeout, compile_cell, user_traceback
 from nbmagic.text import TRUNCATION_MARKER, truncate
 
 # re-exported: the REPL's callers import them from here
@@ -122,22 +122,12 @@ _SHADOWED: dict[str, Callable[..., Any]] = {"input": _no_input, "exit": _exit, "
 # --- running a turn ---------------------------------------------------------------------
 
 
-def short_traceback(exc: BaseException, filename: str, max_chars: int = 2000) -> str:
-    """The exception with only the frames that matter: the model's own code and below,
-    without nbmagic's (the namespace internals, the time limit's handler)."""
-    te = traceback.TracebackException.from_exception(exc, limit=-8)
-    frames = list(te.stack)
-    # drop our own wrapper frames above the model's code
-    for i, fr in enumerate(frames):
-        if fr.filename == filename:
-            frames = frames[i:]
-            break
-    frames = [fr for fr in frames if not is_own_file(fr.filename)]
-    te.stack = traceback.StackSummary.from_list(frames)
-    text = "".join(te.format())
-    if len(text) > max_chars:
-        text = "…" + text[-max_chars:]
-    return text
+def short_traceback(exc: BaseException, max_chars: int = 2000) -> str:
+    """The exception with only the frames that matter (the execution core's
+    :func:`~nbmagic.execution.cells.user_traceback`: the model's code and the libraries it
+    called, never nbmagic's), its last 8 frames, cut from the front to ``max_chars``."""
+    text = user_traceback(exc, limit=-8)
+    return text if len(text) <= max_chars else "…" + text[-max_chars:]
 
 
 def execute_code(code: str, namespace: dict[str, Any], *, filename: str, out: CappedWriter) -> dict[str, Any]:
@@ -170,7 +160,7 @@ def execute_code(code: str, namespace: dict[str, Any], *, filename: str, out: Ca
         except (CellTimeout, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            tb = short_traceback(exc, filename)
+            tb = short_traceback(exc)
             out.write(tb)
             result["error"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()[-500:]
         finally:
