@@ -46,3 +46,11 @@ def truncate(text: str, max_chars: int, *, head: float = 0.5) -> str:
     last = max_chars - first
     omitted = len(text) - first - last
     return text[:first] + TRUNCATION_MARKER.format(n=omitted) + text[len(text) - last :]
+
+
+def clip(text: str, max_chars: int, *, count: bool = False) -> str:
+    """The start of ``text`` (at most ``max_chars``), with an ellipsis where it was cut, and with
+    ``count`` how many characters were: for previews, where the head is what matters."""
+    if len(text) <= max_chars:
+        return text
+    return text[:max_chars] + (f"… [+{len(text) - max_chars} chars]" if count else "…")

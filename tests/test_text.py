@@ -22,3 +22,10 @@ def test_head_share_keeps_more_of_the_end() -> None:
     out = truncate(text, 90, head=1 / 3)
     assert out.startswith("a" * 30) and out.endswith("ValueError: the cause")
     assert f"(truncated, {len(text) - 90} chars omitted)" in out
+
+
+def test_clip_keeps_the_head_and_says_how_much_was_cut():
+    from nbmagic.text import clip
+
+    assert clip("abcdef", 6) == "abcdef"
+    assert clip("abcdef", 3) == "abc…" and clip("abcdef", 3, count=True) == "abc… [+3 chars]"

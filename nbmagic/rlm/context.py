@@ -20,7 +20,7 @@ from typing import Any
 from nbmagic.describe import human_size, is_table, table_facts
 from nbmagic.errors import ConfigError
 from nbmagic.rlm.tools import RESERVED_NAMES, reserved_message
-from nbmagic.text import shown_name
+from nbmagic.text import clip, shown_name
 
 PREVIEW_CHARS = 400
 MAX_KEYS = 25
@@ -105,7 +105,7 @@ def missing_variable_message(name: str, namespace: Mapping[str, Any]) -> str:
 
 
 def _clip(text: str, n: int = PREVIEW_CHARS) -> str:
-    return text if len(text) <= n else text[:n] + f"… [+{len(text) - n} chars]"
+    return clip(text, n, count=True)
 
 
 def _short_repr(value: Any, n: int = 120) -> str:

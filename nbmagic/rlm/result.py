@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbmagic.llm.base import Usage
+from nbmagic.text import clip
 
 #: what a result that never ran code says about itself
 NOT_COMPUTED = (
@@ -56,8 +57,7 @@ class RLMResult:
         return str(self.answer)
 
     def __repr__(self) -> str:  # the trajectory can be long: keep the repr one line
-        answer = repr(self.answer)
-        answer = answer if len(answer) <= 200 else answer[:200] + "…"
+        answer = clip(repr(self.answer), 200)
         flags = "" if self.complete else ", complete=False"
         flags += ", final_step=True" if self.final_step else ""
         flags += "" if self.computed else ", computed=False"

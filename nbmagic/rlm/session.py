@@ -24,6 +24,7 @@ from nbmagic.errors import ConfigError
 from nbmagic.rlm.interfaces import QueryEngine
 from nbmagic.rlm.repl_base import Environment, Helper
 from nbmagic.rlm.result import RLMResult
+from nbmagic.text import clip
 
 #: characters of each earlier answer repeated to the next root prompt
 ANSWER_PREVIEW = 300
@@ -87,8 +88,7 @@ class RLMSession:
     def earlier(self) -> list[tuple[str, str]]:
         out = []
         for q, a in self.history[-MAX_EARLIER:]:
-            text = str(a)
-            out.append((q, text if len(text) <= ANSWER_PREVIEW else text[:ANSWER_PREVIEW] + "…"))
+            out.append((q, clip(str(a), ANSWER_PREVIEW)))
         return out
 
     def record(self, question: str, result: RLMResult) -> None:
