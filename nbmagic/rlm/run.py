@@ -110,14 +110,11 @@ class RLMRun:
         self.toolbox = Toolbox(
             sub_model=self.sub,
             budget=budget,
+            settings=rlm.settings,
             depth=depth,
-            max_depth=rlm.settings.max_depth,
-            max_concurrency=rlm.settings.max_concurrency,
             schema=schema,
             spawn_child=lambda p, c: self._child_answer(p, c),
-            sub_max_tokens=rlm.settings.sub_max_tokens,
             on_event=rlm.on_event,
-            recursive=rlm.settings.recursive,
             tools=rlm.tools,
             forker=SubAgents(self) if rlm.settings.max_subagent_depth else None,
         )

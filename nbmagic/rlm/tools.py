@@ -23,6 +23,7 @@ from typing import Any
 from nbmagic.errors import ConfigError, NbmagicError
 from nbmagic.events import EventHandler, ModelCall, SubCall, emit
 from nbmagic.llm.base import ChatModel, Usage
+from nbmagic.rlm.settings import RLMSettings
 
 HELPER_NAMES = ("llm_query", "llm_query_batched", "rlm_query", "submit")
 FORK_HELPERS = ("spawn_agents", "adopt", "discard")
@@ -179,28 +180,26 @@ class Toolbox:
         *,
         sub_model: ChatModel,
         budget: SpendingBudget,
+        settings: RLMSettings | None = None,
         depth: int = 0,
-        max_depth: int = 1,
-        max_concurrency: int = 16,
         schema: Mapping[str, Any] | None = None,
         spawn_child: Callable[[str, Any], Any] | None = None,
-        sub_max_tokens: int | None = None,
         on_event: EventHandler | None = None,
-        recursive: bool = True,
         tools: Mapping[str, Callable[..., Any]] | None = None,
         forker: Any = None,
     ) -> None:
+        settings = settings if settings is not None else RLMSettings()
         self.sub_model = sub_model
         self.forker = forker  # the run that spawns sub-agents on forks of its REPL (max_subagent_depth > 0)
-        self.recursive = recursive
+        self.recursive = settings.recursive  # the RLM's settings, read once (not copied field by field)
         self.tools = dict(tools or {})
         self.budget = budget
         self.depth = depth
-        self.max_depth = max_depth
-        self.max_concurrency = max(1, int(max_concurrency))
+        self.max_depth = settings.max_depth
+        self.max_concurrency = settings.max_concurrency
         self.schema = dict(schema) if schema else None
         self.spawn_child = spawn_child
-        self.sub_max_tokens = sub_max_tokens
+        self.sub_max_tokens = settings.sub_max_tokens
         self.on_event = on_event
         self.submitted = False
         self.answer: Any = None
