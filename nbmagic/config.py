@@ -12,12 +12,19 @@ writes here with source ``"%config"``). ``settings.explain()`` feeds
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
-from nbmagic.errors import ConfigError
-from nbmagic.settings import Option, check, convert, deprecated, describe, spec_of
+from nbmagic.settings import (
+    EXPLICIT,
+    RENAMED,
+    Option,
+    check,
+    configured_value,
+    convert,
+    deprecated,
+    spec_of,
+)
 
 #: the model layer's settings (the engines' come from their settings objects)
 _ENGINE_OPTIONS: dict[str, tuple[Any, Option]] = {
@@ -28,8 +35,6 @@ _ENGINE_OPTIONS: dict[str, tuple[Any, Option]] = {
                                         "downloaded", bool)),
 }
 
-#: old %config / NBMAGIC_ names -> new ones (accepted with a deprecation message for one release)
-RENAMED: dict[str, str] = {}
 
 
 def _table() -> dict[str, tuple[Any, Option]]:
@@ -80,9 +85,6 @@ class Setting:
 class Settings:
     """Attribute access gives the effective value (explicit > environment > default)."""
 
-    def __init__(self) -> None:
-        object.__setattr__(self, "_explicit", {})
-
     def __getattr__(self, name: str) -> Any:
         return self.get(name).value
 
@@ -94,21 +96,8 @@ class Settings:
             _spec(name)  # the deprecation message
             name = RENAMED[name]
         default, spec = _spec(name)
-        explicit: dict[str, tuple[Any, str]] = self._explicit
-        if name in explicit:
-            value, source = explicit[name]
-            return Setting(name, value, source, spec.help)
-        for env in (f"NBMAGIC_{name.upper()}", *(f"NBMAGIC_{old.upper()}" for old, new in RENAMED.items() if new == name)):
-            raw = os.environ.get(env)
-            if raw in (None, ""):
-                continue
-            if env != f"NBMAGIC_{name.upper()}":
-                deprecated(env, f"NBMAGIC_{name.upper()}")
-            try:
-                return Setting(name, convert(spec, raw, env), f"env {env}", spec.help)
-            except ConfigError:  # say so where settings are shown, rather than fail at startup
-                return Setting(name, default, f"default ({env}={raw!r} ignored: not {describe(spec)})", spec.help)
-        return Setting(name, default, "default", spec.help)
+        value, source = configured_value(name, spec, default)
+        return Setting(name, value, source, spec.help)
 
     def set(self, name: str, value: Any, source: str = "%config") -> None:
         if name in RENAMED:
@@ -116,16 +105,16 @@ class Settings:
             name = RENAMED[name]
         _default, spec = _spec(name)
         if value is None:
-            self._explicit.pop(name, None)
+            EXPLICIT.pop(name, None)
             return
         label = f"nbmagic setting {name}"
         converted = convert(spec, value, label) if isinstance(value, str) and spec.kind is not str else value
         if spec.kind is float and isinstance(converted, int) and not isinstance(converted, bool):
             converted = float(converted)
-        self._explicit[name] = (check(spec, converted, label), source)
+        EXPLICIT[name] = (check(spec, converted, label), source)
 
     def reset(self) -> None:
-        self._explicit.clear()
+        EXPLICIT.clear()
 
     def explain(self) -> list[Setting]:
         return [self.get(name) for name in _SPECS]

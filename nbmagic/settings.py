@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -161,6 +162,35 @@ def deprecated(old: str, new: str) -> None:
                   FutureWarning, stacklevel=3)
 
 
+#: old %config / NBMAGIC_ names -> new ones (accepted with a deprecation message for one release)
+RENAMED: dict[str, str] = {}
+#: values set with ``%config NbMagic.<name>`` (or ``config.settings.<name> = ...``): name -> (value, source).
+#: Kept here, below every engine, so an engine reads its configured defaults without importing
+#: :mod:`nbmagic.config` (which imports the engines' settings classes to build its table).
+EXPLICIT: dict[str, tuple[Any, str]] = {}
+
+
+def configured_value(name: str, spec: Option, default: Any) -> tuple[Any, str]:
+    """(value, where it came from) of one configured name: ``%config`` > ``NBMAGIC_<NAME>`` > default.
+
+    A malformed environment value is reported in the source rather than raised, so a typo in
+    the environment shows up where settings are listed instead of failing at start-up.
+    """
+    if name in EXPLICIT:
+        return EXPLICIT[name]
+    for env in (f"NBMAGIC_{name.upper()}", *(f"NBMAGIC_{old.upper()}" for old, new in RENAMED.items() if new == name)):
+        raw = os.environ.get(env)
+        if raw in (None, ""):
+            continue
+        if env != f"NBMAGIC_{name.upper()}":
+            deprecated(env, f"NBMAGIC_{name.upper()}")
+        try:
+            return convert(spec, raw, env), f"env {env}"
+        except ConfigError:
+            return default, f"default ({env}={raw!r} ignored: not {describe(spec)})"
+    return default, "default"
+
+
 class _DeprecatedFlag(argparse.Action):
     """An old flag: warns, then stores like the new one."""
 
@@ -206,13 +236,11 @@ class EngineSettings:
     @classmethod
     def configured(cls: type[S], **overrides: Any) -> S:
         """The defaults as configured now: ``%config NbMagic.x`` > ``NBMAGIC_X`` > the field's default."""
-        from nbmagic.config import settings as configured
-
         values: dict[str, Any] = {}
         for f in cls.options():
-            name = spec_of(f).config
-            if name is not None and f.name not in overrides:
-                value = getattr(configured, name)
+            spec = spec_of(f)
+            if spec.config is not None and f.name not in overrides:
+                value, _source = configured_value(spec.config, spec, f.default)
                 if value is not None:
                     values[f.name] = value
         values.update(overrides)

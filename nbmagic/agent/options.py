@@ -15,9 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nbmagic.agent.planner import PLANNERS
 from nbmagic.mas.team import MASSettings
 from nbmagic.settings import CLI, EngineSettings, option, same_as
+
+#: the planners %%agent knows (what each means: docs/agent.md); a leaf constant, so the settings
+#: table that nbmagic.config builds does not pull in the planner and, through it, RecursiveMAS
+PLANNERS = ("auto", "mas", "single", "none", "onecall")
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbmagic.agent.codegen import parse_plan
+from nbmagic.agent.options import PLANNERS
 from nbmagic.agent.prompts import plan_prompt
 from nbmagic.errors import ConfigError
 from nbmagic.events import EventHandler, Notice, emit
 from nbmagic.llm.base import ChatModel
 
-PLANNERS = ("auto", "mas", "single", "none", "onecall")
 #: what ``auto`` becomes: for models on this machine every planning call costs real seconds before
 #: the first cell (RecursiveMAS 3x3 took ~150 s of a 245 s run on CPU, benchmarks/agent_first_cell.py),
 #: and a 0.5B model's plan is often one step anyway; the evaluation (python -m nbmagic.eval agent)
