@@ -459,9 +459,11 @@ def _to_result(kind: str, raw: Any, renderer: Renderer, status: str, note: str =
         result.plan = result.plan or [s.title for s in state.plan]
     if result.usage is None:
         result.usage = Usage(state.prompt_tokens, state.completion_tokens, state.calls)
-    if warnings:  # prose only: never shown as if computed
-        note = (note + " " if note else "") + "Not computed: the model never ran code that worked; " \
-            "this answer is its guess in prose."
+    if warnings:  # prose only, or a number typed in: never shown as if computed
+        typed = next((w for w in warnings if w.startswith("not computed: the answer")), None)
+        note = (note + " " if note else "") + (typed[0].upper() + typed[1:] + "." if typed else
+                                               "Not computed: the model never ran code that worked; "
+                                               "this answer is its guess in prose.")
     summary = getattr(raw, "summary", None) if kind == "agent" else None
     messages = [m for m in (summary, note) if m]
     if state.message and status != "done":

@@ -31,10 +31,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-iterations", type=int, default=12)
     p.add_argument("--max-llm-calls", type=int, default=30)
     p.add_argument("--no-baseline", action="store_true", help="skip the long-prompt baseline")
+    p.add_argument("--strategies", default="auto",
+                   help="RLM strategies to run, comma-separated: auto, direct, repl (default auto); "
+                        "each is a column (rlm-auto, ...)")
     p.add_argument("--baseline-max-chars", type=int, default=None,
                    help="cut the baseline prompt to this many characters (head and tail)")
     p.add_argument("--window-chars", type=int, default=512_000,
                    help="scripted model only: how much of a plain prompt it can read")
+    p.add_argument("--n-ctx", type=int, default=None, metavar="TOKENS",
+                   help="gguf models only: load with this window (a smaller window is a cheaper run on a CPU)")
+    p.add_argument("--root-max-tokens", type=int, default=None, metavar="TOKENS",
+                   help="cap each root reply (small local models can ramble)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
 
@@ -63,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--sizes/--records: {exc}") from None
     if args.json and (Path(args.json).is_dir() or not Path(args.json).resolve().parent.is_dir()):
         raise ConfigError(f"--json {args.json!r}: not a file in an existing folder.")  # say so before the run
+    strategies = _split(args.strategies)
+    bad = sorted(set(strategies) - {"auto", "direct", "repl"})
+    if bad or not strategies:
+        raise ConfigError(f"--strategies: unknown {', '.join(bad) or '(none given)'}; use auto, direct, repl.")
     kinds = _split(args.tasks)
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
@@ -80,17 +91,19 @@ def run(args: argparse.Namespace) -> int:
             model_spec, sub_spec = args.model, args.sub_model
         from nbmagic.llm.specs import load_model
 
-        model = load_model(model_spec)
-        sub = load_model(sub_spec) if sub_spec else model
+        extra = {"n_ctx": args.n_ctx} if args.n_ctx and model_spec.startswith("gguf:") else {}
+        model = load_model(model_spec, **extra)
+        sub = load_model(sub_spec, **extra) if sub_spec else model
         print(f"generating tasks: sizes {args.sizes}, records {args.records}, kinds {','.join(kinds)}", file=sys.stderr)
         tasks = suite.make_suite(sizes, record_counts, kinds, seed=args.seed)
         runs: list[Any] = []
         interrupted = False
         try:
             for task in tasks:
-                jobs = [("rlm", lambda t=task: suite.run_rlm(
-                    t, model, sub, environment=args.environment,
-                    max_iterations=args.max_iterations, max_llm_calls=args.max_llm_calls))]
+                jobs = [(f"rlm-{s}", lambda t=task, s=s: suite.run_rlm(
+                    t, model, sub, environment=args.environment, method=f"rlm-{s}", strategy=s,
+                    max_iterations=args.max_iterations, max_llm_calls=args.max_llm_calls,
+                    root_max_tokens=args.root_max_tokens, temperature=0)) for s in strategies]
                 if not args.no_baseline:
                     jobs.append(("baseline", lambda t=task: suite.run_baseline(t, model, max_chars=args.baseline_max_chars)))
                 for method, job in jobs:

@@ -202,7 +202,7 @@ def score(answer: Any, expected: str) -> bool:
 @dataclass
 class Run:
     task: str
-    method: str  # "rlm" | "baseline"
+    method: str  # "rlm" (or "rlm-auto", "rlm-direct", "rlm-repl": the strategy) | "baseline"
     correct: bool
     answer: str
     expected: str
@@ -213,7 +213,8 @@ class Run:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def run_rlm(task: Task, model: Any, sub_model: Any, *, environment: str = "kernel", **rlm_kwargs: Any) -> Run:
+def run_rlm(task: Task, model: Any, sub_model: Any, *, environment: str = "kernel", method: str = "rlm",
+            **rlm_kwargs: Any) -> Run:
     from nbmagic.errors import NbmagicError
     from nbmagic.rlm.agent import RLM
 
@@ -224,12 +225,14 @@ def run_rlm(task: Task, model: Any, sub_model: Any, *, environment: str = "kerne
     except NbmagicError as exc:
         partial = exc.partial
         usage = partial.total_usage if partial is not None else None
-        return Run(task.id, "rlm", False, "", task.answer, usage.calls if usage else 0,
+        return Run(task.id, method, False, "", task.answer, usage.calls if usage else 0,
                    usage.total_tokens if usage else 0, time.perf_counter() - t0, error=exc.message[:200])
     usage = res.total_usage
-    return Run(task.id, "rlm", score(res.answer, task.answer), str(res.answer)[:80], task.answer, usage.calls,
+    return Run(task.id, method, score(res.answer, task.answer), str(res.answer)[:80], task.answer, usage.calls,
                usage.total_tokens, time.perf_counter() - t0, extra={"iterations": res.iterations,
-                                                                      "sub_calls": res.llm_calls})
+                                                                      "sub_calls": res.llm_calls,
+                                                                      "strategy": res.strategy.get("strategy"),
+                                                                      "computed": res.computed})
 
 
 BASELINE_TEMPLATE = "{context}\n\n---\nQuestion: {question}"
@@ -273,9 +276,14 @@ def summarize(runs: list[Run], method: str) -> dict[str, Any]:
     }
 
 
+def methods_of(runs: list[Run]) -> list[str]:
+    """The methods in the order they first ran."""
+    return list(dict.fromkeys(r.method for r in runs))
+
+
 def format_table(tasks: list[Task], runs: list[Run]) -> str:
     by = {(r.task, r.method): r for r in runs}
-    methods = [m for m in ("rlm", "baseline") if any(r.method == m for r in runs)]
+    methods = methods_of(runs)
     head = f"{'task':<16} {'size':>13} {'expected':>10} " + " ".join(
         f"| {m + ' ok':>12} {'calls':>5} {'tokens':>11} {'time':>7}" for m in methods
     )
@@ -288,13 +296,15 @@ def format_table(tasks: list[Task], runs: list[Run]) -> str:
                 row += f"| {'-':>12} {'':>5} {'':>11} {'':>7}"
                 continue
             mark = "yes" if r.correct else ("ERR" if r.error else "no")
+            if r.extra.get("strategy") and r.method == "rlm-auto":  # which way auto went
+                mark = f"{r.extra['strategy']}:{mark}"
             row += f"| {mark:>12} {r.calls:>5} {r.tokens:>11,} {r.seconds:>6.2f}s"
         lines.append(row)
     lines.append("")
     for m in methods:
         s = summarize(runs, m)
         lines.append(
-            f"{m:<9} accuracy {s['correct']}/{s['tasks']} ({100 * s['accuracy']:.0f}%), "
+            f"{m:<10} accuracy {s['correct']}/{s['tasks']} ({100 * s['accuracy']:.0f}%), "
             f"calls {s['calls']}, tokens {s['tokens']:,}, time {s['seconds']:.2f} s"
         )
     failed = [r for r in runs if r.error]
@@ -311,5 +321,5 @@ def format_table(tasks: list[Task], runs: list[Run]) -> str:
 def results_json(runs: list[Run]) -> dict[str, Any]:
     return {
         "runs": [asdict(r) for r in runs],
-        "summary": [summarize(runs, m) for m in ("rlm", "baseline") if any(r.method == m for r in runs)],
+        "summary": [summarize(runs, m) for m in methods_of(runs)],
     }

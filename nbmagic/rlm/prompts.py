@@ -85,8 +85,12 @@ Helper in the REPL (it cannot be reassigned):
 Budget: {max_iterations} turns.{limit}
 Plan: look at the data's shape, compute exactly with code (counting, searching, parsing), check \
 your result, then submit()."""
+    from nbmagic.rlm.strategies import WORKED_EXAMPLES, prompt_section
+
     return f"""{intro}
-Helpers in the REPL (they cannot be reassigned):
+{prompt_section()}
+
+Other helpers in the REPL (none of them can be reassigned):
 - llm_query(prompt: str) -> str: ask a sub-model (it reads about 100k characters well); use it for \
 meaning-level work on slices of the data.
 - llm_query_batched(prompts: list[str]) -> list[str]: many prompts at once, up to {max_concurrency} \
@@ -97,7 +101,9 @@ concurrently; answers come back in order; a failed one is a string starting with
 Budget: {max_iterations} turns; {calls} sub-calls in all (llm_query, each prompt of a batch, \
 rlm_query).{limit} When a budget is spent, helpers return "[error] …" strings instead of answers.
 Plan: look at the data's shape, compute exactly with code where you can (counting, searching, \
-parsing), use sub-calls for what needs reading comprehension, check your result, then submit()."""
+parsing), use sub-calls for what needs reading comprehension, check your result, then submit().
+
+{WORKED_EXAMPLES}"""
 
 
 def first_message(question: str, context_summary: str, earlier: Sequence[tuple[str, str]] = ()) -> str:

@@ -35,6 +35,7 @@ class RLMResult:
     question: str = ""
     exported: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    strategy: dict[str, Any] = field(default_factory=dict)  # direct or repl, and why (nbmagic.rlm.direct)
 
     @property
     def steps(self) -> list[dict[str, Any]]:
@@ -44,7 +45,9 @@ class RLMResult:
     @property
     def warnings(self) -> list[str]:
         """What the user must be told about the answer: that it was never computed."""
-        return [] if self.computed else [NOT_COMPUTED]
+        if self.computed:
+            return []
+        return [n for n in self.notes if n.startswith("not computed")][:1] or [NOT_COMPUTED]
 
     @property
     def total_usage(self) -> Usage:

@@ -19,7 +19,7 @@ from nbmagic.errors import BudgetExceededError, ConfigError, MalformedOutputErro
 from nbmagic.events import EventHandler, Finished, ModelCall, Notice, RlmIteration, RunStarted, emit
 from nbmagic.lifecycle import RunLifecycle
 from nbmagic.llm.base import ToolsUnsupportedError, Usage
-from nbmagic.rlm import compaction, native, prompts
+from nbmagic.rlm import compaction, direct, native, prompts, provenance
 from nbmagic.rlm.context import resolve_contexts, summarize_all
 from nbmagic.rlm.execution import outer_streams, truncate
 from nbmagic.rlm.interfaces import ReplSession, RunOwner
@@ -118,6 +118,7 @@ class RLMRun:
             tools=rlm.tools,
             forker=SubAgents(self) if rlm.settings.max_subagent_depth else None,
         )
+        self.toolbox.question = question
         kind: str | Environment = rlm.environment
         if not self.top and isinstance(kind, Environment):
             kind = kind.name
@@ -138,6 +139,8 @@ class RLMRun:
         self.messages: list[dict[str, Any]] = []
         # the REPL as a function tool: None = offered, not yet tried; True = works; False = fenced code
         self.native: bool | None = None if (rlm.settings.native_tools and native.can_offer(self.root)) else False
+        self.choice = direct.Choice("repl", "a child RLM recurses", "repl")  # the top run chooses in _open
+        self.direct_text: str | None = None
 
     # -- public --
 
@@ -167,6 +170,8 @@ class RLMRun:
         with self.lifecycle.guard():
             if not self._opened:
                 self._open()
+            if self.choice.strategy == "direct" and self.direct_text is not None:
+                return direct.read(self, self.direct_text)
             if self.iterations < self.rlm.settings.max_iterations:
                 return self._turn()
             return self._final_step()
@@ -222,6 +227,7 @@ class RLMRun:
         ]
         if self.top:
             emit(rlm.on_event, RunStarted(engine="rlm", title=self.question[:120], model=self.root.name))
+            self.choice, self.direct_text = direct.choose(self)
         if self.writer is not None:
             self.writer.metadata(
                 question=self.question,
@@ -243,8 +249,11 @@ class RLMRun:
                     "recursive": rlm.settings.recursive,
                 },
                 schema=dict(self.schema) if self.schema else None,
+                strategy=self.choice.as_dict(),
                 session_query=self.session.runs + 1 if self.session is not None else None,
             )
+        if self.top:
+            direct.announce(self, self.choice)
 
     def _system_prompt(self) -> str:
         rlm = self.rlm
@@ -268,10 +277,14 @@ class RLMRun:
         """The run's end: typed answer, flags, export, events; the REPL closes unless a session keeps it."""
         answer = build_typed(answer, self.typed) if self.typed is not None else answer
         final = self._result(True, answer)
+        typed = None
+        if final.computed and self.choice.strategy == "repl":  # an answer typed in, seen nowhere
+            typed = provenance.made_up(answer, self.trajectory, self.bound, self.question, final_step=self.final_step)
+            final.computed = typed is None
         if not final.computed:
-            final.notes.append(NOT_COMPUTED)
+            final.notes.append(typed or NOT_COMPUTED)
             if self.top:
-                emit(self.rlm.on_event, Notice(message=f"RLM answer {NOT_COMPUTED}.", level="warning"))
+                emit(self.rlm.on_event, Notice(message=f"RLM answer {typed or NOT_COMPUTED}.", level="warning"))
         if self.top and self.export:
             exported, notes = export_into(self.rlm.namespace, self.env)
             final.exported, final.notes = exported, final.notes + notes
@@ -306,6 +319,7 @@ class RLMRun:
             computed=self.toolbox.submitted or self.worked,
             cost_usd=self.budget.cost(),
             question=self.question,
+            strategy=self.choice.as_dict(),
         )
 
     def _log(self, record: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from nbmagic.settings import CLI, MAGIC, EngineSettings, option
 
 ENVIRONMENTS = ("kernel", "subprocess")
+#: how a run answers: read the data directly, recurse in the REPL, or choose (nbmagic.rlm.direct)
+STRATEGIES = ("auto", "direct", "repl")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ class RLMSettings(EngineSettings):
     max_subagent_depth: int = option(0, "--max-subagent-depth", low=0, metavar="N",
                                      help="let the code spawn_agents() on forks of its REPL, N levels deep (0: off)")
     max_subagents: int = option(8, low=1, help="sub-agents one spawn_agents() call may start")
+    strategy: str = option("auto", "--strategy", choices=STRATEGIES,
+                           help="read the data directly, recurse in the REPL, or choose: direct when the data fits "
+                                "the root's window and reading it costs less than recursing")
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,16 @@ from nbmagic.errors import ConfigError, NbmagicError
 from nbmagic.events import EventHandler, ModelCall, SubCall, emit
 from nbmagic.llm.base import ChatModel, Usage
 from nbmagic.rlm.settings import RLMSettings
+from nbmagic.rlm.strategies import STRATEGY_NAMES
+from nbmagic.rlm.strategies import helpers_for as strategy_helpers
 
 HELPER_NAMES = ("llm_query", "llm_query_batched", "rlm_query", "submit")
 FORK_HELPERS = ("spawn_agents", "adopt", "discard")
 SUB_LM_HELPERS = ("llm_query", "llm_query_batched", "rlm_query")
 #: the one set of names the REPL itself binds: no context and no user tool may take them
-RESERVED_NAMES = frozenset({*HELPER_NAMES, *FORK_HELPERS, "input", "exit", "quit"})
+#: the one-line strategies (nbmagic.rlm.strategies), helpers like llm_query
+STRATEGY_HELPERS = STRATEGY_NAMES
+RESERVED_NAMES = frozenset({*HELPER_NAMES, *FORK_HELPERS, *STRATEGY_HELPERS, "input", "exit", "quit"})
 #: a tool may not be called ``context`` either (that name holds the data)
 RESERVED_TOOL_NAMES = RESERVED_NAMES | {"context"}
 
@@ -191,6 +195,7 @@ class Toolbox:
         settings = settings if settings is not None else RLMSettings()
         self.sub_model = sub_model
         self.forker = forker  # the run that spawns sub-agents on forks of its REPL (max_subagent_depth > 0)
+        self.question = ""  # the run's question: the one-line strategies' default (nbmagic.rlm.strategies)
         self.recursive = settings.recursive  # the RLM's settings, read once (not copied field by field)
         self.tools = dict(tools or {})
         self.budget = budget
@@ -212,6 +217,7 @@ class Toolbox:
         out: dict[str, Callable[..., tuple[Any, str | None]]] = {}
         if self.recursive:
             out.update(llm_query=self.llm_query, llm_query_batched=self.llm_query_batched, rlm_query=self.rlm_query)
+            out.update(strategy_helpers(self))  # one-line strategies; their sub-calls come through _batched
         out["submit"] = self.submit
         if self.forker is not None:
             out.update(spawn_agents=self.spawn_agents, adopt=self.adopt, discard=self.discard)
@@ -340,6 +346,10 @@ class Toolbox:
 
     def llm_query_batched(self, prompts: Sequence[str]) -> tuple[list[str], None]:
         """llm_query_batched(prompts) -> list[str]: many questions at once, answers in order."""
+        return self._batched(prompts, "llm_query_batched"), None
+
+    def _batched(self, prompts: Sequence[str], helper: str) -> list[str]:
+        """Sub-calls for ``prompts`` (budgeted, concurrent, in order), recorded under ``helper``."""
         if isinstance(prompts, str) or not isinstance(prompts, Sequence):
             raise TypeError(
                 f"llm_query_batched(prompts) takes a list of strings; got {type(prompts).__name__}."
@@ -348,19 +358,19 @@ class Toolbox:
             if not isinstance(p, str):
                 raise TypeError(f"llm_query_batched: prompts[{i}] is a {type(p).__name__}, not a string.")
         if not prompts:
-            return [], None
+            return []
         tickets = [self.budget.reserve() for _ in prompts]  # in order: the first ones get the budget
         live = [i for i, t in enumerate(tickets) if t is not None]
         outcomes: list[_Outcome | None] = [None] * len(prompts)
         for i, t in enumerate(tickets):
             if t is None:
-                outcomes[i] = self._one(prompts[i], "llm_query_batched", None)
+                outcomes[i] = self._one(prompts[i], helper, None)
         if live:
             pool = ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(live)), thread_name_prefix="rlm-sub")
             futures: dict[int, Any] = {}
             try:
                 for i in live:
-                    futures[i] = pool.submit(self._one, prompts[i], "llm_query_batched", tickets[i])
+                    futures[i] = pool.submit(self._one, prompts[i], helper, tickets[i])
                 for i, fut in futures.items():
                     outcomes[i] = fut.result()
             finally:  # stopped early (the turn's time limit): calls that never started give their ticket back
@@ -370,7 +380,7 @@ class Toolbox:
                 pool.shutdown(wait=False)
         done = [o for o in outcomes if o is not None]
         self._finish(done)
-        return [o.text for o in done], None
+        return [o.text for o in done]
 
     def rlm_query(self, prompt: str, context: Any = None) -> tuple[Any, None]:
         """rlm_query(prompt, context=None) -> str: a recursive RLM over ``context``."""

@@ -189,7 +189,8 @@ class MagicResult:
         if self.answer is not None:
             text = str(self.answer)
             if getattr(self.raw, "computed", True) is False:  # an RLM answer given in prose, never computed
-                warn = "not computed: the model never ran code that worked; this is its guess in prose"
+                warn = next((n for n in getattr(self.raw, "notes", None) or [] if n.startswith("not computed: the answer")),
+                            "not computed: the model never ran code that worked; this is its guess in prose")
                 return {"text/plain": f"{text}\n({warn})", "text/markdown": f"{text}\n\n**⚠ {warn}**"}
             return {"text/plain": text, "text/markdown": text}
         body = self.message or self.summary or f"{self.kind} {self.status}"

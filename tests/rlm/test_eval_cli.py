@@ -64,11 +64,11 @@ def test_eval_command_prints_both_methods(capsys: pytest.CaptureFixture[str], tm
     out = captured.out
     assert rc == 0
     # each run is reported as it ends (a long suite cut short still shows what it did)
-    assert captured.err.count(": rlm… right, ") == 5 and ": baseline… wrong, " in captured.err
-    assert "rlm       accuracy 5/5 (100%)" in out
-    assert "baseline  accuracy 4/5 (80%)" in out  # the 400 KB needle is past the scripted window
+    assert captured.err.count(": rlm-auto… right, ") == 5 and ": baseline… wrong, " in captured.err
+    assert "rlm-auto   accuracy 5/5 (100%)" in out
+    assert "baseline   accuracy 4/5 (80%)" in out  # the 400 KB needle is past the scripted window
     data = json.loads(out_json.read_text())
-    assert {s["method"] for s in data["summary"]} == {"rlm", "baseline"}
+    assert {s["method"] for s in data["summary"]} == {"rlm-auto", "baseline"}
     assert main(["rlm", "--model", "scripted", "--tasks", "bogus"]) == 2
     assert "Unknown task kind" in capsys.readouterr().err
     # a --json path that cannot be written is refused before the run, not after it

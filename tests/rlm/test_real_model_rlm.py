@@ -22,7 +22,7 @@ def test_a_weak_root_is_never_passed_off_as_computed(embedded_gguf_model: Any) -
     """A 135M model writes broken or irrelevant code and then answers in prose or code text:
     whatever it does, the result says whether anything it computed worked."""
     res = RLM(embedded_gguf_model, max_iterations=1, temperature=0, root_max_tokens=64, recursive=False,
-              max_output_chars=500).query("How many times does the word whale occur?",
+              max_output_chars=500, strategy="repl").query("How many times does the word whale occur?",
                                           context="a whale and another whale swam by")
     assert res.final_step and res.complete and res.iterations == 1
     worked = any(t["kind"] == "code" and t.get("error") is None for t in res.trajectory)
