@@ -37,13 +37,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nbmagic.events import Notice, RlmIteration, emit
-from nbmagic.rlm.strategies import render_text
+from nbmagic.rlm.records import render_text
 
-if TYPE_CHECKING:
-    from nbmagic.rlm.run import RLMRun
+#: the run these functions work on: an :class:`nbmagic.rlm.run.RLMRun` (named, not imported: the run imports this)
+RLMRun = Any
 
 #: a decoded token costs about this many prefilled ones (llama.cpp on a CPU)
 DECODE_WEIGHT = 4

@@ -59,7 +59,7 @@ def made_up(answer: Any, trajectory: list[dict[str, Any]], contexts: Mapping[str
     seen += [str(c.get("response", "")) for t in turns for c in t.get("sub_calls", [])]
     if any(f in s for s in seen for f in forms):
         return None
-    from nbmagic.rlm.strategies import render_text
+    from nbmagic.rlm.records import render_text
 
     for value in contexts.values():
         try:
