@@ -120,7 +120,7 @@ def _from_ordinal(freq: Any, v: Any) -> Any:
     try:
         import pandas as pd
 
-        return str(pd.Period(ordinal=int(round(float(v))), freq=freq))
+        return str(pd.Period(ordinal=round(float(v)), freq=freq))
     except Exception:
         return v
 
