@@ -157,3 +157,11 @@ def test_figure_png_round_trips_and_downscales():
     small = downscale_png(base64.b64encode(buf.getvalue()).decode())
     with Image.open(io.BytesIO(small)) as img:
         assert max(img.size) == 512 and img.size[0] > img.size[1]
+
+
+def test_descriptions_can_be_switched_off_for_measuring(monkeypatch):
+    from nbmagic.agent.executor import NamespaceExecutor
+
+    monkeypatch.setenv("NBMAGIC_FIGURE_DESCRIPTIONS", "0")
+    text = NamespaceExecutor({}).run(PLOT, 30).text()
+    assert text.endswith("[image/png figure]") and "line plot" not in text

@@ -44,7 +44,7 @@ from nbmagic.execution import (
     trim_traceback,
     user_traceback,
 )
-from nbmagic.execution.figures import FIGURE_KEY, describe_figure, open_figures
+from nbmagic.execution.figures import FIGURE_KEY, describe_figure, descriptions_enabled, open_figures
 from nbmagic.text import truncate
 
 __all__ = ["CellTimeout", "ExecResult", "Executor", "NamespaceExecutor", "ShellExecutor", "strip_ansi"]
@@ -88,7 +88,7 @@ class ExecResult:
 
 def figure_text(out: dict[str, Any]) -> str:
     """What the model reads for an image output: the figure's description, when it has one."""
-    if (out.get("metadata") or {}).get(FIGURE_KEY):
+    if (out.get("metadata") or {}).get(FIGURE_KEY) and descriptions_enabled():
         return "[figure] " + str(out.get("data", {}).get("text/plain", "")).strip()
     return "[image/png figure]"
 

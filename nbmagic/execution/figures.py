@@ -32,7 +32,7 @@ from typing import Any
 
 from nbmagic.text import truncate
 
-__all__ = ["FIGURE_KEY", "MAX_CHARS", "describe_figure", "describe_new_figures", "figure_png", "figure_pngs", "install_kernel_hook",
+__all__ = ["FIGURE_KEY", "MAX_CHARS", "describe_figure", "describe_new_figures", "descriptions_enabled", "figure_png", "figure_pngs", "install_kernel_hook",
            "open_figures"]
 
 #: a figure's description is cut (head and tail kept) to this many characters
@@ -345,6 +345,14 @@ def describe_figure(fig: Any, *, max_chars: int = MAX_CHARS) -> str:
 
 #: output metadata marking an image output whose text/plain is the figure's description
 FIGURE_KEY = "nbmagic_figure"
+
+
+def descriptions_enabled() -> bool:
+    """``NBMAGIC_FIGURE_DESCRIPTIONS=0`` hands models the bare ``[image/png figure]`` placeholder
+    instead of the description (for measuring what descriptions are worth; on by default)."""
+    import os
+
+    return os.environ.get("NBMAGIC_FIGURE_DESCRIPTIONS", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def figure_png(fig: Any) -> bytes:
