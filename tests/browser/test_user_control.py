@@ -44,12 +44,14 @@ def _wait_count(lab, n, timeout=90.0):
         raise AssertionError(f"expected {n} cells, the notebook has {len(texts)}: {texts}") from None
 
 
-def test_undo_removes_the_inserted_cells_but_not_one_edited_since(lab, jupyterlab, openai_server):
-    _setup(jupyterlab, openai_server, "undo.ipynb", [
+@pytest.mark.parametrize("ui", ["lab", "notebook"], ids=["jupyterlab4", "notebook7"])
+def test_undo_removes_the_inserted_cells_but_not_one_edited_since(lab, jupyterlab, openai_server, ui):
+    name = f"undo-{ui}.ipynb"
+    _setup(jupyterlab, openai_server, name, [
         nbformat.v4.new_code_cell(f"%%agent --planner single --no-answer\n{REQUEST}"),
         nbformat.v4.new_code_cell("%agent undo\nprint('sales' in dir(), 'monthly' in dir())"),
     ])
-    lab.open_notebook("undo.ipynb")
+    lab.open_notebook(name, ui=ui)
     lab.run_cell(0)
     lab.wait_executed(0)
     lab.run_cell(1)
