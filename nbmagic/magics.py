@@ -435,7 +435,6 @@ def _store(ns: dict[str, Any], name: str, result: MagicResult) -> bool:
     return True
 
 
-
 def _safe_close(renderer: Renderer | None, status: str, message: str = "") -> None:
     if renderer is None:
         return
