@@ -165,3 +165,15 @@ def test_descriptions_can_be_switched_off_for_measuring(monkeypatch):
     monkeypatch.setenv("NBMAGIC_FIGURE_DESCRIPTIONS", "0")
     text = NamespaceExecutor({}).run(PLOT, 30).text()
     assert text.endswith("[image/png figure]") and "line plot" not in text
+
+
+def test_a_kernel_of_its_own_describes_its_figures_too(tmp_path):
+    """``--kernel new``: the figure is drawn in another process; its description still comes back."""
+    from nbmagic.agent.kernel_executor import KernelExecutor
+
+    with KernelExecutor(cwd=tmp_path) as ex:
+        run = ex.run(PLOT, 60)
+    assert run.ok
+    images = [o for o in run.outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 1 and images[0]["metadata"].get(FIGURE_KEY) is True
+    assert 'line plot "Quarterly sales"' in run.text() and "4 points" in run.text()
