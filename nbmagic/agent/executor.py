@@ -44,7 +44,12 @@ from nbmagic.execution import (
     trim_traceback,
     user_traceback,
 )
-from nbmagic.execution.figures import FIGURE_KEY, describe_figure, descriptions_enabled, open_figures
+from nbmagic.execution.figures import (
+    FIGURE_KEY,
+    describe_figure,
+    descriptions_enabled,
+    open_figures,
+)
 from nbmagic.text import truncate
 
 __all__ = ["CellTimeout", "ExecResult", "Executor", "NamespaceExecutor", "ShellExecutor", "strip_ansi"]
