@@ -113,13 +113,29 @@ class NbMagic(Magics):
         ``}}`` give literal braces. The cells appear below this one (or in
         ``--output``); the result object lands in ``_``.
 
+        ``%agent undo [RUN_ID] [--force]`` takes the last run (or RUN_ID) back: its
+        cells, its variables; ``%agent runs`` lists the runs. ``--confirm`` shows
+        Run / Edit / Skip / Stop for each cell in a notebook.
+
         Example::
 
             %%agent --rounds 2 --out analysis
             Load sales_data.csv and plot monthly revenue by region.
         """
+        if cell is None and line.split()[:1] in (["undo"], ["runs"]):  # %agent undo [RUN] | runs
+            return self._agent_command(line)
         args, text = self._split(self.agent, line, cell)
         return self._run("agent", args, text)
+
+    def _agent_command(self, line: str) -> None:
+        from nbmagic.agent.undo import subcommand
+
+        try:
+            command = subcommand(line)
+            if command is not None:
+                print(command(self.shell))
+        except NbmagicError as exc:
+            _fail(exc.message)
 
     # -- %rlm / %%rlm ----------------------------------------------------------------------
 
@@ -298,18 +314,25 @@ class _AgentJob:
 
     def run(self, renderer: Renderer, on_event: Any) -> Any:
         from nbmagic.agent.core import NotebookAgent
+        from nbmagic.agent.undo import run_recorded
         from nbmagic.notebook.sinks import choose_sink
+        from nbmagic.ui.review import make_confirm
 
-        confirm = _ask_confirm if self.args.confirm else None
+        confirm = make_confirm(self.shell) if self.args.confirm else None  # buttons in a notebook, else a prompt
         # the agent first: a refused option must not leave an empty --output notebook behind
         agent = NotebookAgent(**self.kwargs, confirm=confirm, on_event=on_event)
         sink = choose_sink(self.shell, self.args.output, force=self.args.force)
-        if self.fix:
-            note = "" if self.request.lower() == "fix" else self.request
-            return agent.fix_last_error(self.shell.user_ns, shell=self.shell, sink=sink, note=note)
-        if getattr(self.args, "kernel", None) == "new":
-            return _in_new_kernel(agent, self.request, self.shell, sink)
-        return agent.run(self.request, namespace=self.shell.user_ns, shell=self.shell, sink=sink)  # it closes the sink
+        kernel = getattr(self.args, "kernel", None) or "here"
+
+        def go() -> Any:
+            if self.fix:
+                note = "" if self.request.lower() == "fix" else self.request
+                return agent.fix_last_error(self.shell.user_ns, shell=self.shell, sink=sink, note=note)
+            if kernel == "new":
+                return _in_new_kernel(agent, self.request, self.shell, sink)
+            return agent.run(self.request, namespace=self.shell.user_ns, shell=self.shell, sink=sink)  # it closes the sink
+
+        return run_recorded(go, self.shell, sink, self.title, kernel=kernel)  # for %agent undo
 
 
 class _RlmJob:
@@ -410,15 +433,6 @@ def _store(ns: dict[str, Any], name: str, result: MagicResult) -> bool:
         return False
     ns[name] = result
     return True
-
-
-def _ask_confirm(source: str) -> bool:
-    """``--confirm``: show the cell and ask; no stdin (nbclient) means no."""
-    try:
-        answer = input(f"Run this cell?\n{source}\n[y/N] ")
-    except Exception:
-        return False
-    return answer.strip().lower() in ("y", "yes")
 
 
 def _safe_close(renderer: Renderer | None, status: str, message: str = "") -> None:

@@ -17,6 +17,12 @@
  *    kernel connection sent the execute request (header.session) acts on it.
  *    Cells go after the cell with `cell_id`, each one after the previous one.
  * 3. Closing. On "done" this side closes the comm with `{inserted: n}`.
+ * 4. Removal (`%agent undo`). A comm opened with `{type: "remove", session,
+ *    cells: [{id, source}], force}` removes each listed cell whose source is
+ *    still what the kernel sent; a cell the user edited since is kept unless
+ *    `force`. This side answers `{type: "removed", removed, edited, missing}`
+ *    (ids) and closes the comm. Inserted cells keep the ids the kernel gave
+ *    them, so the kernel can address them later.
  */
 
 import {
@@ -35,6 +41,7 @@ const VERSION = '0.1.0';
 const wired = new WeakSet<Kernel.IKernelConnection>();
 
 type CellJSON = {
+  id?: string;
   cell_type: 'code' | 'markdown' | 'raw';
   source: string | string[];
   metadata?: JSONObject;
@@ -63,10 +70,7 @@ class Delivery {
 
   /** Notebooks showing this kernel (usually one). */
   private panels(): NotebookPanel[] {
-    return this.tracker.filter(panel => {
-      const k = panel.sessionContext.session?.kernel;
-      return !!k && (k === this.kernel || k.id === this.kernel.id);
-    });
+    return panelsOf(this.tracker, this.kernel);
   }
 
   /** The notebook and index after which the next cell goes. */
@@ -100,6 +104,7 @@ class Delivery {
     }
     const shared = where.panel.content.model!.sharedModel;
     const fresh: any = {
+      id: cell.id,
       cell_type: cell.cell_type,
       source: joinSource(cell.source),
       metadata: cell.metadata ?? {}
@@ -114,6 +119,55 @@ class Delivery {
     this.lastId = inserted.getId();
     this.count += 1;
   }
+}
+
+/** Notebooks showing `kernel`. */
+function panelsOf(
+  tracker: INotebookTracker,
+  kernel: Kernel.IKernelConnection
+): NotebookPanel[] {
+  return tracker.filter(panel => {
+    const k = panel.sessionContext.session?.kernel;
+    return !!k && (k === kernel || k.id === kernel.id);
+  });
+}
+
+/** `%agent undo`: remove the listed cells that are unchanged; report the rest. */
+function removeCells(
+  tracker: INotebookTracker,
+  kernel: Kernel.IKernelConnection,
+  cells: { id: string; source: string }[],
+  force: boolean
+): { removed: string[]; edited: string[]; missing: string[] } {
+  const removed: string[] = [];
+  const edited: string[] = [];
+  const missing: string[] = [];
+  const panels = panelsOf(tracker, kernel);
+  for (const want of cells) {
+    let found = false;
+    for (const panel of panels) {
+      const shared = panel.content.model?.sharedModel;
+      if (!shared) {
+        continue;
+      }
+      const index = shared.cells.findIndex(c => c.getId() === want.id);
+      if (index < 0) {
+        continue;
+      }
+      found = true;
+      if (!force && shared.cells[index].getSource() !== want.source) {
+        edited.push(want.id);
+      } else {
+        shared.deleteCell(index);
+        removed.push(want.id);
+      }
+      break;
+    }
+    if (!found) {
+      missing.push(want.id);
+    }
+  }
+  return { removed, edited, missing };
 }
 
 function onCommOpen(
@@ -133,7 +187,7 @@ function onCommOpen(
     });
     return;
   }
-  if (data.type !== 'deliver') {
+  if (data.type !== 'deliver' && data.type !== 'remove') {
     return;
   }
   const session =
@@ -141,6 +195,22 @@ function onCommOpen(
     (msg.parent_header as any)?.session;
   if (session && session !== kernel.clientId) {
     return; // another tab (or another client) ran the cell
+  }
+  if (data.type === 'remove') {
+    let answer = { removed: [] as string[], edited: [] as string[], missing: [] as string[] };
+    try {
+      answer = removeCells(
+        tracker,
+        kernel,
+        (data.cells ?? []) as unknown as { id: string; source: string }[],
+        !!data.force
+      );
+    } catch (err) {
+      console.error('nbmagic: could not remove cells', err);
+    }
+    comm.send({ type: 'removed', ...answer });
+    comm.close({ type: 'closed' });
+    return;
   }
   const run = new Delivery(
     kernel,

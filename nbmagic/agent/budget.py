@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from nbmagic.llm.base import window_of
+from nbmagic.llm.vision import text_only
 from nbmagic.text import truncate
 
 Messages = list[dict[str, str]]
@@ -34,7 +35,7 @@ def window(model: Any) -> int | None:
 
 def count(model: Any, messages: Sequence[dict[str, str]]) -> int:
     """Tokens the messages take (the model's own tokenizer where it has one)."""
-    return sum(model.count_tokens(m["content"]) + PER_MESSAGE for m in messages)
+    return sum(model.count_tokens(text_only(m["content"])) + PER_MESSAGE for m in messages)
 
 
 class Budget:

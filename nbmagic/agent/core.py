@@ -69,9 +69,13 @@ from nbmagic.events import (
     TextDelta,
     emit,
 )
+from nbmagic.execution.figures import figure_pngs
 from nbmagic.llm.base import ChatModel, Usage
+from nbmagic.llm.vision import accepts_images, with_images
 
-ConfirmFn = Callable[[str], bool]
+#: asked before each cell runs: True runs it, False skips it, a string runs (and keeps) that code
+#: instead (edited in review); raising RunInterrupted stops the run, keeping what finished
+ConfirmFn = Callable[[str], "bool | str"]
 
 REFINE_MODES = ("auto", "model", "rules", "off")
 #: reply size per code cell when ``max_tokens`` is not given
@@ -516,7 +520,10 @@ class _Run:
                 step.status = "dry-run"
                 self._deliver_step(step, draft, None)
                 return
-            if a.confirm is not None and not a.confirm(draft.code):
+            verdict = True if a.confirm is None else a.confirm(draft.code)
+            if isinstance(verdict, str) and verdict.strip():  # edited in review: runs, and lands, as edited
+                draft = CellDraft(draft.markdown, verdict)
+            elif not verdict:
                 step.status = "skipped"
                 self._record_attempt(step, draft, None, error="not approved")
                 emit(self.events, Notice(f"Step {step.index + 1} skipped: the cell was not approved."))
@@ -612,7 +619,11 @@ class _Run:
             self._record_attempt(step, draft, None)
             self._deliver_step(step, draft, None)
             return
-        if a.confirm is not None and not a.confirm(code):
+        verdict = True if a.confirm is None else a.confirm(code)
+        if isinstance(verdict, str) and verdict.strip():  # edited in review
+            code = verdict
+            draft = CellDraft(note, code)
+        elif not verdict:
             step.status = "skipped"
             self._record_attempt(step, draft, None, error="not approved")
             emit(self.events, StepFinished(step.index, False, step.attempts))
@@ -739,6 +750,8 @@ class _Run:
                     {"role": "user", "content": answer_prompt(self.request, p["observed"])}]
 
         messages, _ = self.budget.fit(build, parts, ("observed",))
+        if accepts_images(model):  # a vision model also sees the plots (every model reads their descriptions)
+            messages = with_images(messages, figure_pngs(c for s in ok_steps for c in s.cells))
         reply = strip_ansi(model.chat(messages, max_tokens=min(200, self.budget.reply_room(messages))).text)
         sentence = _clean_answer(reply)
         invented = invented_numbers(sentence, observed + "\n" + self.request)

@@ -44,6 +44,12 @@ from nbmagic.execution import (
     trim_traceback,
     user_traceback,
 )
+from nbmagic.execution.figures import (
+    FIGURE_KEY,
+    describe_figure,
+    descriptions_enabled,
+    open_figures,
+)
 from nbmagic.text import truncate
 
 __all__ = ["CellTimeout", "ExecResult", "Executor", "NamespaceExecutor", "ShellExecutor", "strip_ansi"]
@@ -77,12 +83,19 @@ class ExecResult:
             elif kind in ("execute_result", "display_data"):
                 data = out.get("data", {})
                 if "image/png" in data:
-                    parts.append("[image/png figure]")
+                    parts.append(figure_text(out))
                 else:
                     parts.append(str(data.get("text/plain", "")))
             elif kind == "error":
                 parts.append(f"{out.get('ename')}: {out.get('evalue')}")
         return truncate("\n".join(p.rstrip("\n") for p in parts if p), limit, head=1 / 3)
+
+
+def figure_text(out: dict[str, Any]) -> str:
+    """What the model reads for an image output: the figure's description, when it has one."""
+    if (out.get("metadata") or {}).get(FIGURE_KEY) and descriptions_enabled():
+        return "[figure] " + str(out.get("data", {}).get("text/plain", "")).strip()
+    return "[image/png figure]"
 
 
 class Executor(Protocol):
@@ -221,14 +234,7 @@ def _redirect_std(collector: OutputCollector) -> Iterator[None]:
 # --- matplotlib figures --------------------------------------------------------------------------
 
 
-def _open_figures() -> list[Any]:
-    if "matplotlib.pyplot" not in sys.modules:
-        return []
-    try:
-        from matplotlib._pylab_helpers import Gcf
-    except Exception:  # pragma: no cover - odd matplotlib builds
-        return []
-    return [m.canvas.figure for m in Gcf.get_all_fig_managers()]
+_open_figures = open_figures
 
 
 def _capture_new_figures(before: set[int], collector: OutputCollector) -> None:
@@ -244,8 +250,9 @@ def _capture_new_figures(before: set[int], collector: OutputCollector) -> None:
             fig.savefig(buf, format="png", bbox_inches="tight")
         except Exception as exc:  # a figure that cannot render is reported, not fatal
             collector.stream("stderr", f"could not render figure: {exc}\n")
-        else:
-            collector.display({"image/png": buf.getvalue(), "text/plain": repr(fig)})
+        else:  # the description is the figure's text/plain: what the model reads (figures.py)
+            collector.display({"image/png": buf.getvalue(), "text/plain": describe_figure(fig)},
+                              {FIGURE_KEY: True})
         finally:
             plt.close(fig)
 
@@ -333,6 +340,10 @@ class ShellExecutor:
             shell.ask_exit = _refuse_exit  # `exit()` in generated code must not shut the kernel down
             shell.ast_transformers.append(_HARDEN)  # handlers get the time limit's checkpoint
             shell.set_custom_exc((CellTimeout,), _timeout_traceback)  # shown without nbmagic's frames
+            # before the inline backend's own post_execute flush, which would show and close the
+            # figures without their descriptions
+            post = shell.events.callbacks.setdefault("post_execute", [])
+            post.insert(0, grab := lambda: _capture_new_figures(before, collector))
             try:
                 with process_guard(), limit:
                     result = shell.run_cell(code, store_history=False, silent=False)
@@ -349,6 +360,8 @@ class ShellExecutor:
                     while _HARDEN in shell.ast_transformers:
                         shell.ast_transformers.remove(_HARDEN)
                     shell.custom_exceptions, shell.CustomTB = custom
+                    if grab in post:
+                        post.remove(grab)
             _capture_new_figures(before, collector)
         seconds = time.perf_counter() - t0
         error = None if result is None else (result.error_before_exec or result.error_in_exec)

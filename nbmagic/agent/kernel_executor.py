@@ -76,6 +76,9 @@ class KernelExecutor:
             self.kc.wait_for_ready(timeout=self.startup_timeout)
         except RuntimeError as exc:
             raise NbmagicError(f"The new kernel did not become ready within {self.startup_timeout:g} s: {exc}") from None
+        # figures get their descriptions there too (what the model reads of a plot); silent, best effort
+        self.kc.execute("try:\n    import nbmagic.execution.figures as _f; _f.install_kernel_hook(); del _f\n"
+                        "except Exception:\n    pass", silent=True, store_history=False)
 
     def _restart(self) -> None:
         self.restarts += 1

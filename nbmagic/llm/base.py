@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from nbmagic.errors import ConfigError, NbmagicError
+from nbmagic.llm.vision import accepts_images, text_only
 from nbmagic.text import valid_utf8
 
 TokenCallback = Callable[[str], None]
@@ -26,8 +27,13 @@ MessagesLike = str | Sequence[Mapping[str, Any]]
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 
-def normalize_messages(messages: MessagesLike) -> list[dict[str, str]]:
-    """Accept a bare prompt or OpenAI-style message dicts; return validated dicts."""
+def normalize_messages(messages: MessagesLike, *, images: bool = False) -> list[dict[str, str]]:
+    """Accept a bare prompt or OpenAI-style message dicts; return validated dicts.
+
+    A content may also be a list of ``text`` / ``image_url`` parts (a figure for a vision
+    model, :mod:`nbmagic.llm.vision`): kept for a model that takes ``images``, folded to its
+    text for every other one.
+    """
     if isinstance(messages, str):
         return [{"role": "user", "content": messages}]
     if isinstance(messages, Mapping):  # one message dict on its own
@@ -41,6 +47,12 @@ def normalize_messages(messages: MessagesLike) -> list[dict[str, str]]:
     for i, m in enumerate(messages):
         role = m.get("role") if isinstance(m, Mapping) else None
         content = m.get("content") if isinstance(m, Mapping) else None
+        if isinstance(content, list) and all(isinstance(p, Mapping) and p.get("type") in ("text", "image_url")
+                                             for p in content):
+            if images:
+                out.append({"role": role, "content": [dict(p) for p in content]})  # type: ignore[dict-item]
+                continue
+            content = text_only(content)
         if role not in _ROLES or not isinstance(content, str):
             raise ConfigError(
                 f"Message {i} must be a dict with a role in {sorted(_ROLES)} and a string content."
@@ -182,7 +194,7 @@ class ChatModel(ABC):
         **extra: Any,
     ) -> ChatResult:
         """Send ``messages`` and return the reply; stream tokens to ``on_token`` if given."""
-        msgs = normalize_messages(messages)
+        msgs = normalize_messages(messages, images=accepts_images(self))
         params = self._params(temperature, top_p, max_tokens, stop, extra)
         t0 = time.perf_counter()
         result = self._chat(msgs, params, on_token)
@@ -200,7 +212,7 @@ class ChatModel(ABC):
         **extra: Any,
     ) -> ChatResult:
         """Async twin of :meth:`chat`."""
-        msgs = normalize_messages(messages)
+        msgs = normalize_messages(messages, images=accepts_images(self))
         params = self._params(temperature, top_p, max_tokens, stop, extra)
         t0 = time.perf_counter()
         result = await self._achat(msgs, params, on_token)

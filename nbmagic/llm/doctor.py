@@ -98,6 +98,9 @@ def collect(*, check: bool = False, model: str | None = None, timeout: float = 6
         "check": None,
         "gguf_smoke": None,
     }
+    from nbmagic.llm.vision import describe_spec
+
+    report["images"] = describe_spec(report["default_model"]["spec"])  # does the model see figures as images
     if check:
         spec = report["default_model"]["spec"]
         if _version("llama-cpp-python"):  # before the in-process check, which a crash would end
@@ -341,6 +344,8 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"    tried: {tried}")
     if dm.get("hub"):
         lines.extend(_hub_lines(dm["hub"]))
+    if report.get("images"):
+        lines.append(f"  images: {report['images']}")
 
     check = report.get("check")
     if check is not None:

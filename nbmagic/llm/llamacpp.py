@@ -31,6 +31,7 @@ from typing import Any
 
 from nbmagic.errors import BackendNotInstalledError, ConfigError, ModelNotFoundError, NbmagicError
 from nbmagic.llm.base import ChatModel, ChatResult, GenerationParams, TokenCallback, Usage
+from nbmagic.llm.vision import text_only
 
 #: the context used when the file does not say how long it was trained for
 DEFAULT_N_CTX = 4096
@@ -276,7 +277,7 @@ class LlamaCppModel(ChatModel):
         """Refuse clearly when the prompt cannot fit (llama.cpp's own error is cryptic)."""
         # contents plus a few tokens of chat template per message; llama.cpp itself shortens
         # max_tokens to what is left, so only a prompt that cannot fit at all is refused
-        prompt = sum(self.count_tokens(m["content"]) + 4 for m in messages)
+        prompt = sum(self.count_tokens(text_only(m["content"])) + 4 for m in messages)
         if prompt >= self.n_ctx:
             raise ConfigError(
                 f"gguf:{self.name}: the prompt (~{prompt} tokens) does not fit the context window "

@@ -35,6 +35,7 @@ from nbmagic.llm.base import (
     ToolsUnsupportedError,
     Usage,
 )
+from nbmagic.llm.vision import text_only
 from nbmagic.secrets import redact, register_secret
 
 #: Local servers accept any key; the SDK insists on having one.
@@ -341,7 +342,7 @@ class OpenAICompatModel(ChatModel):
         if usage is not None:
             counted = Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0)
         else:  # server sent no usage: estimate, so budgets still work
-            counted = Usage(sum(self.count_tokens(m["content"]) for m in messages), self.count_tokens(text))
+            counted = Usage(sum(self.count_tokens(text_only(m["content"])) for m in messages), self.count_tokens(text))
         return ChatResult(text=text, model=self.name, usage=counted, finish_reason=state.get("finish"))
 
     # -- errors ---------------------------------------------------------------------------

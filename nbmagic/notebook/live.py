@@ -19,6 +19,11 @@ iopub (``comm_open`` / ``comm_msg``). So:
   ready, and ``{"type": "done"}`` at the end; the extension inserts each cell after
   the previous one, starting below the cell with ``cell_id``, and closes the
   comm with ``{"inserted": n}`` (read by the kernel when it is idle again).
+* Removal (``%agent undo``): :func:`remove_cells` opens a comm with ``{"type":
+  "remove", "cells": [{"id", "source"}], "force"}``; the extension deletes the
+  cells still as sent and answers which it removed, which the user edited since
+  (kept) and which it could not find. Cells are addressed by the ids the kernel
+  gave them (the extension inserts each cell under its nbformat ``id``).
 
 See docs/notebook-delivery.md for the full protocol.
 """
@@ -219,6 +224,46 @@ class LiveNotebookSink:
         self.close()
 
 
+def remove_cells(cells: list[Mapping[str, Any]], *, force: bool = False, shell: Any = None,
+                 wait: float = 5.0) -> dict[str, Any] | None:
+    """Ask the extension to remove cells by id (``%agent undo``); its answer, or ``None``.
+
+    ``cells``: ``{"id", "source"}`` as the cells were sent. The extension removes
+    each cell it finds whose source is still what was sent; a cell the user edited
+    since is kept (reported as ``edited``) unless ``force``; ids it cannot find are
+    ``missing``. It answers ``{"type": "removed", "removed": [...], "edited": [...],
+    "missing": [...]}``. That answer arrives on the shell channel, which is busy
+    with this very cell, so it is read with :class:`~nbmagic.notebook.ui_events.UiEvents`
+    for up to ``wait`` seconds; where that is not possible (or nothing answers) the
+    result is ``None`` and the request still takes effect in the browser.
+    """
+    if _kernel(shell) is None:
+        raise ConfigError("Removing cells needs a Jupyter kernel with the nbmagic extension in the frontend.")
+    import comm
+
+    from nbmagic.notebook.ui_events import UiEvents
+
+    parent = parent_request(shell)
+    answer: dict[str, Any] = {}
+
+    def on_msg(msg: Mapping[str, Any]) -> None:
+        data = (msg.get("content") or {}).get("data") or {}
+        if isinstance(data, Mapping) and data.get("type") == "removed":
+            answer.update(data)
+
+    channel = comm.create_comm(
+        target_name=TARGET,
+        data={"type": "remove", "protocol": PROTOCOL, "force": bool(force),
+              "session": (parent.get("header") or {}).get("session"),
+              "cells": [{"id": str(c["id"]), "source": str(c.get("source", ""))} for c in cells]},
+    )
+    channel.on_msg(on_msg)
+    events = UiEvents(_shell(shell))
+    if events.available:
+        events.wait(lambda: bool(answer), timeout=wait)
+    return dict(answer) if answer else None
+
+
 def _summary(cells: list[Any], where: str) -> str:
     code = sum(1 for c in cells if c.get("cell_type") == "code")
     md = len(cells) - code
@@ -237,4 +282,5 @@ __all__ = [
     "frontend_info",
     "frontend_present",
     "parent_request",
+    "remove_cells",
 ]

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from nbmagic.execution import CappedWriter, CellTimeout, compile_cell, user_traceback
+from nbmagic.execution.figures import describe_new_figures, open_figures
 from nbmagic.text import TRUNCATION_MARKER, truncate
 
 # re-exported: the REPL's callers import them from here
@@ -146,6 +147,7 @@ def execute_code(code: str, namespace: dict[str, Any], *, filename: str, out: Ca
         result["error"] = msg.strip().splitlines()[-1]
         return result
     _outer.append((sys.stdout, sys.stderr))
+    figures = {id(f) for f in open_figures()}
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         try:
             value = cell.run(namespace)
@@ -165,6 +167,9 @@ def execute_code(code: str, namespace: dict[str, Any], *, filename: str, out: Ca
             result["error"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()[-500:]
         finally:
             _outer.pop()
+            # a plot the turn made is read like any output (the agent's cells get the same text)
+            for text in describe_new_figures(figures):
+                out.write(f"[figure] {text}\n")
     return result
 
 

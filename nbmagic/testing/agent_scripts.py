@@ -46,7 +46,11 @@ PLAN = [
 
 
 def _messages(request: dict[str, Any]) -> list[dict[str, str]]:
-    return [m for m in request.get("messages", []) if isinstance(m.get("content"), str)]
+    """The request's messages with string contents (a vision request's parts folded to their text)."""
+    from nbmagic.llm.vision import text_only
+
+    return [{**m, "content": text_only(m["content"])} for m in request.get("messages", [])
+            if isinstance(m.get("content"), (str, list))]
 
 
 def _find(pattern: str, text: str, default: str = "") -> str:
