@@ -161,10 +161,11 @@ def test_helpers_in_the_repl_spend_the_sub_call_budget(openai_server: OpenAIComp
 @pytest.mark.real_model
 def test_each_helper_on_the_embedded_model(embedded_gguf_model: Any) -> None:
     """SmolLM2-135M as the sub-model of the helpers, on tiny inputs (a few short calls)."""
-    from nbmagic.rlm.tools import Budget, Toolbox
+    from nbmagic.rlm.settings import RLMSettings
+    from nbmagic.rlm.tools import SpendingBudget, Toolbox
 
-    budget = Budget(max_llm_calls=6)
-    box = Toolbox(sub_model=embedded_gguf_model, budget=budget, sub_max_tokens=8)
+    budget = SpendingBudget(max_llm_calls=6)
+    box = Toolbox(sub_model=embedded_gguf_model, budget=budget, settings=RLMSettings(sub_max_tokens=8))
     helpers = S.helpers_for(box)
     text = ("Le jardin est calme.\nLes oiseaux chantent.\n" * 30 + "Le code secret du coffre AB-77 est 4512.\n"
             + "Il pleut souvent en automne.\n" * 60)  # ~3 KB: two passages, one read
