@@ -70,6 +70,7 @@ from nbmagic.events import (
     emit,
 )
 from nbmagic.execution.figures import figure_pngs
+from nbmagic.execution.file_ledger import FileChanges, FileLedger
 from nbmagic.llm.base import ChatModel, Usage
 from nbmagic.llm.vision import accepts_images, with_images
 
@@ -105,7 +106,13 @@ class AgentResult:
     #: their values before the run, kept reachable (also in the namespace's ``_nbmagic_saved``)
     replaced: dict[str, Any] = field(default_factory=dict)
     new_variables: list[str] = field(default_factory=list)
+    #: files the run's cells wrote, deleted, renamed (old, new) (see nbmagic.execution.file_ledger);
+    #: ``files_possibly_written``: changed while a cell ran a process or compiled code, not seen written
     files_written: list[str] = field(default_factory=list)
+    files_deleted: list[str] = field(default_factory=list)
+    files_renamed: list[tuple[str, str]] = field(default_factory=list)
+    files_possibly_written: list[str] = field(default_factory=list)
+    files: FileChanges = field(default_factory=FileChanges)  # all of the above, and possibly_deleted
     interrupted: bool = False
     seconds: float = 0.0
     model: str = ""
@@ -356,7 +363,7 @@ class _Run:
         self.onecall = self.planner == "onecall"
         emit(self.events, RunStarted("agent", self.title, self.model_label))
         self.before = {n: self.ns[n] for n in ctx.user_names(self.ns, self.hidden)}
-        self.files_before = _snapshot_files(self.base)
+        self.files = FileLedger(self.base)
         try:
             loads = self._load_steps()
             for step in loads:
@@ -534,7 +541,7 @@ class _Run:
                 emit(self.events, Notice(f"Step {step.index + 1} rebinds your variable(s): {', '.join(clobber)} "
                                          f"(the old values stay in {SAVED_NAME}).",
                                          level="warning"))
-            last_run = self.executor.run(draft.code, a.cell_timeout)
+            last_run = self.files.run(self.executor, draft.code, a.cell_timeout)
             if self.first_cell is None:
                 self.first_cell = time.perf_counter() - self.t0
             self._protect_user_variables(step)
@@ -628,7 +635,7 @@ class _Run:
             self._record_attempt(step, draft, None, error="not approved")
             emit(self.events, StepFinished(step.index, False, step.attempts))
             return
-        run = self.executor.run(code, a.cell_timeout)
+        run = self.files.run(self.executor, code, a.cell_timeout)
         self._protect_user_variables(step)
         emit(self.events, CellRun(step.index, 1, code, run.ok, None if run.ok else f"{run.ename}: {run.evalue}",
                                   run.seconds))
@@ -866,7 +873,7 @@ class _Run:
         before_names = set(self.before)
         new_vars = [n for n in ctx.user_names(self.ns, self.hidden) if n not in before_names]
         skip = {p for p in (self.sink_path, *_open_notebooks(self.ns, self.base)) if p}
-        files = _changed_files(self.base, self.files_before, skip=skip)
+        files = self.files.changes(skip=skip)
         failed = [s.index + 1 for s in self.steps if s.status == "failed"]
         skipped = [s.index + 1 for s in self.steps if s.status == "skipped"]
         result = AgentResult(
@@ -881,7 +888,11 @@ class _Run:
             rebound=list(self.rebound),
             replaced=dict(self.replaced),
             new_variables=new_vars,
-            files_written=files,
+            files_written=files.written,
+            files_deleted=files.deleted,
+            files_renamed=files.renamed,
+            files_possibly_written=files.possibly_written,
+            files=files,
             interrupted=interrupted,
             seconds=time.perf_counter() - self.t0,
             model=self.model_label,
@@ -1108,8 +1119,7 @@ def summarize(result: AgentResult, steps: list[_Step], *, dry_run: bool = False)
     if result.rebound:
         lines.append("Your variables given new values: " + ", ".join(result.rebound)
                      + " (the old values are in " + ", ".join(f"{SAVED_NAME}[{n!r}]" for n in result.rebound) + ")")
-    if result.files_written:
-        lines.append("Files written: " + ", ".join(result.files_written[:20]))
+    lines.extend(result.files.lines())
     if result.answer:
         first = result.answer.strip().splitlines()[0]
         lines.append("Answer: " + (first if len(first) <= 200 else first[:199] + "…"))
@@ -1118,40 +1128,7 @@ def summarize(result: AgentResult, steps: list[_Step], *, dry_run: bool = False)
     return "\n".join(lines)
 
 
-# --- files written -----------------------------------------------------------------------------
-
-_SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".ipynb_checkpoints", ".cache"}
-
-
-def _snapshot_files(base: Path, limit: int = 5000) -> dict[str, float]:
-    """mtimes of files under ``base`` (two levels deep, bounded) to spot what a run wrote."""
-    seen: dict[str, float] = {}
-
-    def walk(folder: Path, depth: int) -> None:
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            return
-        for e in entries:
-            if len(seen) >= limit:
-                return
-            try:
-                if e.is_file(follow_symlinks=False):
-                    seen[os.path.relpath(e.path, base)] = e.stat().st_mtime_ns
-                elif e.is_dir(follow_symlinks=False) and depth < 2 and e.name not in _SKIP_DIRS:
-                    walk(Path(e.path), depth + 1)
-            except OSError:
-                continue
-
-    walk(base, 0)
-    return seen
-
-
-def _changed_files(base: Path, before: dict[str, float], skip: set[str] | None = None) -> list[str]:
-    after = _snapshot_files(base)
-    skip = skip or set()
-    return sorted(p for p, m in after.items()
-                  if before.get(p) != m and str((base / p).resolve()) not in skip)
+# --- files written (nbmagic.execution.file_ledger) ----------------------------------------------------
 
 
 def _open_notebooks(namespace: MutableMapping[str, Any], base: Path) -> list[str]:

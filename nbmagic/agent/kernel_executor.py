@@ -13,31 +13,51 @@ swallows the interrupt for longer than the execution core's grace gets the
 kernel restarted (its variables are gone, and the cell's error says so). A
 kernel that dies (``os._exit``) is restarted for the next cell the same way.
 The local ``namespace`` is empty: the cells' variables live in that kernel.
+
+The kernel records which files each cell wrote (:mod:`nbmagic.execution.file_audit`, its
+source sent over at start, so the kernel needs no nbmagic of its own); after each cell a
+silent request fetches the record into ``last_files`` (``audits_files``), which the
+agent's file ledger folds in. A cell whose kernel died or was restarted reports no files.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import queue
 import subprocess
 import time
 from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any
 
 from nbmagic.agent.executor import ExecResult, OutputCollector, strip_ansi
 from nbmagic.errors import NbmagicError
 from nbmagic.execution import GRACE
+from nbmagic.execution.file_audit import CellRecord
 from nbmagic.secrets import env_without_secrets
 from nbmagic.text import truncate
 
 #: seconds to wait for the kernel to go idle after an interrupt before restarting it
 INTERRUPT_WAIT = GRACE + 4.0
 
+_AUDIT_MODULE = "_nbmagic_file_audit"
+_TAKE = {"files": f"__import__({_AUDIT_MODULE!r}).take_json()"}
+
+
+def _audit_setup(cwd: str) -> str:
+    """Code that loads the file audit into the kernel as a private module and records its cells."""
+    source = (Path(__file__).resolve().parents[1] / "execution" / "file_audit.py").read_text(encoding="utf-8")
+    return (f"import sys as _s, types as _t\n_m = _t.ModuleType({_AUDIT_MODULE!r})\n_s.modules[{_AUDIT_MODULE!r}] = _m\n"
+            f"exec(compile({source!r}, '<nbmagic file audit>', 'exec'), _m.__dict__)\n"
+            f"_m.attach_to_shell(get_ipython(), {cwd!r})\ndel _s, _t, _m\n")
+
 
 class KernelExecutor:
     """Runs code in its own ipykernel; start it with :meth:`start` (or use it as a context manager)."""
 
     kind = "kernel"
+    audits_files = True  # each run's file record is in ``last_files`` (see nbmagic.execution.file_ledger)
 
     def __init__(self, *, cwd: str | os.PathLike[str] | None = None, kernel_name: str = "python3",
                  startup_timeout: float = 60.0) -> None:
@@ -48,6 +68,7 @@ class KernelExecutor:
         self.km: Any = None
         self.kc: Any = None
         self.restarts = 0
+        self.last_files: CellRecord | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -79,6 +100,25 @@ class KernelExecutor:
         # figures get their descriptions there too (what the model reads of a plot); silent, best effort
         self.kc.execute("try:\n    import nbmagic.execution.figures as _f; _f.install_kernel_hook(); del _f\n"
                         "except Exception:\n    pass", silent=True, store_history=False)
+        self._silent(_audit_setup(self.cwd))
+
+    def _silent(self, code: str, expressions: dict[str, str] | None = None) -> dict[str, Any]:
+        """Run ``code`` silently (no outputs, no history, no cell events); its reply's user expressions."""
+        try:
+            reply = self.kc.execute(code, silent=True, store_history=False, user_expressions=expressions or {},
+                                    allow_stdin=False, reply=True, timeout=30)
+        except Exception:  # a kernel that does not answer: no file record, nothing worse
+            return {}
+        return reply.get("content", {}).get("user_expressions", {}) or {}
+
+    def _take_files(self) -> CellRecord | None:
+        """The kernel's record of the cell that just ran (None when it has none)."""
+        value = self._silent("", _TAKE).get("files", {})
+        try:
+            text = ast.literal_eval(value.get("data", {}).get("text/plain", "''"))
+        except (ValueError, SyntaxError, AttributeError):
+            return None
+        return CellRecord.from_json(text) if isinstance(text, str) else None
 
     def _restart(self) -> None:
         self.restarts += 1
@@ -116,6 +156,7 @@ class KernelExecutor:
         if not self.km.is_alive():
             self._restart()
         collector = OutputCollector()
+        self.last_files = None
         t0 = time.perf_counter()
         msg_id = self.kc.execute(code, store_history=True, allow_stdin=False)
         deadline = time.monotonic() + timeout if timeout else None
@@ -162,6 +203,8 @@ class KernelExecutor:
             self.km.interrupt_kernel()
             raise
         seconds = time.perf_counter() - t0
+        if not restarted:
+            self.last_files = self._take_files()
         if error is None and not (timed_out or died or restarted):
             return ExecResult(collector.outputs, True, seconds=seconds)
         if timed_out or died or restarted:
