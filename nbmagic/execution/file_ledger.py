@@ -163,7 +163,8 @@ class FileLedger:
             elif kind == "rmtree":
                 self._remove_tree(path, own, moved, removed)
         exists = os.path.lexists
-        written = [p for p in own if exists(p)]
+        # a folder "opened for writing" is O_TMPFILE's anonymous file, not a file of the folder's
+        written = [p for p in own if exists(p) and not os.path.isdir(p)]
         renamed = [(old, new) for new, old in moved.items() if exists(new)]
         olds = {old for old, _ in renamed}
         deleted = [p for p in removed if not exists(p) and p not in olds]

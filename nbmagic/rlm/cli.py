@@ -120,4 +120,6 @@ def run(args: argparse.Namespace) -> int:
     print(answer)
     if not result.computed:
         print(f"nbmagic rlm: warning: answer {NOT_COMPUTED}.", file=sys.stderr)
+    for line in result.files.lines():  # what the REPL code did to files (stdout stays the answer alone)
+        print(f"nbmagic rlm: {line}", file=sys.stderr)
     return 0

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbmagic.errors import ConfigError
+from nbmagic.execution.file_audit import CellRecord
 
 #: A helper as the engine defines it: returns (value for the code, notice to print or None).
 Helper = Callable[..., tuple[Any, "str | None"]]
@@ -26,6 +27,7 @@ class TurnOutput:
     exited: bool = False
     restarted: bool = False
     notes: list[str] = field(default_factory=list)
+    files: CellRecord | None = None  # what the turn's code did to files (nbmagic.execution.file_audit)
 
 
 def timeout_message(seconds: float, *, kept: bool) -> str:

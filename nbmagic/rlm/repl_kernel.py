@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from nbmagic.execution import CappedWriter, CellTimeout, process_guard, time_limit
+from nbmagic.execution.file_audit import CellAudit
 from nbmagic.rlm.execution import LayeredNamespace, execute_code
 from nbmagic.rlm.repl_base import (
     Environment,
@@ -47,8 +48,9 @@ class KernelEnvironment(Environment):
         t0 = time.monotonic()
         res: dict[str, Any] = {"error": None, "exited": False}
         limit = time_limit(timeout)
+        audit = CellAudit(source=code)  # which files the code writes (nbmagic.execution.file_audit)
         try:
-            with process_guard(), limit:  # os._exit & co. must not end the user's kernel
+            with audit, process_guard(), limit:  # os._exit & co. must not end the user's kernel
                 res = execute_code(code, self.ns, filename=f"<rlm-turn-{self._turn}>", out=out)
         except CellTimeout:
             if not limit.timed_out:
@@ -64,6 +66,7 @@ class KernelEnvironment(Environment):
             timed_out=timed_out,
             exited=res["exited"],
             notes=notes,
+            files=audit.record,
         )
 
     def export(self) -> dict[str, Any]:

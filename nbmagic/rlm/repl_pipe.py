@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from nbmagic.errors import ConfigError, NbmagicError
 from nbmagic.execution import GRACE
+from nbmagic.execution.file_audit import CellRecord
 from nbmagic.rlm.repl_base import Environment, Helper, TurnOutput, timeout_message
 
 
@@ -177,6 +178,7 @@ class PipedWorker(Environment):
                     timed_out=payload["timed_out"],
                     exited=payload["exited"],
                     notes=notes + payload["notes"],
+                    files=CellRecord.from_json(payload.get("files")),
                 )
 
     def _pending(self) -> bool:

@@ -24,6 +24,7 @@ def _worker_env() -> dict[str, str]:
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
+    env["NBMAGIC_AUDIT_DIR"] = os.getcwd()  # the user's folder: the worker itself runs in a temporary one
     return env
 
 

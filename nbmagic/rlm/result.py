@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbmagic.execution.file_ledger import FileChanges
 from nbmagic.llm.base import Usage
 from nbmagic.text import clip
 
@@ -36,6 +37,8 @@ class RLMResult:
     exported: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     strategy: dict[str, Any] = field(default_factory=dict)  # direct or repl, and why (nbmagic.rlm.direct)
+    #: what the REPL code wrote, deleted, renamed in the working folder (nbmagic.execution.file_ledger)
+    files: FileChanges = field(default_factory=FileChanges)
 
     @property
     def steps(self) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from nbmagic.errors import BudgetExceededError, ConfigError, MalformedOutputError
 from nbmagic.events import EventHandler, Finished, ModelCall, Notice, RlmIteration, RunStarted, emit
+from nbmagic.execution.file_ledger import FileLedger
 from nbmagic.lifecycle import RunLifecycle
 from nbmagic.llm.base import ToolsUnsupportedError, Usage
 from nbmagic.rlm import compaction, direct, native, prompts, provenance
@@ -93,6 +94,7 @@ class RLMRun:
         self.top = depth == 0
         self.session = session  # a top run's session, or a sub-agent's fork (nbmagic.rlm.subagents)
         self.t0 = time.monotonic()
+        self.files = FileLedger()  # the working folder's files, from each turn's record
         # counters and log
         self.trajectory: list[dict[str, Any]] = []
         self.iterations = 0
@@ -320,6 +322,7 @@ class RLMRun:
             cost_usd=self.budget.cost(),
             question=self.question,
             strategy=self.choice.as_dict(),
+            files=self.files.changes(),
         )
 
     def _log(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -360,6 +363,7 @@ class RLMRun:
         if left is not None:
             turn_limit = max(0.5, min(turn_limit or left, left))
         out = self.env.execute(code, timeout=turn_limit, max_output_chars=rlm.settings.max_output_chars)
+        self.files.add(out.files)
         output = out.output  # already capped by the environment (head + marker + tail)
         if len(output) > rlm.settings.max_output_chars + 100:  # an environment that did not cap
             output = truncate(output, rlm.settings.max_output_chars)

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import builtins
 import itertools
+import os
 import pickle
 import sys
 import time
 from typing import Any
 
 from nbmagic.execution import CappedWriter, CellTimeout, time_limit
+from nbmagic.execution.file_audit import CellAudit
 from nbmagic.rlm.execution import LayeredNamespace, execute_code
 
 
@@ -104,9 +106,11 @@ class Worker:
         res: dict[str, Any] = {"error": None, "exited": False}
         t0 = time.monotonic()
         limit = time_limit(timeout)
+        # files count against the user's folder (this process runs in a temporary one)
+        audit = CellAudit(os.environ.get("NBMAGIC_AUDIT_DIR") or None, source=code)
         self.busy = True
         try:
-            with limit:
+            with audit, limit:
                 res = execute_code(code, self.ns, filename=f"<rlm-turn-{turn}>", out=out)
         except CellTimeout:
             pass
@@ -124,6 +128,7 @@ class Worker:
             "exited": res["exited"],
             "notes": notes,
             "seconds": time.monotonic() - t0,
+            "files": audit.record.to_json() if audit.record is not None else "",
         }
         self.conn.send(("done", turn, payload))
 

@@ -233,3 +233,33 @@ def write_sales_csv(path: str | Path, months: int = 6) -> Path:
         w.writerow(["date", "product", "region", "units", "unit_price", "revenue"])
         w.writerows(rows)
     return path
+
+
+def make_cells_responder(steps: list[tuple[str, str]]) -> Callable[[dict[str, Any]], str]:
+    """A model that plans ``steps`` (``(title, code)`` pairs) and writes each step's code as given.
+
+    For tests that need the agent to run particular cells (files written, deleted, renamed …);
+    a refine request keeps the plan, an answer request gets a one-line answer.
+    """
+    codes = dict(steps)
+
+    def respond(request: dict[str, Any]) -> str:
+        msgs = _messages(request)
+        users = [m["content"] for m in msgs if m["role"] == "user"]
+        everything = "\n".join(m["content"] for m in msgs)
+        if CODE_HEADING in everything:
+            code_prompt = next((u for u in users if CODE_HEADING in u), "")
+            title = _find(r"^Step \d+ of \d+: (.+)$", code_prompt)
+            code = codes.get(title, "print('no such step')")
+            return f"{title}.\n\n```python\n{code}\n```\n"
+        last = users[-1] if users else ""
+        if ANSWER_HEADING in last:
+            return "The cells ran; see the outputs above."
+        if REFINE_HEADING in last:
+            planned = re.search(r"Steps still planned:\n(.*?)\n\n", last, re.S)
+            return planned.group(1) if planned else "0. nothing left"
+        if PLAN_HEADING in everything:
+            return "Plan:\n\n" + "\n".join(f"{i + 1}. {title}" for i, (title, _) in enumerate(steps))
+        return "I can only help with notebook requests."
+
+    return respond

@@ -51,7 +51,24 @@ def summary_parts(state: RunState) -> list[str]:
         parts.append(f"{state.calls} model call{'s' if state.calls != 1 else ''}")
     if state.models_line():  # a cheaper sub-model: its own share
         parts.append(state.models_line())
+    files = _files(state)
+    if files is not None and files.phrase():
+        parts.append(files.phrase())
     return parts
+
+
+def _files(state: RunState) -> Any:
+    """The finished run's file changes (``FileChanges``: what its cells wrote, deleted, renamed), if any."""
+    files = getattr(state.result, "files", None)
+    return files if hasattr(files, "lines") and hasattr(files, "phrase") else None
+
+
+def files_html(state: RunState) -> str:
+    """One line per list (written, deleted, renamed, possibly written); "" when the run touched no file."""
+    files = _files(state)
+    if not files:
+        return ""
+    return "<ul class='nbm-files'>" + "".join(f"<li>{html.escape(line)}</li>" for line in files.lines()) + "</ul>"
 
 
 def summary_text(state: RunState, *, message: bool = True) -> str:
@@ -115,6 +132,9 @@ def summary_html(state: RunState, *, message: bool = True) -> str:
         parts.append(f"<details><summary>agents</summary>{grid_html(state)}</details>")
     if state.iterations:
         parts.append(f"<details><summary>iterations</summary>{iterations_html(state)}</details>")
+    files = files_html(state)
+    if files:
+        parts.append(f"<details><summary>files</summary>{files}</details>")
     if state.notices:
         notes = "".join(f"<li>{html.escape(m)}</li>" for _, m in state.notices)
         parts.append(f"<details><summary>notices ({len(state.notices)})</summary><ul>{notes}</ul></details>")
