@@ -7,7 +7,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -19,55 +18,7 @@ import pytest
 
 from nbmagic.execution.file_audit import CellAudit, CellRecord
 from nbmagic.execution.file_ledger import FileChanges, FileLedger
-
-WRITER = """
-import sys, time, pathlib
-folder, prefix = pathlib.Path(sys.argv[1]), sys.argv[2]
-i = 0
-while not (folder / (prefix + ".stop")).exists() and i < 3000:
-    (folder / f"{prefix}{i % 40:02d}.png").write_bytes(b"x" * (i + 1))
-    i += 1
-    time.sleep(0.01)
-"""
-
-
-class Writers:
-    """A thread of this process and a separate process, both writing files into ``folder`` until stopped."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.stop_thread = threading.Event()
-        self.thread = threading.Thread(target=self._thread_loop, daemon=True)
-        self.proc = subprocess.Popen([sys.executable, "-c", WRITER, str(folder), "proc_shot"])
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not (list(folder.glob("proc_shot*")) and list(folder.glob("thread_shot*"))):
-            assert time.monotonic() < deadline, "the writers did not start"
-            time.sleep(0.01)
-
-    def _thread_loop(self) -> None:
-        i = 0
-        while not self.stop_thread.is_set():
-            (self.folder / f"thread_shot{i % 40:02d}.png").write_bytes(b"y" * (i + 1))
-            i += 1
-            time.sleep(0.01)
-
-    def state(self) -> dict[str, tuple[int, int]]:
-        return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in self.folder.glob("*_shot*.png")}
-
-    def wrote_since(self, before: dict[str, tuple[int, int]]) -> set[str]:
-        """Which of the two wrote since ``before`` (``{"thread", "proc"}`` when both did)."""
-        return {name.split("_")[0] for name, st in self.state().items() if before.get(name) != st}
-
-    def close(self) -> None:
-        self.stop_thread.set()
-        (self.folder / "proc_shot.stop").write_text("")
-        self.thread.join(10)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+from tests.fixtures.file_writers import Writers
 
 
 @pytest.fixture

@@ -250,7 +250,7 @@ def make_cells_responder(steps: list[tuple[str, str]]) -> Callable[[dict[str, An
         if CODE_HEADING in everything:
             code_prompt = next((u for u in users if CODE_HEADING in u), "")
             title = _find(r"^Step \d+ of \d+: (.+)$", code_prompt)
-            code = codes.get(title, "print('no such step')")
+            code = codes.get(title, steps[0][1] if len(steps) == 1 else "print('no such step')")
             return f"{title}.\n\n```python\n{code}\n```\n"
         last = users[-1] if users else ""
         if ANSWER_HEADING in last:
