@@ -69,7 +69,7 @@ SKIP_DIRS = frozenset({".git", ".hg", ".svn", ".venv", "venv", "env", "node_modu
                        ".ipynb_checkpoints", ".cache", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox",
                        "site-packages"})
 SCAN_DEPTH = 3  # folder levels below the working folder the comparison looks at
-SCAN_LIMIT = 20_000  # files; past that the comparison is partial (Scan.complete is False)
+SCAN_LIMIT = 5_000  # files; past that the comparison is partial (Scan.complete is False)
 
 _lock = threading.Lock()
 _recorders: dict[int, _Recorder] = {}  # thread id -> the innermost cell recorded in that thread

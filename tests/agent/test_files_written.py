@@ -112,3 +112,23 @@ def test_the_magic_shows_the_files_in_its_summary(nbmagic_shell, openai_server, 
     assert res.raw.files_written == ["out.txt"]
     assert "1 file written" in res.summary and "shot" not in res.summary  # the one-line summary
     assert "Files written: out.txt" in res.message and "shot" not in res.message
+
+
+def test_the_summary_renderers_show_the_lists(folder, openai_server, openai_model):
+    from nbmagic.events import EventRecorder
+    from nbmagic.ui.state import RunState
+    from nbmagic.ui.summary import summary_html, summary_text
+
+    steps = [("Write and remove", "open('out.txt', 'w').write('x')\nimport os\nos.remove('old.txt')"),
+             ("Copy", "import subprocess\nsubprocess.run(['cp', 'out.txt', 'copy.txt'], check=True)")]
+    openai_server.set_responder(make_cells_responder(steps))
+    events = EventRecorder()
+    NotebookAgent(openai_model, planner="single", refine="off", answer=False, load_files=False,
+                  on_event=events).run("Write, remove, copy", {})
+    state = RunState()
+    for e in events.events:
+        state.apply(e)
+    assert "1 file written · 1 deleted · 1 possibly changed" in summary_text(state)
+    page = summary_html(state)
+    assert "<summary>files</summary>" in page and "Files deleted: old.txt" in page
+    assert "Possibly written (by a process the cell started, or compiled code): copy.txt" in page
