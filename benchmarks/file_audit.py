@@ -1,10 +1,13 @@
 """What the file audit (nbmagic.execution.file_audit) costs a cell, side by side.
 
-    .venv/bin/python benchmarks/file_audit.py [--rounds 4] [--reps 5] [--dir FOLDER]
+    .venv/bin/python benchmarks/file_audit.py [--procs 8] [--reps 5] [--dir FOLDER]
 
-Two cells, each timed in fresh processes taking turns (an audit hook cannot be removed, so
-"no hook" needs a process of its own), ``rounds`` processes per setting, ``reps`` timed runs
-each after a warm-up; the median of all runs per setting:
+Two cells, each timed in ``procs`` fresh processes: after two warm-up runs, ``reps`` runs with
+no hook, then (an audit hook cannot be removed) the hook installed, ``reps`` runs idle and
+``reps`` recording, taking turns. The ratios are taken inside each process, then the median
+over processes (a process's own speed varies by more than what is measured). Times are the
+process's CPU time (``time.process_time``), which other jobs on the machine disturb less than
+wall-clock time:
 
 * **file-heavy**: 400 new small files (``open(..., "w")``), 2,000 appends to one log,
   400 reads, 100 ``os.replace``: about 3,000 watched audit events per run. It runs in
@@ -31,10 +34,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SETTINGS = ("off", "idle", "on")
+#: CPU time of this process: on a shared machine wall-clock time varies by far more than 2 %
+clock = time.process_time
 LABELS = {"off": "no hook", "idle": "hook, idle", "on": "hook, recording"}
 
 
@@ -82,85 +88,118 @@ def pandas_heavy(_folder: str, _cache: dict[str, object] = {}) -> None:  # noqa:
 WORKLOADS = {"file-heavy": file_heavy, "pandas-heavy": pandas_heavy}
 
 
-def child(workload: str, setting: str, folder: str, reps: int) -> None:
-    """Time ``reps`` runs of one workload in this process under one setting; print JSON."""
+def _audit_loop(n: int = 100_000, write: bool = False) -> float:
+    """Seconds per ``sys.audit("open", …)``: a read, or a write to a new path (the hook's dearest case)."""
+    audit = sys.audit
+    flags = os.O_WRONLY | os.O_CREAT if write else 0
+    paths = [f"f{i}.txt" for i in range(n)] if write else ["x.txt"] * n
+    t0 = clock()
+    for p in paths:
+        audit("open", p, "w" if write else "r", flags)
+    return (clock() - t0) / n
+
+
+def child(workload: str, folder: str, reps: int) -> None:
+    """One process: ``reps`` runs without a hook, then the hook installed, ``reps`` runs idle and
+    ``reps`` recording (taking turns); the medians and one audit event's cost, as JSON.
+
+    Ratios are taken inside one process: pandas' speed differs by several percent from one
+    process to the next (memory layout), more than what is measured here.
+    """
     from nbmagic.execution.file_audit import CellAudit, install
 
     fn = WORKLOADS[workload]
     os.makedirs(folder, exist_ok=True)
-    counts: collections.Counter[str] = collections.Counter()
-    if setting == "count":
-        from nbmagic.execution import file_audit
-
-        sys.addaudithook(lambda event, args: counts.update((event,)))
-        fn(folder)
-        counts.clear()
-        fn(folder)
-        watched = {e: n for e, n in counts.items() if e in file_audit.WATCHED}
-        print(json.dumps({"events": sum(counts.values()), "watched": watched,
-                          "top": counts.most_common(4)}))
-        return
-    if setting != "off":
-        install()
     fn(folder)  # warm-up: imports, caches, the files exist
-    times, scans = [], []
+    fn(folder)
+    times: dict[str, list[float]] = {s: [] for s in SETTINGS}
+    scans: list[float] = []
+    event = {"off": min(_audit_loop() for _ in range(3))}
     for _ in range(reps):
-        if setting == "on":
-            s0 = time.perf_counter()
-            audit = CellAudit(folder).start()
-            t0 = time.perf_counter()
-            fn(folder)
-            t1 = time.perf_counter()
-            audit.stop()
-            scans.append(time.perf_counter() - t1 + (t0 - s0))
-            assert audit.record is not None and (audit.record.ops or workload != "file-heavy")
-        else:
-            t0 = time.perf_counter()
-            fn(folder)
-            t1 = time.perf_counter()
-        times.append(t1 - t0)
-    print(json.dumps({"times": times, "scans": scans}))
+        t0 = clock()
+        fn(folder)
+        times["off"].append(clock() - t0)
+    install()
+    event["idle"] = min(_audit_loop() for _ in range(3))
+    for _ in range(reps):
+        t0 = clock()
+        fn(folder)
+        times["idle"].append(clock() - t0)
+        s0 = clock()
+        audit = CellAudit(folder).start()
+        t0 = clock()
+        fn(folder)
+        t1 = clock()
+        audit.stop()
+        times["on"].append(t1 - t0)
+        scans.append(clock() - t1 + (t0 - s0))
+        assert audit.record is not None and (audit.record.ops or workload != "file-heavy")
+    event["write off"] = event["write idle"] = 0.0
+    for _ in range(3):
+        with CellAudit(folder):
+            event["on"] = min(event.get("on", 1.0), _audit_loop())
+            event["write on"] = min(event.get("write on", 1.0), _audit_loop(write=True))
+    print(json.dumps({"times": {k: statistics.median(v) for k, v in times.items()}, "scans": scans,
+                      "event": event}))
 
 
-def run_child(workload: str, setting: str, folder: str, reps: int) -> dict[str, object]:
-    out = subprocess.run([sys.executable, __file__, "--child", workload, setting, folder, str(reps)],
-                         capture_output=True, text=True, check=True)
+def count_events(workload: str, folder: str) -> None:
+    """The audit events one run raises (after a warm-up run), as JSON."""
+    from nbmagic.execution.file_audit import WATCHED
+
+    fn = WORKLOADS[workload]
+    counts: collections.Counter[str] = collections.Counter()
+    fn(folder)
+    sys.addaudithook(lambda event, args: counts.update((event,)))
+    fn(folder)
+    print(json.dumps({"events": sum(counts.values()), "watched": {e: n for e, n in counts.items() if e in WATCHED},
+                      "top": counts.most_common(3)}))
+
+
+def run_child(*args: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=4, help="processes per setting and workload")
-    ap.add_argument("--reps", type=int, default=5, help="timed runs per process")
+    ap.add_argument("--procs", type=int, default=8, help="processes per workload")
+    ap.add_argument("--reps", type=int, default=5, help="timed runs per setting in each process")
     default_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
     ap.add_argument("--dir", default=default_dir, help="where the file-heavy cell writes")
-    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        workload, setting, folder, reps = args.child
-        child(workload, setting, folder, int(reps))
+        if args.child[0] == "count":
+            count_events(*args.child[1:])
+        else:
+            child(args.child[0], args.child[1], int(args.child[2]))
         return
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.1f}")
     with tempfile.TemporaryDirectory(prefix="nbmagic-audit-bench-", dir=args.dir) as folder:
         for workload in WORKLOADS:
-            times: dict[str, list[float]] = {s: [] for s in SETTINGS}
-            scans: list[float] = []
-            for _ in range(args.rounds):
-                for setting in SETTINGS:  # taking turns, so a change in load hits every setting
-                    res = run_child(workload, setting, folder, args.reps)
-                    times[setting] += res["times"]  # type: ignore[arg-type]
-                    scans += res["scans"]  # type: ignore[arg-type]
-            count = run_child(workload, "count", folder, 1)
+            runs = [run_child(workload, folder, str(args.reps)) for _ in range(args.procs)]
+            count = run_child("count", workload, folder)
             where = f" in {folder}" if workload == "file-heavy" else ""
             print(f"\n{workload} cell{where}: {count['events']:,} audit events per run, watched: "
                   f"{count['watched'] or 'none'}; most frequent: {count['top']}")
-            base = statistics.median(times["off"])
+            print(f"   {args.procs} processes x {args.reps} runs per setting; time: median over processes of each "
+                  "one's median; ratio: median (min-max) over processes of the ratio inside each")
             for setting in SETTINGS:
-                med = statistics.median(times[setting])
-                print(f"   {LABELS[setting]:16s} {med * 1000:8.1f} ms   {med / base:.3f}x   "
-                      f"({len(times[setting])} runs)")
+                med = statistics.median(r["times"][setting] for r in runs)
+                ratios = [r["times"][setting] / r["times"]["off"] for r in runs]
+                ev = statistics.median(r["event"][setting] for r in runs)
+                print(f"   {LABELS[setting]:16s} {med * 1000:8.1f} ms   {statistics.median(ratios):.3f}x "
+                      f"({min(ratios):.3f}-{max(ratios):.3f})   one audit event {ev * 1e9:5.0f} ns")
+            # the hook's share worked out from the event count and one event's cost (write path for all):
+            # steadier than the timings above on a loaded machine
+            extra = statistics.median(r["event"]["write on"] - r["event"]["off"] for r in runs)
+            base = statistics.median(r["times"]["off"] for r in runs)
+            print(f"   estimate: {count['events']:,} events x {extra * 1e9:.0f} ns (a recorded write, over no hook) "
+                  f"= {count['events'] * extra * 1000:.2f} ms per run, {count['events'] * extra / base:.2%} of it")
             n_files = sum(1 for _ in Path(folder).iterdir())
+            scans = [s for r in runs for s in r["scans"]]
             print(f"   folder comparison around the cell (2 scans, {n_files:,} files): "
                   f"{statistics.median(scans) * 1000:.1f} ms per cell")
 

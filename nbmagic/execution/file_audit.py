@@ -54,7 +54,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CellAudit", "CellRecord", "Scan", "attach_to_shell", "install", "scan", "take_json"]
+__all__ = ["CellAudit", "CellRecord", "Scan", "attach_to_shell", "here", "install", "scan", "take_json"]
 
 #: open() flags that mean the file may be changed
 WRITE_FLAGS = (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_APPEND", 0))
@@ -81,12 +81,14 @@ _get_ident = threading.get_ident
 def _hook(event: str, args: tuple[Any, ...]) -> None:
     # the cheapest test first: most of the time no cell is recorded anywhere
     if _active and event in WATCHED:
-        rec = _recorders.get(_get_ident())
-        if rec is not None:
-            try:
+        try:  # free in CPython 3.11+ unless something raises
+            if event == "open" and not args[2] & WRITE_FLAGS:
+                return  # a read, the most frequent watched event: gone before the thread lookup
+            rec = _recorders.get(_get_ident())
+            if rec is not None:
                 rec.note(event, args)
-            except Exception:  # the audited call must never fail because of us
-                pass
+        except Exception:  # the audited call must never fail because of us
+            pass
 
 
 def install() -> None:
@@ -120,6 +122,14 @@ def _fd_folder(fd: Any) -> str | None:
         return None
 
 
+def here() -> str:
+    """The current folder ("" when it was deleted: relative paths then resolve against nothing)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return ""
+
+
 def _exists(path: str, fd: Any) -> bool:
     try:
         os.lstat(path, dir_fd=None if fd is None or fd == -1 else fd)
@@ -136,23 +146,22 @@ class _Recorder:
     def __init__(self, outer: _Recorder | None) -> None:
         self.ops: list[tuple[str, Any, Any, str | None]] = []  # (kind, path, dst, folder of a relative path)
         self.seen: set[Any] = set()  # paths already recorded as written since the last other operation
-        self.cwd: str | None = os.getcwd()
+        self.cwd: str | None = here()
         self.spawned = False
         self.named: set[str] = set()
         self.outer = outer
 
     def _folder(self) -> str:
         if self.cwd is None:
-            self.cwd = os.getcwd()
+            self.cwd = here()
         return self.cwd
 
     def note(self, event: str, args: tuple[Any, ...]) -> None:
-        if event == "open":  # by far the most frequent: reads leave at the flags test
-            if args[2] & WRITE_FLAGS:
-                path = args[0]
-                if path not in self.seen and not isinstance(path, int):
-                    self.seen.add(path)
-                    self.ops.append(("w", path, None, self._folder()))
+        if event == "open":  # a write (the hook let reads go): once per path between other operations
+            path = args[0]
+            if path not in self.seen and not isinstance(path, int):
+                self.seen.add(path)
+                self.ops.append(("w", path, None, self.cwd or self._folder()))
         elif event == "os.rename":
             src, dst, sfd, dfd = args[:4]
             if _exists(src, sfd):  # a rename that is about to fail changes nothing
@@ -270,7 +279,7 @@ class CellAudit:
     ``audit.record`` afterwards. Nests: an inner cell's operations also count for the outer one."""
 
     def __init__(self, base: str | os.PathLike[str] | None = None, *, source: str = "") -> None:
-        self.base = os.path.realpath(os.fspath(base) if base is not None else os.getcwd())
+        self.base = os.path.realpath(os.fspath(base) if base is not None else here())
         self.source = source
         self.record: CellRecord | None = None
         self._rec: _Recorder | None = None
@@ -347,13 +356,19 @@ def attach_to_shell(shell: Any, base: str | None = None) -> None:
     fire in the thread that runs the cell); :func:`take_json` hands the last record over."""
     folder = base or os.getcwd()
 
+    # IPython shows a callback's exception in the cell's output: nothing of ours may get there
     def pre_run_cell(info: Any = None) -> None:
-        _shell_state["audit"] = CellAudit(folder, source=getattr(info, "raw_cell", "") or "").start()
+        try:
+            _shell_state["audit"] = CellAudit(folder, source=getattr(info, "raw_cell", "") or "").start()
+        except Exception:
+            _shell_state["audit"] = None
 
     def post_run_cell(result: Any = None) -> None:
         audit, _shell_state["audit"] = _shell_state["audit"], None
-        if audit is not None:
-            _shell_state["last"] = audit.stop()
+        try:
+            _shell_state["last"] = audit.stop() if audit is not None else None
+        except Exception:
+            _shell_state["last"] = None
 
     install()
     shell.events.register("pre_run_cell", pre_run_cell)

@@ -18,7 +18,8 @@ a :class:`FileChanges`:
 Paths inside the working folder are relative to it; paths outside it are absolute; files
 under the temporary folder, Python's own folders (the interpreter, site-packages,
 ``__pycache__``) and the user's cache folders (``~/.cache``, matplotlib's font cache) are
-left out, as are the notebook the run writes into and the one it serves (``skip``).
+left out (a working folder that is itself under one, a project in /tmp say, keeps its own
+files), as are the notebook the run writes into and the one it serves (``skip``).
 "Existed before the run" comes from a scan of the working folder when the ledger is made;
 outside it (or past the scan's depth) a file the run wrote first counts as the run's own.
 """
@@ -32,7 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbmagic.execution.file_audit import CellAudit, CellRecord, Scan, scan
+from nbmagic.execution.file_audit import CellAudit, CellRecord, Scan, here, scan
 
 __all__ = ["FileChanges", "FileLedger"]
 
@@ -89,7 +90,7 @@ class FileChanges:
 
 
 def _noise_roots() -> tuple[str, ...]:
-    """Folders outside the working folder whose files are tools' business, not the user's."""
+    """Folders whose files are tools' business, not the user's."""
     home = os.path.expanduser("~")
     roots = {tempfile.gettempdir(), sys.prefix, sys.base_prefix, sys.exec_prefix,
              os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache"),
@@ -109,7 +110,7 @@ class FileLedger:
     """The files of one run, in ``base`` (the working folder). Make it when the run starts."""
 
     def __init__(self, base: str | os.PathLike[str] | None = None) -> None:
-        self.base = os.path.realpath(os.fspath(base) if base is not None else os.getcwd())
+        self.base = os.path.realpath(os.fspath(base) if base is not None else here())
         self.start: Scan = scan(self.base)
         self.records: list[CellRecord] = []
         self._noise = _noise_roots()
@@ -216,11 +217,12 @@ class FileLedger:
         if path in skip or os.path.realpath(path) in skip:
             return None
         base = self.base + os.sep
-        if path.startswith(base):
-            return path[len(base):]
-        if path.startswith(self._noise) or os.path.realpath(path).startswith(self._noise):
-            return None
-        return path
+        inside = path.startswith(base)
+        for p in {path, os.path.realpath(path)}:
+            # a noise folder that holds the working folder (a project under /tmp) is the user's inside it
+            if any(p.startswith(r) and not (inside and base.startswith(r)) for r in self._noise):
+                return None
+        return path[len(base):] if inside else path
 
 
 class _LedgerCell(CellAudit):
