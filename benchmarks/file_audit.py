@@ -88,20 +88,51 @@ def pandas_heavy(_folder: str, _cache: dict[str, object] = {}) -> None:  # noqa:
 WORKLOADS = {"file-heavy": file_heavy, "pandas-heavy": pandas_heavy}
 
 
-def _audit_loop(n: int = 100_000, write: bool = False) -> float:
-    """Seconds per ``sys.audit("open", …)``: a read, or a write to a new path (the hook's dearest case)."""
+KINDS = ("read", "append", "new", "rename", "other")
+
+
+def _audit_loop(kind: str, folder: str, n: int = 50_000) -> float:
+    """Seconds per audit event of one kind: an ``open`` to read, to write again to one path
+    (``append``), to write a new path each time (``new``), an ``os.rename`` of a file that exists,
+    or an event the hook does not watch (``other``)."""
     audit = sys.audit
-    flags = os.O_WRONLY | os.O_CREAT if write else 0
-    paths = [f"f{i}.txt" for i in range(n)] if write else ["x.txt"] * n
+    w = os.O_WRONLY | os.O_CREAT
+    src = os.path.join(folder, "log.txt")
+    if kind == "new":
+        calls = [("open", f"f{i}.txt", "w", w) for i in range(n)]
+    elif kind == "append":
+        calls = [("open", src, "a", w | os.O_APPEND)] * n
+    elif kind == "rename":
+        calls = [("os.rename", src, f"g{i}.txt", -1, -1) for i in range(n // 10)]
+    elif kind == "other":
+        calls = [("builtins.id", 1)] * n
+    else:
+        calls = [("open", src, "r", 0)] * n
     t0 = clock()
-    for p in paths:
-        audit("open", p, "w" if write else "r", flags)
-    return (clock() - t0) / n
+    for c in calls:
+        audit(*c)
+    return (clock() - t0) / len(calls)
+
+
+def _event_costs(folder: str, recording: bool) -> dict[str, float]:
+    from nbmagic.execution.file_audit import CellAudit
+
+    out = {}
+    for kind in KINDS:
+        best = 1.0
+        for _ in range(3):
+            if recording:
+                with CellAudit(folder):
+                    best = min(best, _audit_loop(kind, folder))
+            else:
+                best = min(best, _audit_loop(kind, folder))
+        out[kind] = best
+    return out
 
 
 def child(workload: str, folder: str, reps: int) -> None:
     """One process: ``reps`` runs without a hook, then the hook installed, ``reps`` runs idle and
-    ``reps`` recording (taking turns); the medians and one audit event's cost, as JSON.
+    ``reps`` recording (taking turns); the medians and each kind of audit event's cost, as JSON.
 
     Ratios are taken inside one process: pandas' speed differs by several percent from one
     process to the next (memory layout), more than what is measured here.
@@ -114,13 +145,13 @@ def child(workload: str, folder: str, reps: int) -> None:
     fn(folder)
     times: dict[str, list[float]] = {s: [] for s in SETTINGS}
     scans: list[float] = []
-    event = {"off": min(_audit_loop() for _ in range(3))}
+    costs = {"off": _event_costs(folder, False)}
     for _ in range(reps):
         t0 = clock()
         fn(folder)
         times["off"].append(clock() - t0)
     install()
-    event["idle"] = min(_audit_loop() for _ in range(3))
+    costs["idle"] = _event_costs(folder, False)
     for _ in range(reps):
         t0 = clock()
         fn(folder)
@@ -134,26 +165,38 @@ def child(workload: str, folder: str, reps: int) -> None:
         times["on"].append(t1 - t0)
         scans.append(clock() - t1 + (t0 - s0))
         assert audit.record is not None and (audit.record.ops or workload != "file-heavy")
-    event["write off"] = event["write idle"] = 0.0
-    for _ in range(3):
-        with CellAudit(folder):
-            event["on"] = min(event.get("on", 1.0), _audit_loop())
-            event["write on"] = min(event.get("write on", 1.0), _audit_loop(write=True))
+    costs["on"] = _event_costs(folder, True)
     print(json.dumps({"times": {k: statistics.median(v) for k, v in times.items()}, "scans": scans,
-                      "event": event}))
+                      "costs": costs}))
 
 
 def count_events(workload: str, folder: str) -> None:
-    """The audit events one run raises (after a warm-up run), as JSON."""
-    from nbmagic.execution.file_audit import WATCHED
+    """The audit events one run raises (after a warm-up run), by kind, as JSON."""
+    from nbmagic.execution.file_audit import WRITE_FLAGS
 
     fn = WORKLOADS[workload]
-    counts: collections.Counter[str] = collections.Counter()
+    kinds: collections.Counter[str] = collections.Counter()
+    names: collections.Counter[str] = collections.Counter()
+    seen: set[object] = set()
+
+    def hook(event: str, args: tuple[object, ...]) -> None:
+        names[event] += 1
+        if event == "open":
+            if not args[2] & WRITE_FLAGS:  # type: ignore[operator]
+                kinds["read"] += 1
+            else:
+                kinds["append" if args[0] in seen else "new"] += 1
+                seen.add(args[0])
+        elif event in ("os.rename", "os.remove"):
+            kinds["rename"] += 1
+            seen.clear()
+        else:
+            kinds["other"] += 1
+
     fn(folder)
-    sys.addaudithook(lambda event, args: counts.update((event,)))
+    sys.addaudithook(hook)
     fn(folder)
-    print(json.dumps({"events": sum(counts.values()), "watched": {e: n for e, n in counts.items() if e in WATCHED},
-                      "top": counts.most_common(3)}))
+    print(json.dumps({"events": sum(names.values()), "kinds": dict(kinds), "top": names.most_common(3)}))
 
 
 def run_child(*args: str) -> dict[str, Any]:
@@ -182,22 +225,25 @@ def main() -> None:
             runs = [run_child(workload, folder, str(args.reps)) for _ in range(args.procs)]
             count = run_child("count", workload, folder)
             where = f" in {folder}" if workload == "file-heavy" else ""
-            print(f"\n{workload} cell{where}: {count['events']:,} audit events per run, watched: "
-                  f"{count['watched'] or 'none'}; most frequent: {count['top']}")
+            print(f"\n{workload} cell{where}: {count['events']:,} audit events per run {count['kinds']}; "
+                  f"most frequent: {count['top']}")
             print(f"   {args.procs} processes x {args.reps} runs per setting; time: median over processes of each "
                   "one's median; ratio: median (min-max) over processes of the ratio inside each")
             for setting in SETTINGS:
                 med = statistics.median(r["times"][setting] for r in runs)
                 ratios = [r["times"][setting] / r["times"]["off"] for r in runs]
-                ev = statistics.median(r["event"][setting] for r in runs)
                 print(f"   {LABELS[setting]:16s} {med * 1000:8.1f} ms   {statistics.median(ratios):.3f}x "
-                      f"({min(ratios):.3f}-{max(ratios):.3f})   one audit event {ev * 1e9:5.0f} ns")
-            # the hook's share worked out from the event count and one event's cost (write path for all):
-            # steadier than the timings above on a loaded machine
-            extra = statistics.median(r["event"]["write on"] - r["event"]["off"] for r in runs)
+                      f"({min(ratios):.3f}-{max(ratios):.3f})")
+            # the hook's share worked out from the run's events and what each kind costs (medians over
+            # processes of the best of 3 loops): steadier than the timings above on a loaded machine
             base = statistics.median(r["times"]["off"] for r in runs)
-            print(f"   estimate: {count['events']:,} events x {extra * 1e9:.0f} ns (a recorded write, over no hook) "
-                  f"= {count['events'] * extra * 1000:.2f} ms per run, {count['events'] * extra / base:.2%} of it")
+            for setting in ("idle", "on"):
+                extra = {k: statistics.median(r["costs"][setting][k] - r["costs"]["off"][k] for r in runs)
+                         for k in KINDS}
+                total = sum(count["kinds"].get(k, 0) * extra[k] for k in KINDS)
+                per = ", ".join(f"{k} {extra[k] * 1e9:.0f}" for k in KINDS)
+                print(f"   {LABELS[setting]:16s} per event over no hook (ns): {per}; this run's events: "
+                      f"{total * 1000:.2f} ms = {total / base:.2%}")
             n_files = sum(1 for _ in Path(folder).iterdir())
             scans = [s for r in runs for s in r["scans"]]
             print(f"   folder comparison around the cell (2 scans, {n_files:,} files): "

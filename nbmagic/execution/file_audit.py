@@ -37,9 +37,10 @@ can therefore land in the "possibly" lists, never in the written ones.
 
 Cost: audit hooks cannot be removed, so :func:`install` adds one hook per process, the
 first time a cell is recorded. For every audit event in the process it then costs one
-Python call that returns after one global check when no cell is being recorded, and after
-a set lookup for the many events it does not watch (``builtins.id``, ``exec``, ``import``,
-``sys._getframe``…); see ``benchmarks/file_audit.py``.
+Python call that returns after one global check when no cell is being recorded; while one is,
+a read's ``open`` leaves at its flags and the events it does not watch (``builtins.id``,
+``exec``, ``import``, ``sys._getframe``…) after a set lookup, both before the thread lookup;
+paths are made absolute when the cell ends, not in the hook. See ``benchmarks/file_audit.py``.
 
 Standard library only: the RLM worker imports it, and ``--kernel new`` sends this file's
 source to the fresh kernel (:func:`attach_to_shell`), which may not have nbmagic installed.
@@ -78,17 +79,28 @@ _installed = False
 _get_ident = threading.get_ident
 
 
-def _hook(event: str, args: tuple[Any, ...]) -> None:
-    # the cheapest test first: most of the time no cell is recorded anywhere
-    if _active and event in WATCHED:
-        try:  # free in CPython 3.11+ unless something raises
-            if event == "open" and not args[2] & WRITE_FLAGS:
-                return  # a read, the most frequent watched event: gone before the thread lookup
-            rec = _recorders.get(_get_ident())
+def _hook(event: str, args: tuple[Any, ...], _watched: frozenset[str] = WATCHED, _flags: int = WRITE_FLAGS,
+          _get: Any = _recorders.get, _tid: Any = _get_ident) -> None:
+    # the cheapest test first: most of the time no cell is recorded anywhere (constants are
+    # bound as defaults: a local costs less than a global lookup on every audit event)
+    if not _active:
+        return
+    try:  # free in CPython 3.11+ unless something raises
+        if event == "open":  # the most frequent watched event, inlined: no method call
+            if not args[2] & _flags:
+                return  # a read: gone before the thread lookup
+            rec = _get(_tid())
+            if rec is not None:
+                path = args[0]
+                if path not in rec.seen and not isinstance(path, int):  # once per path between other ops
+                    rec.seen.add(path)
+                    rec.ops.append(("w", path, rec.cwd or rec.folder(), None, None))
+        elif event in _watched:
+            rec = _get(_tid())
             if rec is not None:
                 rec.note(event, args)
-        except Exception:  # the audited call must never fail because of us
-            pass
+    except Exception:  # the audited call must never fail because of us
+        pass
 
 
 def install() -> None:
@@ -144,59 +156,60 @@ class _Recorder:
     __slots__ = ("cwd", "named", "ops", "outer", "seen", "spawned")
 
     def __init__(self, outer: _Recorder | None) -> None:
-        self.ops: list[tuple[str, Any, Any, str | None]] = []  # (kind, path, dst, folder of a relative path)
+        # (kind, path, the folder it is relative to, dst, dst's folder): paths as the cell gave them,
+        # made absolute when the cell ends (only a dir_fd's folder is looked up at once: it may be closed)
+        self.ops: list[tuple[str, Any, str | None, Any, str | None]] = []
         self.seen: set[Any] = set()  # paths already recorded as written since the last other operation
         self.cwd: str | None = here()
         self.spawned = False
         self.named: set[str] = set()
         self.outer = outer
 
-    def _folder(self) -> str:
+    def folder(self) -> str:
         if self.cwd is None:
             self.cwd = here()
         return self.cwd
 
     def note(self, event: str, args: tuple[Any, ...]) -> None:
-        if event == "open":  # a write (the hook let reads go): once per path between other operations
-            path = args[0]
-            if path not in self.seen and not isinstance(path, int):
-                self.seen.add(path)
-                self.ops.append(("w", path, None, self.cwd or self._folder()))
-        elif event == "os.rename":
+        # "open" is handled in the hook itself
+        if event == "os.rename":
             src, dst, sfd, dfd = args[:4]
             if _exists(src, sfd):  # a rename that is about to fail changes nothing
                 self.seen.clear()
-                self.ops.append(("mv", self._full(src, sfd), self._full(dst, dfd), None))
+                self.ops.append(("mv", src, self._relative_to(sfd), dst, self._relative_to(dfd)))
         elif event == "os.remove":
             path, fd = args[:2]
             if _exists(path, fd):
                 self.seen.clear()
-                self.ops.append(("rm", self._full(path, fd), None, None))
+                self.ops.append(("rm", path, self._relative_to(fd), None, None))
         elif event == "os.truncate":
             if not isinstance(args[0], int):
-                self.ops.append(("w", args[0], None, self._folder()))
+                self.ops.append(("w", args[0], self.folder(), None, None))
         elif event == "shutil.rmtree":
             self.seen.clear()
-            self.ops.append(("rmtree", self._full(args[0], args[1] if len(args) > 1 else None), None, None))
+            self.ops.append(("rmtree", args[0], self._relative_to(args[1] if len(args) > 1 else None), None, None))
         elif event == "sqlite3.connect":
             name = _text(args[0])
             if name and name != ":memory:" and not name.startswith("file:"):
-                self.named.add(os.path.join(self._folder(), name))
+                self.named.add(os.path.join(self.folder(), name))
         elif event == "os.chdir":
             self.cwd = None  # asked again after the change
             self.seen.clear()
         else:  # SPAWN_EVENTS
             self.spawned = True
 
-    def _full(self, path: Any, fd: Any) -> str | None:
-        """An absolute path now (a ``dir_fd`` may be closed by the time the cell ends)."""
-        text = _text(path)
-        if text is None:
-            return None
-        folder = _fd_folder(fd)
-        if folder is None:
-            return None
-        return os.path.normpath(os.path.join(folder or self._folder(), text))
+    def _relative_to(self, fd: Any) -> str | None:
+        """The folder a path given with ``dir_fd=fd`` is relative to (the current one without)."""
+        if fd is None or fd == -1:
+            return self.cwd or self.folder()
+        return _fd_folder(fd) or None
+
+
+def _absolute(path: Any, folder: str | None) -> str | None:
+    text = _text(path)
+    if text is None or folder is None:
+        return None
+    return os.path.normpath(os.path.join(folder, text))
 
 
 # --- the folder comparison ---------------------------------------------------------------------
@@ -318,12 +331,11 @@ class CellAudit:
 
     def _finish(self, rec: _Recorder, after: Scan) -> CellRecord:
         ops: list[tuple[str, str, str | None]] = []
-        for kind, path, dst, folder in rec.ops:
-            if folder is not None:  # a write: its path as the cell gave it, relative to the folder then
-                text = _text(path)
-                path = os.path.normpath(os.path.join(folder, text)) if text is not None else None
-            if path is not None and (kind != "mv" or dst is not None):
-                ops.append((kind, path, dst))
+        for kind, path, folder, dst, dst_folder in rec.ops:
+            full = _absolute(path, folder)
+            to = _absolute(dst, dst_folder) if kind == "mv" else None
+            if full is not None and (kind != "mv" or to is not None):
+                ops.append((kind, full, to))
         before = self._before or Scan(self.base)
         touched = {p for _, p, _ in ops} | {d for _, _, d in ops if d}
         trees = tuple(p + os.sep for k, p, _ in ops if k == "rmtree")
