@@ -18,7 +18,7 @@ SLEEP = "import time\ntime.sleep(0.3)  # the writers write meanwhile\n"
 CELLS = [
     # a thread the cell starts is not followed: what it writes is not the cell's (see docs/agent.md)
     ("Start a background writer",
-     "import pathlib, threading, time\ndef _bg():\n    for i in range(300):\n"
+     "import pathlib, threading, time\ndef _bg(pathlib=pathlib, time=time):\n    for i in range(300):\n"
      "        pathlib.Path(f'bg_shot{i % 20:02d}.png').write_bytes(b'z' * (i + 1))\n        time.sleep(0.01)\n"
      "threading.Thread(target=_bg, daemon=True).start()\n" + SLEEP),
     ("Write the table with pandas",
