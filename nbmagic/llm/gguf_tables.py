@@ -1,0 +1,199 @@
+"""A GGUF file's embedding tables and what an input-embedding row means for its architecture.
+
+Latent mode on llama.cpp feeds hidden states back as input-embedding rows, so it must know
+two things the llama.cpp API does not tell:
+
+* **the tables** ``W_in`` (``token_embd.weight``, ``[V, d]``) and ``W_out``
+  (``output.weight``, ``[V, d]``; absent when the head is tied to ``W_in``), read straight
+  from the file with the ``gguf`` package and de-quantized in row chunks
+  (``gguf.quants.dequantize``: F32/F16/BF16/Q8_0/Q4_x/K-quants), for training-free
+  realignment;
+* **the input scale** (:data:`ARCHITECTURES`): the graph reads a token as
+  ``token_scale · W_in[i]`` and an embedding row ``x`` as ``embd_scale · x``. Gemma and
+  Gemma2 scale both by √d; Gemma3 scales only tokens (``ubatch.token ? √d : 1``). The
+  *effective* embedding of token ``i`` (what the first layer sees, transformers'
+  ``embed_tokens(ids)``) is ``token_scale · W_in[i]``, and the row to write for an
+  effective vector ``e`` is ``e / embd_scale``.
+
+Positions: latent rows take one position each. M-RoPE models (Qwen2-VL family) take several
+per row and are refused, as is any architecture not in the table (its graph may scale or
+reshape inputs in ways not checked here). Chat is unaffected by either refusal.
+
+numpy and gguf only: no torch, no llama_cpp.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nbmagic.errors import BackendNotInstalledError, ConfigError
+
+
+@dataclass(frozen=True)
+class InputScale:
+    """How a graph scales its inputs: ``"1"`` or ``"sqrt_d"`` for tokens and for embedding rows."""
+
+    token: str = "1"
+    embd: str = "1"
+
+    def factors(self, d: int) -> tuple[float, float]:
+        """``(token_scale, embd_scale)`` for width ``d``."""
+
+        def value(kind: str) -> float:
+            return math.sqrt(d) if kind == "sqrt_d" else 1.0
+
+        return value(self.token), value(self.embd)
+
+
+_PLAIN = InputScale()
+#: architectures (``general.architecture``) whose latent inputs are covered, and how they scale.
+#: Each was checked in llama.cpp's graph (src/models/<arch>.cpp): one position per row, input
+#: width ``n_embd``, and the input scale given here.
+ARCHITECTURES: dict[str, InputScale] = {
+    **{arch: _PLAIN for arch in (
+        "llama", "mistral3", "qwen2", "qwen2moe", "qwen3", "qwen3moe", "phi3", "smollm3", "olmo2",
+        "starcoder2", "stablelm", "internlm2", "exaone4", "glm4",
+    )},
+    "gemma": InputScale("sqrt_d", "sqrt_d"),
+    "gemma2": InputScale("sqrt_d", "sqrt_d"),
+    "gemma3": InputScale("sqrt_d", "1"),
+}
+
+#: llama.cpp rope types that take several positions per token (``LLAMA_ROPE_TYPE_MROPE``,
+#: ``_IMROPE``, ``_VISION``)
+MULTI_POSITION_ROPE = {8: "M-RoPE", 40: "interleaved M-RoPE", 24: "vision RoPE"}
+
+
+def latent_scale(arch: str, rope_type: int | None = None) -> InputScale:
+    """The input scale of ``arch``; a :class:`ConfigError` saying why when latent mode does not cover it."""
+    if rope_type in MULTI_POSITION_ROPE:
+        raise ConfigError(
+            f"Latent mode does not cover the {arch} architecture: it uses {MULTI_POSITION_ROPE[rope_type]} "
+            "(several positions per input row). Chat works; use mode='text' for RecursiveMAS."
+        )
+    scale = ARCHITECTURES.get(arch)
+    if scale is None:
+        raise ConfigError(
+            f"Latent mode does not cover the {arch or 'unknown'} architecture yet (covered: "
+            f"{', '.join(sorted(ARCHITECTURES))}). Chat works; use mode='text' for RecursiveMAS, "
+            "or an hf: copy of the model for latent mode through transformers."
+        )
+    return scale
+
+
+def latent_support(metadata: dict[str, str]) -> str | None:
+    """None when a GGUF's architecture is covered, else the reason it is not (for doctor)."""
+    try:
+        latent_scale(metadata.get("general.architecture", ""))
+    except ConfigError as exc:
+        return exc.message
+    return None
+
+
+def _gguf() -> Any:
+    try:
+        import gguf
+    except ImportError:
+        raise BackendNotInstalledError(
+            "Latent mode on GGUF models reads the embedding tables with the gguf package: "
+            "pip install 'nbmagic[gguf]'"
+        ) from None
+    return gguf
+
+
+class GGUFTables:
+    """The input and output embedding tables of one GGUF file, read lazily and in row chunks."""
+
+    def __init__(self, path: str | Path) -> None:
+        gguf = _gguf()
+        self.path = Path(path)
+        try:
+            reader = gguf.GGUFReader(str(self.path), "r")
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"{self.path}: the gguf package cannot read this file ({exc}).") from None
+        self._tensors = {t.name: t for t in reader.tensors}
+        if "token_embd.weight" not in self._tensors:
+            raise ConfigError(f"{self.path} has no token_embd.weight table: latent mode needs it.")
+
+    @property
+    def tied(self) -> bool:
+        """No ``output.weight``: the output head is the input table (``W_out = W_in``)."""
+        return "output.weight" not in self._tensors
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(V, d)`` of the input table (GGUF stores shapes innermost-first: reversed here)."""
+        t = self._tensors["token_embd.weight"]
+        d, v = (int(x) for x in t.shape[:2])
+        return v, d
+
+    def rows(self, name: str, start: int, stop: int) -> Any:
+        """Rows ``start:stop`` of table ``name`` (``token_embd`` or ``output``) as float32 ``[n, d]``."""
+        import numpy as np
+
+        gguf = _gguf()
+        t = self._tensors[f"{name}.weight"]
+        data = t.data[start:stop]
+        if t.tensor_type in (gguf.GGMLQuantizationType.F32,):
+            return np.asarray(data, dtype=np.float32)
+        return np.asarray(gguf.quants.dequantize(data, t.tensor_type), dtype=np.float32).reshape(stop - start, -1)
+
+    def chunks(self, rows: int, size: int = 8192) -> Iterator[tuple[Any, Any]]:
+        """``(W_in[k:k+size], W_out[k:k+size])`` over the first ``rows`` rows (``W_out = W_in`` when tied)."""
+        for start in range(0, rows, size):
+            stop = min(rows, start + size)
+            w_in = self.rows("token_embd", start, stop)
+            yield w_in, (w_in if self.tied else self.rows("output", start, stop))
+
+
+#: ridge regulariser of training-free realignment (LatentMAS: 1e-5, float32 normal equations)
+RIDGE_LAMBDA = 1e-5
+
+
+class NumpyRealignment:
+    """Training-free inner link on numpy arrays: ``e = rescale(h·W_a)``.
+
+    ``W_a = (W_outᵀW_out + λI)⁻¹ W_outᵀ W_in`` (``[d, d]``, accumulated over row chunks of
+    the vocabulary in float64, solved once) maps the output space onto the effective input
+    space; each ``e`` is then rescaled to ``target_norm``, the mean norm of effective input
+    embeddings ``token_scale · ||W_in[i]||``. Tied heads (``W_out = W_in``) give ``W_a = I``
+    up to λ, so no solve is run: the rescale is what matters there.
+    """
+
+    def __init__(self, W_a: Any, target_norm: float) -> None:
+        import numpy as np
+
+        self.W_a = np.asarray(W_a, dtype=np.float32)
+        self.target_norm = float(target_norm)
+
+    @classmethod
+    def from_tables(
+        cls, tables: GGUFTables, rows: int, token_scale: float = 1.0, lam: float = RIDGE_LAMBDA
+    ) -> NumpyRealignment:
+        """Solve over the first ``rows`` rows (the real tokens) of ``tables``."""
+        import numpy as np
+
+        d = tables.shape[1]
+        gram = np.zeros((d, d), np.float64)
+        cross = np.zeros((d, d), np.float64)
+        norm_sum = 0.0
+        for w_in, w_out in tables.chunks(rows):
+            w_in = w_in.astype(np.float64) * token_scale
+            norm_sum += float(np.linalg.norm(w_in, axis=-1).sum())
+            if not tables.tied:
+                w_out = w_out.astype(np.float64)
+                gram += w_out.T @ w_out
+                cross += w_out.T @ w_in
+        W_a = np.eye(d) if tables.tied else np.linalg.solve(gram + lam * np.eye(d), cross)
+        return cls(W_a, norm_sum / max(1, rows))
+
+    def __call__(self, h: Any) -> Any:
+        import numpy as np
+
+        e = np.asarray(h, dtype=np.float32) @ self.W_a
+        norm = np.maximum(np.linalg.norm(e, axis=-1, keepdims=True), 1e-6)
+        return (e * (self.target_norm / norm)).astype(np.float32)
