@@ -197,3 +197,55 @@ class NumpyRealignment:
         e = np.asarray(h, dtype=np.float32) @ self.W_a
         norm = np.maximum(np.linalg.norm(e, axis=-1, keepdims=True), 1e-6)
         return (e * (self.target_norm / norm)).astype(np.float32)
+
+
+def read_architecture(path: str | Path) -> str:
+    """``general.architecture`` from a GGUF header, without reading tensors or the vocabulary
+    (it is the first key llama.cpp's writers emit, so this reads a few hundred bytes); "" if absent."""
+    import struct
+
+    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"GGUF":
+                return ""
+            f.read(4 + 8)  # version, tensor count
+            (n_kv,) = struct.unpack("<Q", f.read(8))
+
+            def string() -> bytes:
+                (n,) = struct.unpack("<Q", f.read(8))
+                return f.read(n)
+
+            def skip(kind: int) -> None:
+                if kind == 8:
+                    string()
+                elif kind == 9:
+                    inner, count = struct.unpack("<IQ", f.read(12))
+                    if inner in sizes:
+                        f.seek(sizes[inner] * count, 1)
+                    else:
+                        for _ in range(count):
+                            skip(inner)
+                else:
+                    f.seek(sizes[kind], 1)
+
+            for _ in range(n_kv):
+                key = string()
+                (kind,) = struct.unpack("<I", f.read(4))
+                if key == b"general.architecture" and kind == 8:
+                    return string().decode("utf-8", "replace")
+                skip(kind)
+    except (OSError, struct.error, KeyError):
+        return ""
+    return ""
+
+
+def latent_backends(path: str | Path, backends: list[str]) -> str:
+    """One line for ``doctor``: which of the installed ``backends`` run latent mode on this file."""
+    parts = []
+    if "gguf" in backends:
+        reason = latent_support({"general.architecture": read_architecture(path)})
+        parts.append("gguf (llama.cpp)" if reason is None else f"not gguf ({reason.split(':')[0]})")
+    if "hf" in backends:
+        parts.append("hf (transformers)")
+    return "latent mode: " + (", ".join(parts) if parts else "no backend installed")

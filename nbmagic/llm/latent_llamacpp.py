@@ -295,8 +295,11 @@ class LlamaCppLatent:
                 lengths[i] += 1
             b.n_tokens = n
             self._decode(b, embeddings=True)
+            last = t == steps - 1  # logits only matter where a decode may follow: after the last step
             for i in range(n):
-                h[i], logits[i] = self._read(i)
+                h[i] = self._hidden(i)
+                if last:
+                    logits[i] = self._logits(i)
             thoughts[:, t] = h
             if on_step is not None:
                 on_step(t + 1, steps)
@@ -406,12 +409,16 @@ class LlamaCppLatent:
         ptr = self.lc.llama_get_logits_ith(self.ctx, i)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
 
-    def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Hidden state (after the final norm) and logits of output row ``i`` of the last decode."""
+    def _hidden(self, i: int) -> np.ndarray:
+        """Hidden state (after the final norm) of output row ``i`` of the last decode."""
         ptr = self.lc.llama_get_embeddings_ith(self.ctx, i)
         if not ptr:
             raise NbmagicError(f"gguf:{self.owner.name}: llama.cpp returned no hidden state for row {i}.")
-        return np.ctypeslib.as_array(ptr, shape=(self.hidden_size,)).copy(), self._logits(i)
+        return np.ctypeslib.as_array(ptr, shape=(self.hidden_size,)).copy()
+
+    def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Hidden state and logits of output row ``i`` of the last decode."""
+        return self._hidden(i), self._logits(i)
 
 
 def sample(logits: np.ndarray, temperature: float | None, top_p: float | None, rng: np.random.Generator) -> int:

@@ -234,3 +234,22 @@ def test_ollama_blob_layout(tmp_path, monkeypatch, tiny_gguf):
         m.close()
     with pytest.raises(ModelNotFoundError, match=r"pulled here: tiny-llama:q4"):
         load_model("gguf:ollama:tiny-llama")  # tag latest was never pulled
+
+
+def test_doctor_line_says_which_backends_run_latent_mode(tiny_gguf, tmp_path):
+    import gguf
+
+    from nbmagic.llm.gguf_tables import latent_backends, read_architecture
+
+    assert read_architecture(tiny_gguf) == "llama"
+    assert latent_backends(tiny_gguf, ["gguf", "hf"]) == "latent mode: gguf (llama.cpp), hf (transformers)"
+    other = tmp_path / "bloom.gguf"
+    w = gguf.GGUFWriter(str(other), "bloom")
+    w.add_token_list(["a", "b"])  # an array before nothing: the header reader skips what it does not need
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.close()
+    assert read_architecture(other) == "bloom"
+    line = latent_backends(other, ["gguf"])
+    assert line.startswith("latent mode: not gguf (") and "bloom" in line
+    assert read_architecture(tmp_path / "missing.gguf") == ""
