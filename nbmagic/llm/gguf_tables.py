@@ -106,16 +106,21 @@ def _gguf() -> Any:
 
 
 class GGUFTables:
-    """The input and output embedding tables of one GGUF file, read lazily and in row chunks."""
+    """The input and output embedding tables of one GGUF file, memory-mapped and de-quantized
+    lazily, in row chunks.
+
+    The header is walked here (keys skipped, tensor infos read) instead of with
+    ``gguf.GGUFReader``, which decodes every metadata string (a 150 k-token vocabulary:
+    seconds); ``gguf.quants.dequantize`` does the de-quantization.
+    """
 
     def __init__(self, path: str | Path) -> None:
-        gguf = _gguf()
+        _gguf()
         self.path = Path(path)
         try:
-            reader = gguf.GGUFReader(str(self.path), "r")
-        except (ValueError, OSError) as exc:
-            raise ConfigError(f"{self.path}: the gguf package cannot read this file ({exc}).") from None
-        self._tensors = {t.name: t for t in reader.tensors}
+            self._tensors, self._data_start = _tensor_index(self.path)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(f"{self.path}: not a readable GGUF file ({exc}).") from None
         if "token_embd.weight" not in self._tensors:
             raise ConfigError(f"{self.path} has no token_embd.weight table: latent mode needs it.")
 
@@ -127,20 +132,26 @@ class GGUFTables:
     @property
     def shape(self) -> tuple[int, int]:
         """``(V, d)`` of the input table (GGUF stores shapes innermost-first: reversed here)."""
-        t = self._tensors["token_embd.weight"]
-        d, v = (int(x) for x in t.shape[:2])
-        return v, d
+        dims = self._tensors["token_embd.weight"][0]
+        return int(dims[1]), int(dims[0])
 
     def rows(self, name: str, start: int, stop: int) -> Any:
         """Rows ``start:stop`` of table ``name`` (``token_embd`` or ``output``) as float32 ``[n, d]``."""
         import numpy as np
 
         gguf = _gguf()
-        t = self._tensors[f"{name}.weight"]
-        data = t.data[start:stop]
-        if t.tensor_type in (gguf.GGMLQuantizationType.F32,):
-            return np.asarray(data, dtype=np.float32)
-        return np.asarray(gguf.quants.dequantize(data, t.tensor_type), dtype=np.float32).reshape(stop - start, -1)
+        dims, kind, offset = self._tensors[f"{name}.weight"]
+        d, v = int(dims[0]), int(dims[1])
+        qtype = gguf.GGMLQuantizationType(kind)
+        block, size = gguf.GGML_QUANT_SIZES[qtype]
+        row_bytes = d // block * size
+        raw = np.memmap(self.path, dtype=np.uint8, mode="r", offset=self._data_start + offset, shape=(v, row_bytes))
+        chunk = np.asarray(raw[start:stop])
+        if qtype == gguf.GGMLQuantizationType.F32:
+            return chunk.view(np.float32).reshape(stop - start, d).copy()
+        if qtype == gguf.GGMLQuantizationType.F16:
+            return chunk.view(np.float16).reshape(stop - start, d).astype(np.float32)
+        return np.asarray(gguf.quants.dequantize(chunk, qtype), dtype=np.float32).reshape(stop - start, d)
 
     def chunks(self, rows: int, size: int = 8192) -> Iterator[tuple[Any, Any]]:
         """``(W_in[k:k+size], W_out[k:k+size])`` over the first ``rows`` rows (``W_out = W_in`` when tied)."""
@@ -148,6 +159,62 @@ class GGUFTables:
             stop = min(rows, start + size)
             w_in = self.rows("token_embd", start, stop)
             yield w_in, (w_in if self.tied else self.rows("output", start, stop))
+
+
+#: byte sizes of GGUF's scalar metadata value types (8 = string, 9 = array)
+_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+
+class _Header:
+    """A forward reader of a GGUF header: strings, scalars, skipped values."""
+
+    def __init__(self, f: Any) -> None:
+        import struct
+
+        self.f, self.struct = f, struct
+
+    def num(self, fmt: str) -> Any:
+        return self.struct.unpack("<" + fmt, self.f.read(self.struct.calcsize("<" + fmt)))[0]
+
+    def string(self) -> bytes:
+        return self.f.read(self.num("Q"))
+
+    def skip(self, kind: int) -> None:
+        if kind == 8:
+            self.f.seek(self.num("Q"), 1)
+        elif kind == 9:
+            inner, count = self.num("I"), self.num("Q")
+            if inner in _SCALAR_SIZES:
+                self.f.seek(_SCALAR_SIZES[inner] * count, 1)
+            else:
+                for _ in range(count):
+                    self.skip(inner)
+        else:
+            self.f.seek(_SCALAR_SIZES[kind], 1)
+
+
+def _tensor_index(path: Path) -> tuple[dict[str, tuple[list[int], int, int]], int]:
+    """``{name: (dims innermost-first, ggml type, offset)}`` and where tensor data starts."""
+    with open(path, "rb") as f:
+        h = _Header(f)
+        if f.read(4) != b"GGUF":
+            raise ValueError("bad magic")
+        h.num("I")
+        n_tensors, n_kv = h.num("Q"), h.num("Q")
+        alignment = 32
+        for _ in range(n_kv):
+            key, kind = h.string(), h.num("I")
+            if key == b"general.alignment" and kind in (4, 5):
+                alignment = int(h.num("I"))
+            else:
+                h.skip(kind)
+        tensors = {}
+        for _ in range(n_tensors):
+            name = h.string().decode("utf-8")
+            dims = [int(h.num("Q")) for _ in range(h.num("I"))]
+            tensors[name] = (dims, int(h.num("I")), int(h.num("Q")))
+        start = f.tell()
+    return tensors, (start + alignment - 1) // alignment * alignment
 
 
 #: ridge regulariser of training-free realignment (LatentMAS: 1e-5, float32 normal equations)
@@ -204,37 +271,18 @@ def read_architecture(path: str | Path) -> str:
     (it is the first key llama.cpp's writers emit, so this reads a few hundred bytes); "" if absent."""
     import struct
 
-    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
     try:
         with open(path, "rb") as f:
+            h = _Header(f)
             if f.read(4) != b"GGUF":
                 return ""
-            f.read(4 + 8)  # version, tensor count
-            (n_kv,) = struct.unpack("<Q", f.read(8))
-
-            def string() -> bytes:
-                (n,) = struct.unpack("<Q", f.read(8))
-                return f.read(n)
-
-            def skip(kind: int) -> None:
-                if kind == 8:
-                    string()
-                elif kind == 9:
-                    inner, count = struct.unpack("<IQ", f.read(12))
-                    if inner in sizes:
-                        f.seek(sizes[inner] * count, 1)
-                    else:
-                        for _ in range(count):
-                            skip(inner)
-                else:
-                    f.seek(sizes[kind], 1)
-
-            for _ in range(n_kv):
-                key = string()
-                (kind,) = struct.unpack("<I", f.read(4))
+            h.num("I")
+            h.num("Q")
+            for _ in range(h.num("Q")):
+                key, kind = h.string(), h.num("I")
                 if key == b"general.architecture" and kind == 8:
-                    return string().decode("utf-8", "replace")
-                skip(kind)
+                    return h.string().decode("utf-8", "replace")
+                h.skip(kind)
     except (OSError, struct.error, KeyError):
         return ""
     return ""

@@ -312,8 +312,9 @@ def train_links(
     """
     cfg = config or TrainConfig()
     team = mas.team
-    if team.mode != "latent":
-        raise ConfigError("Training links needs latent mode: every agent on a local hf: model.")
+    if team.mode != "latent" or any(m.model.backend != "hf" for m in team.members):
+        raise ConfigError("Training links needs every agent on a local hf: model (gradients flow through "
+                          "transformers; a gguf: model can use the trained links afterwards).")
     if not examples:
         raise ConfigError("No training examples.")
     cfg.validate()

@@ -253,3 +253,20 @@ def test_doctor_line_says_which_backends_run_latent_mode(tiny_gguf, tmp_path):
     line = latent_backends(other, ["gguf"])
     assert line.startswith("latent mode: not gguf (") and "bloom" in line
     assert read_architecture(tmp_path / "missing.gguf") == ""
+
+
+def test_trained_links_apply_per_step_on_gguf(model):
+    """Links are torch modules: on llama.cpp they run per step on numpy rows (torch installed here)."""
+    import torch
+
+    from nbmagic.mas.links import LinkSet
+
+    mas = RecursiveMAS(model=model, rounds=1, latent_steps=2, mode="latent", max_new_tokens=3)
+    links = LinkSet("mlp", [64, 64, 64], mas.plan.edges())
+    calls: list[tuple[int, ...]] = []
+    links.inner_for(2).register_forward_hook(lambda mod, inp, out: calls.append(tuple(inp[0].shape)))
+    mas.links = links
+    result = mas.run("hi")
+    # with trained links the answering agent thinks too, then decodes right after its thoughts
+    assert [a.latent_steps for a in result.agents] == [2, 2, 2] and calls == [(1, 64), (1, 64)]
+    assert result.agents[2].tokens >= 1 and isinstance(links.inner_for(2).W1.weight, torch.nn.Parameter)

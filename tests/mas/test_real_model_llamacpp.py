@@ -48,14 +48,15 @@ def _degenerate(model, text: str) -> bool:
     return Counter(ids).most_common(1)[0][1] > max(1, len(ids) / 2)
 
 
+@pytest.mark.timeout(900)  # two agents think, one answers, twice: minutes on a loaded 2-core box
 def test_recursive_mas_latent_through_llamacpp_answers(embedded_gguf_model):
-    mas = RecursiveMAS(model=embedded_gguf_model, pattern="sequential", rounds=2, latent_steps=16,
+    mas = RecursiveMAS(model=embedded_gguf_model, pattern="sequential", rounds=1, latent_steps=16,
                        mode="latent", max_new_tokens=32)
     assert mas.links is None and mas.mode == "latent"
     paris = mas.run("Name the capital city of France.")
     assert "Paris" in paris.answer, paris.answer
     assert not _degenerate(embedded_gguf_model, paris.answer), paris.answer
-    assert [a.latent_steps for a in paris.agents] == [32, 32, 16] and paris.agents[2].tokens < 32
+    assert [a.latent_steps for a in paris.agents] == [16, 16, 0] and paris.agents[2].tokens < 32
 
     total = mas.run("What is 12 + 7? Answer with the number only.")
     assert re.search(r"\d", total.answer), total.answer
