@@ -313,7 +313,7 @@ def train_links(
     cfg = config or TrainConfig()
     team = mas.team
     if team.mode != "latent" or any(m.model.backend != "hf" for m in team.members):
-        raise ConfigError("Training links needs every agent on a local hf: model (gradients flow through "
+        raise ConfigError("Training links needs latent mode with every agent on a local hf: model (gradients flow through "
                           "transformers; a gguf: model can use the trained links afterwards).")
     if not examples:
         raise ConfigError("No training examples.")
