@@ -1,8 +1,10 @@
 """``python -m nbmagic.eval mas``: RecursiveMAS side by side with one agent, on exact-answer questions.
 
 Compares, on the same local model: one agent (a single chat call), RecursiveMAS in text
-mode, latent mode training-free, and latent mode with trained links (a checkpoint given
-with ``--links``, or the one shipped for the model); for each pattern and round count.
+mode, latent mode training-free (through transformers, and through llama.cpp on the same
+GGUF: ``latent-gguf``), and latent mode with trained links (a checkpoint given with
+``--links``, or the one shipped for the model); for each pattern and round count. With
+``--model gguf:<file>`` every system runs on llama.cpp (no torch needed but for links).
 Prints accuracy (overall and per kind), generated tokens and seconds per question.
 
     python -m nbmagic.eval mas --ci                       # 3 questions, rounds 1: a few minutes on 2 cores
@@ -29,11 +31,14 @@ CI = {"questions": 3, "rounds": "1", "latent_steps": 4, "max_new_tokens": 16, "m
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="an hf: model spec (default: the embedded model through hf:)")
+    p.add_argument("--model", default=None,
+                   help="an hf: or gguf: model spec (default: the embedded model through hf:; latent-gguf "
+                        "then runs the same file through llama.cpp)")
     p.add_argument("--ci", action="store_true", help="CI-sized: 3 questions, rounds 1, 4 latent steps, 16-token caps")
     p.add_argument("--questions", type=int, default=None, help="questions (default 24; kinds take turns)")
-    p.add_argument("--systems", default="single,text,latent,links",
-                   help="single, text, latent, links (default all; links only where a checkpoint fits)")
+    p.add_argument("--systems", default="single,text,latent,latent-gguf,links",
+                   help="single, text, latent, latent-gguf, links (default all; links only where a checkpoint "
+                        "fits; latent-gguf where the model is a GGUF file)")
     p.add_argument("--patterns", default="sequential,mixture", help="RecursiveMAS patterns (default sequential,mixture)")
     p.add_argument("--rounds", default=None, help="round counts, comma-separated (default 1,2,3)")
     p.add_argument("--latent-steps", type=int, default=None, help="latent thoughts per agent (default 16)")
@@ -96,32 +101,42 @@ def run(args: argparse.Namespace) -> int:
     if args.json and (Path(args.json).is_dir() or not Path(args.json).resolve().parent.is_dir()):
         raise ConfigError(f"--json {args.json!r}: not a file in an existing folder.")
     spec = args.model or _embedded_spec()
-    if not spec.startswith("hf:"):
-        raise ConfigError(f"--model {spec!r}: the comparison needs latent access, so an hf: model.")
+    if not spec.startswith(("hf:", "gguf:")):
+        raise ConfigError(f"--model {spec!r}: the comparison needs latent access, so an hf: or gguf: model.")
     notes: list[str] = []
+    gguf_file = spec[3:] if spec.startswith("hf:") and spec.endswith(".gguf") else None
+    if "latent-gguf" in opts["systems"] and gguf_file is None:
+        opts["systems"].remove("latent-gguf")
+        if not spec.startswith("gguf:"):
+            notes.append("latent-gguf needs a GGUF file: no latent-gguf rows")
     links_for: dict[str, Any] = {}  # checked before the model loads
     if "links" in opts["systems"]:
         links_for = {pattern: _links_for(args.links, spec, pattern, notes) for pattern in opts["patterns"]}
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(max(1, args.threads))
     from nbmagic.llm.specs import load_model
 
     print(f"loading {spec}", file=sys.stderr, flush=True)
-    model = load_model(spec, device="cpu") if args.threads is not None else load_model(spec)
+    threads = {} if args.threads is None else {"n_threads": max(1, args.threads), "n_threads_batch": max(1, args.threads)}
+    if spec.startswith("gguf:"):
+        model = load_model(spec, **threads)
+    else:
+        if args.threads is not None:
+            import torch
+
+            torch.set_num_threads(max(1, args.threads))
+        model = load_model(spec, device="cpu") if args.threads is not None else load_model(spec)
+    gguf_model = load_model(f"gguf:{gguf_file}", **threads) if "latent-gguf" in opts["systems"] else None
     questions = suite.make_questions(opts["questions"], seed=args.seed)
     configs = [suite.Config("single")] if "single" in opts["systems"] else []
     for pattern in opts["patterns"]:
         for r in opts["rounds"]:
-            configs += [suite.Config(s, pattern, r) for s in ("text", "latent") if s in opts["systems"]]
+            configs += [suite.Config(s, pattern, r) for s in ("text", "latent", "latent-gguf") if s in opts["systems"]]
             if "links" in opts["systems"] and links_for[pattern] is not None:
                 configs.append(suite.Config("links", pattern, r))
     runs: list[Any] = []
     for cfg in configs:
         print(f"  {cfg.label} …", file=sys.stderr, flush=True)
         runs += suite.run_config(
-            cfg, model, questions, latent_steps=opts["latent_steps"], max_new_tokens=opts["max_new_tokens"],
+            cfg, gguf_model if cfg.system == "latent-gguf" else model, questions, latent_steps=opts["latent_steps"], max_new_tokens=opts["max_new_tokens"],
             message_tokens=opts["message_tokens"], links=links_for.get(cfg.pattern),
         )
     print(f"model: {spec}; {len(questions)} questions ({', '.join(sorted({q.kind for q in questions}))}); "

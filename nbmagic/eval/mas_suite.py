@@ -12,6 +12,7 @@ links trained on the ``train`` split are scored on questions they never saw.
 
 Each question is answered by a *system*: ``single`` (the model alone, one chat call),
 ``text`` (RecursiveMAS, text messages), ``latent`` (RecursiveMAS latent, training-free) and
+``latent-gguf`` (RecursiveMAS latent, training-free, through llama.cpp on the same GGUF),
 ``links`` (latent with a trained links checkpoint); and scored for accuracy, generated
 tokens and seconds (:func:`format_table`).
 
@@ -30,7 +31,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 KINDS = ("arithmetic", "fact", "choice")
-SYSTEMS = ("single", "text", "latent", "links")
+SYSTEMS = ("single", "text", "latent", "latent-gguf", "links")
 SPLITS = ("eval", "train")
 
 #: (country, capital): even rows are the evaluation pool, odd rows the training pool

@@ -113,6 +113,7 @@ def embedded_report() -> list[dict[str, Any]]:
     """Models shipped inside installed packages: where, how big, and which backends can run them."""
     from nbmagic.llm.embedded import EMBEDDED_MODELS, embedded_disabled, locate
     from nbmagic.llm.gguf_hf import cached_folder, is_converted
+    from nbmagic.llm.gguf_tables import latent_backends
     from nbmagic.llm.specs import embedded_backends
 
     backends = embedded_backends()
@@ -125,6 +126,7 @@ def embedded_report() -> list[dict[str, Any]]:
         if path is not None:
             entry.update(path=str(path), size=path.stat().st_size, backends=backends,
                          specs=[f"{b}:{path}" for b in backends], hf_cached=is_converted(cached_folder(path)))
+            entry["latent"] = latent_backends(path, backends)
         out.append(entry)
     return out
 
@@ -331,6 +333,8 @@ def format_report(report: dict[str, Any]) -> str:
             cached = "; hf: copy cached" if e["hf_cached"] else ""
             lines.append(f"  {e['title']}: {e['size'] / 1e6:.0f} MB, {e['license']}  [{runs}{cached}]")
             lines.append(f"    {e['path']}")
+            if e.get("latent"):
+                lines.append(f"    {e['latent']}")
             if not e["default_allowed"]:
                 lines.append("    not a default choice (NBMAGIC_EMBEDDED=0)")
         else:

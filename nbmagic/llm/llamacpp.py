@@ -117,6 +117,7 @@ class LlamaCppModel(ChatModel):
 
             ensure_safe(self.path, self.metadata, n_gpu_layers=n_gpu_layers)
         self.llm: Any = None
+        self._latent: Any = None
         log: list[str] = []
         try:
             with _quiet_native_logs(log):
@@ -174,9 +175,47 @@ class LlamaCppModel(ChatModel):
         if llm is None:
             return
         with self._lock:
+            latent, self._latent = getattr(self, "_latent", None), None
+            if latent is not None:
+                latent.close()
             self.llm = None
             if hasattr(llm, "close"):
                 llm.close()
+
+    # -- latent access ------------------------------------------------------------------------
+
+    @property
+    def hidden_size(self) -> int:
+        """``d``: the width of hidden states and input embeddings (0 if the file does not say)."""
+        arch = self.metadata.get("general.architecture", "")
+        try:
+            return int(self.metadata[f"{arch}.embedding_length"])
+        except (KeyError, ValueError):
+            return 0
+
+    @property
+    def supports_latent(self) -> bool:  # type: ignore[override]
+        """Whether latent mode covers this file's architecture (:mod:`nbmagic.llm.gguf_tables`)."""
+        return self.latent_unsupported_reason is None
+
+    @property
+    def latent_unsupported_reason(self) -> str | None:
+        """None when latent mode runs on this model, else why not (chat works either way)."""
+        from nbmagic.llm.gguf_tables import latent_support
+
+        return latent_support(self.metadata)
+
+    def latent(self) -> Any:
+        """The model's :class:`~nbmagic.llm.latent_llamacpp.LlamaCppLatent` (a second llama.cpp
+        context on the same weights, made on first use); a :class:`ConfigError` saying why
+        when the architecture is not covered."""
+        with self._lock:
+            self._live()
+            if self._latent is None:
+                from nbmagic.llm.latent_llamacpp import LlamaCppLatent
+
+                self._latent = LlamaCppLatent(self)
+            return self._latent
 
     def _live(self) -> Any:
         llm = self.llm

@@ -7,6 +7,7 @@ Spec forms::
     ollama:<model>                     Ollama's OpenAI endpoint (OLLAMA_HOST, default localhost:11434)
     openai-compat:<model>@<base_url>   any OpenAI-compatible server (vLLM, LM Studio, llama.cpp server)
     gguf:<path>                        a local GGUF file through llama-cpp-python
+    gguf:ollama:<name>[:<tag>]         a model Ollama pulled (its GGUF blob, read in place)
     hf:<repo or path>                  a Hugging Face model through transformers
 
 The default model is resolved in one place (:func:`resolve_default`), in this order:
@@ -290,6 +291,10 @@ def _construct(spec: ModelSpec, kwargs: dict[str, Any]) -> ChatModel:
     if spec.backend == "gguf":
         from nbmagic.llm.llamacpp import LlamaCppModel
 
+        if spec.model.startswith("ollama:"):  # a model Ollama pulled: its GGUF blob, in place
+            from nbmagic.llm.ollama_blobs import resolve
+
+            spec = ModelSpec("gguf", str(resolve(spec.model[len("ollama:"):])))
         return _new(LlamaCppModel, spec, **kwargs)
     if spec.backend == "hf":
         from nbmagic.llm.hf import HFChatModel

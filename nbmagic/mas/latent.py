@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from nbmagic.errors import ConfigError
 from nbmagic.llm.hf import TextStream, sample_next
+from nbmagic.llm.latent import DecodeResult
 from nbmagic.mas.links import apply_link
 
 if TYPE_CHECKING:
@@ -61,15 +62,6 @@ class LatentState:
     def length(self) -> int:
         """Cached columns, padding included (equals ``cache.get_seq_length()``)."""
         return int(self.attention_mask.shape[1])
-
-
-@dataclass
-class DecodeResult:
-    """Texts per row, generated token counts (EOS included) and why each row ended."""
-
-    texts: list[str]
-    tokens: list[int]
-    finish_reasons: list[str] = field(default_factory=list)
 
 
 def new_cache(model: HFChatModel) -> Any:

@@ -7,27 +7,30 @@ last round decodes the answer (streamed) at the position :func:`~.agent_pass.ans
 decides: right after its own latent thoughts with trained links, at its prompt's answer
 position training-free.
 
-Agents of one stage on the same model run as one left-padded batch (mixture's specialists
-think side by side). An agent's prompt text before its first thought slot is read once and
-its KV cache reused in later rounds. Runs under ``torch.inference_mode()``.
+Agents of one stage on the same model run as one batch (mixture's specialists think side
+by side: a left-padded batch on transformers, one llama.cpp sequence per agent). An agent's
+prompt text before its first thought slot is read once and its KV cache reused in later
+rounds. Everything goes through the models' :class:`~nbmagic.llm.latent.LatentBackend`, each
+inside its ``session()`` (``torch.inference_mode`` on transformers; exclusive use and a cache
+emptied at the end, Ctrl-C included, on llama.cpp). No torch import here: a training-free run
+on a GGUF model never loads it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from nbmagic.events import LatentStep, Notice, RoundFinished, RoundStarted, TextDelta
-from nbmagic.mas import latent as L
 from nbmagic.mas.agent_pass import (
     LinkProvider,
-    RowLinks,
     Thoughts,
     answer_steps,
     incoming_blocks,
+    latent_backend,
     latent_user,
     segments,
     think,
@@ -40,9 +43,33 @@ if TYPE_CHECKING:
 
 
 def run_latent(team: Team, links: LinkSet | None, question: str, book: Bookkeeper, limit: int) -> tuple[str, int]:
-    """Run every round in latent mode (under ``torch.inference_mode``); return (answer, rounds)."""
-    with torch.inference_mode():
+    """Run every round in latent mode (inside every backend's session); return (answer, rounds)."""
+    with contextlib.ExitStack() as stack:
+        seen: set[int] = set()
+        for m in team.members:
+            backend = latent_backend(m.model)
+            if id(backend) not in seen:
+                seen.add(id(backend))
+                stack.enter_context(backend.session())
         return _run(team, links, question, book, limit)
+
+
+class RowLinks:
+    """Different links for different rows of one batch (agents of a stage batched together):
+    row ``i`` goes through ``links[i]``, rows are concatenated back (torch or numpy)."""
+
+    def __init__(self, links: Sequence[Callable[[Any], Any]]) -> None:
+        self.links = list(links)
+
+    def __call__(self, h: Any) -> Any:
+        outs = [link(h[i : i + 1]) for i, link in enumerate(self.links)]
+        if hasattr(outs[0], "new_zeros"):  # torch tensors
+            import torch
+
+            return torch.cat(outs, dim=0)
+        import numpy as np
+
+        return np.concatenate(outs, axis=0)
 
 
 def _run(team: Team, links: LinkSet | None, question: str, book: Bookkeeper, limit: int) -> tuple[str, int]:
@@ -52,7 +79,7 @@ def _run(team: Team, links: LinkSet | None, question: str, book: Bookkeeper, lim
             book.event(Notice(f"links: {w}", "warning"))
     feedback: list[Thoughts] = []
     answer = ""
-    prefixes: dict[Any, L.LatentState] = {}
+    prefixes: dict[Any, Any] = {}
     for r in range(1, team.rounds + 1):
         book.event(RoundStarted(r, team.rounds))
         incoming = feedback
@@ -78,7 +105,7 @@ class _Pending:
     """The final agent at its decode position, before its answer."""
 
     member: Member
-    state: L.LatentState
+    state: Any
     started: float
     prompt_tokens: int
     steps: int
@@ -103,13 +130,13 @@ def _group_pass(
     round_: int,
     steps: int,
     final: bool,
-    prefixes: dict[Any, L.LatentState],
+    prefixes: dict[Any, Any],
 ) -> tuple[list[Thoughts], _Pending | None]:
-    model = group[0].model
+    backend = latent_backend(group[0].model)
     starts = [book.agent_started(m, round_) for m in group]
     rows, prompt_tokens = [], []
     for m in group:
-        segs = segments(model, m.system, latent_user(question, incoming, final), len(incoming))
+        segs = segments(backend, m.system, latent_user(question, incoming, final), len(incoming))
         rows.append((segs, [b[0] for b in incoming_blocks(prov, incoming, m)]))
         prompt_tokens.append(sum(len(s) for s in segs))
     inner = [prov.inner(m) for m in group]
@@ -120,7 +147,7 @@ def _group_pass(
             book.event(LatentStep(m.name, k, n))
 
     t0 = time.perf_counter()
-    thoughts, state = think(model, rows, steps, link, on_step, prefixes)
+    thoughts, state = think(backend, rows, steps, link, on_step, prefixes)
     seconds = time.perf_counter() - t0
     outs, pending = [], None
     for k, m in enumerate(group):
@@ -134,16 +161,20 @@ def _group_pass(
             book.model_call(m, prompt_tokens[k], 0, seconds)
             book.agent_finished(m, round_, starts[k], tokens=0, latent_steps=steps)
         outs.append(Thoughts(m, round_, thoughts[k : k + 1]))
+    if pending is None:
+        backend.release(state)  # the thoughts are copied out; the sequences are free again
     return outs, pending
 
 
 def _decode_answer(team: Team, book: Bookkeeper, p: _Pending, limit: int, round_: int, question: str) -> str:
     m = p.member
     t0 = time.perf_counter()
-    res = L.decode_with_usage(
-        m.model, p.state, None, None, max_new_tokens=limit, temperature=team.temperature,
+    backend = latent_backend(m.model)
+    res = backend.decode(
+        p.state, max_new_tokens=limit, temperature=team.temperature,
         on_token=lambda piece: book.event(TextDelta(m.name, piece)),
     )
+    backend.release(p.state)
     answer, tokens = res.texts[0], res.tokens[0]
     book.model_call(m, p.prompt_tokens, tokens, time.perf_counter() - t0)
     book.partial_answer = answer

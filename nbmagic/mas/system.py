@@ -7,15 +7,16 @@ last agent of the last round writes the answer.
 
 Two ways to pass things on, one recursion:
 
-* **latent** (every agent is a local Hugging Face model): agents hand over latent
-  thoughts, hidden-state vectors mapped into the next agent's embedding space by
-  links, and never decode intermediate text (:mod:`nbmagic.mas.latent_mode`);
-* **text** (the Recursive-TextMAS baseline, and the only option with remote or
-  GGUF models): agents hand over text messages capped at ``message_tokens``
-  (:mod:`nbmagic.mas.text`).
+* **latent** (every agent a local model: ``gguf:`` through llama.cpp, ``hf:`` through
+  transformers): agents hand over latent thoughts, hidden-state vectors mapped into the
+  next agent's embedding space by links, and never decode intermediate text
+  (:mod:`nbmagic.mas.latent_mode`, through :class:`~nbmagic.llm.latent.LatentBackend`);
+* **text** (the Recursive-TextMAS baseline, and the only option with remote models):
+  agents hand over text messages capped at ``message_tokens`` (:mod:`nbmagic.mas.text`).
 
-``mode="auto"`` picks latent when it can. Several agents may share one model;
-a spec string is loaded once per system.
+``mode="auto"`` picks latent only for patterns where the evaluation measured it as
+accurate as text (:mod:`nbmagic.mas.auto`) and says why (``mode_reason``, a Notice per
+run). Several agents may share one model; a spec string is loaded once per system.
 """
 
 from __future__ import annotations
@@ -50,6 +51,16 @@ from nbmagic.mas.team import (
 )
 
 __all__ = ["LOCAL_BACKENDS", "MODES", "Agent", "AgentStats", "MASResult", "Member", "RecursiveMAS", "model_label"]
+
+
+def _why_not_latent(model: ChatModel) -> str:
+    """"" when ``model`` can think in latent space, else the reason (remote, uncovered GGUF architecture)."""
+    reason = getattr(model, "latent_unsupported_reason", None)
+    if reason:
+        return str(reason)
+    if getattr(model, "supports_latent", False):
+        return ""
+    return f"{model.backend}:{model.name} has no hidden states (a remote model)"
 
 
 class RecursiveMAS:
@@ -107,26 +118,36 @@ class RecursiveMAS:
             chat_model, spec = self._load(a.model if a.model is not None else model)
             members.append(Member(i, name, role, chat_model, system_prompt(role, a.instructions), spec))
 
-        non_latent = [m.name for m in members if not getattr(m.model, "supports_latent", False)]
+        non_latent = {m.name: _why_not_latent(m.model) for m in members}
+        non_latent = {k: v for k, v in non_latent.items() if v}
         if requested == "latent" and non_latent:
             raise ConfigError(
-                "mode='latent' needs every agent on a local Hugging Face model (hf:...), because latent "
-                f"thoughts are hidden states; these agents have none: {', '.join(non_latent)}. "
-                "Use mode='text' or give them hf: models."
+                "mode='latent' needs every agent on a local model with hidden states (gguf: through "
+                "llama.cpp, or hf: through transformers); "
+                + "; ".join(f"{name}: {why}" for name, why in non_latent.items())
+                + ". Use mode='text'."
             )
+        if requested == "latent":
+            mode, reason = "latent", ""
+        elif requested == "text":
+            mode, reason = "text", ""
+        elif non_latent:
+            mode, reason = "text", "text mode: " + "; ".join(f"{k}: {v}" for k, v in non_latent.items())
+        elif links is not None:
+            mode, reason = "latent", "latent mode: trained links were given"
+        else:
+            from nbmagic.mas.auto import choose_mode
+
+            mode, reason = choose_mode(pattern)
         #: the resolved system the modes run (settings, plan, members)
         self.team = Team(
-            pattern=pattern, plan=plan, members=members,
-            mode="text" if requested == "text" or non_latent else "latent",
+            pattern=pattern, plan=plan, members=members, mode=mode,
             rounds=rounds, latent_steps=latent_steps, max_new_tokens=self.settings.max_new_tokens,
             message_tokens=self.settings.message_tokens, temperature=self.settings.temperature,
             tool_timeout=self.settings.tool_timeout, max_tool_calls=self.settings.max_tool_calls,
         )
-        self.fallback_reason = (
-            f"text mode: agents {', '.join(non_latent)} have no hidden states (remote or GGUF models)"
-            if requested == "auto" and non_latent
-            else ""
-        )
+        #: why ``mode="auto"`` chose the mode it did ("" when the mode was asked for); also a Notice per run
+        self.mode_reason = reason
         self.links: Any = None  # a LinkSet (torch) once trained links are loaded or trained
         if links is not None and not isinstance(links, (str, Path)):
             raise ConfigError(f"links must be the path of a links checkpoint folder, not {type(links).__name__}.")
@@ -135,12 +156,17 @@ class RecursiveMAS:
             if self.mode != "latent":
                 raise ConfigError(
                     f"Links ({self.links_path}) only apply in latent mode, but this system runs in text "
-                    "mode. Drop links=... or use local hf: models for every agent."
+                    "mode. Drop links=..., or pass mode='latent' with local gguf: or hf: models for every agent."
                 )
             from nbmagic.mas.checkpoint import load_links
 
             self.links = load_links(self.links_path, self.team)
         self._run_lock = threading.Lock()
+
+    @property
+    def fallback_reason(self) -> str:
+        """Why ``auto`` fell back to text ("" otherwise); kept for callers of earlier versions."""
+        return self.mode_reason if self.mode == "text" else ""
 
     # -- the team's fields, read through ------------------------------------------------------
 
@@ -219,8 +245,8 @@ class RecursiveMAS:
         handler = fanout(self.on_event, on_event)
         title = question.strip().splitlines()[0][:80]
         emit(handler, RunStarted("mas", title, ", ".join(sorted({m.spec for m in self.members}))))
-        if self.fallback_reason:
-            emit(handler, Notice(self.fallback_reason))
+        if self.mode_reason:
+            emit(handler, Notice(self.mode_reason))
         book = Bookkeeper(self.team, handler)
         lifecycle = RunLifecycle(
             "mas", handler, lambda: book.result(book.partial_answer, book.rounds_done, complete=False),

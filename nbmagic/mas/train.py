@@ -40,13 +40,14 @@ from nbmagic.mas import latent as L
 from nbmagic.mas.agent_pass import (
     LinkProvider,
     Thoughts,
-    answer_loss,
     answer_steps,
     incoming_blocks,
+    latent_backend,
     latent_user,
     segments,
     think,
 )
+from nbmagic.mas.hf_latent import answer_loss
 from nbmagic.mas.links import LinkSet, embedding_norm
 
 if TYPE_CHECKING:
@@ -253,13 +254,14 @@ def _agent_pass(
     targets: list[list[int]],
     use_checkpoint: bool,
 ) -> Tensor:
-    segs = [segments(m.model, m.system, latent_user(q, incoming, final), len(incoming)) for q in questions]
+    backend = latent_backend(m.model)
+    segs = [segments(backend, m.system, latent_user(q, incoming, final), len(incoming)) for q in questions]
     blocks = incoming_blocks(prov, incoming, m)
     inner = prov.inner(m)
 
     def run(*blocks_in: Tensor) -> Tensor:
         rows = [(segs[b], [blk[b] for blk in blocks_in]) for b in range(len(questions))]
-        thoughts, state = think(m.model, rows, steps, inner)
+        thoughts, state = think(backend, rows, steps, inner)
         return answer_loss(m.model, state, targets) if final else thoughts
 
     if use_checkpoint:
@@ -310,8 +312,9 @@ def train_links(
     """
     cfg = config or TrainConfig()
     team = mas.team
-    if team.mode != "latent":
-        raise ConfigError("Training links needs latent mode: every agent on a local hf: model.")
+    if team.mode != "latent" or any(m.model.backend != "hf" for m in team.members):
+        raise ConfigError("Training links needs latent mode with every agent on a local hf: model (gradients flow through "
+                          "transformers; a gguf: model can use the trained links afterwards).")
     if not examples:
         raise ConfigError("No training examples.")
     cfg.validate()

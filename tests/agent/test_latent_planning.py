@@ -14,7 +14,7 @@ def test_plans_in_latent_mode_with_a_local_hf_model(tiny_hf_model_path, tmp_path
     agent = NotebookAgent(
         model,
         planner="mas",
-        mas_options={"rounds": 1, "latent_steps": 3, "max_new_tokens": 8},
+        mas_options={"rounds": 1, "latent_steps": 3, "max_new_tokens": 8, "mode": "latent"},
         dry_run=True,
         max_fixes=0,
         max_tokens=8,

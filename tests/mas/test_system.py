@@ -124,12 +124,12 @@ def test_mixture_specialists_think_as_one_batch(qwen):
 
 def test_batched_rows_match_single_rows(qwen):
     """Left padding in a batched agent pass changes no row's thoughts."""
-    from nbmagic.mas.agent_pass import segments, think
+    from nbmagic.mas.agent_pass import latent_backend, segments, think
     from nbmagic.mas.links import Realignment
 
     mas = RecursiveMAS(model=qwen, rounds=1)
-    model = mas.members[0].model
-    link = Realignment.from_model(model)
+    model = latent_backend(mas.members[0].model)
+    link = Realignment.from_model(mas.members[0].model)
     block = torch.randn(3, model.hidden_size) * 0.5
     rows = [
         (segments(model, "You are short.", "Q: <<nbmagic-latent-0>> go", 1), [block]),
@@ -185,12 +185,12 @@ def test_text_mode_on_purpose_with_local_model(qwen):
 
 def test_prompt_prefix_is_read_once_and_reused_exactly(qwen):
     """Rounds 2+ reuse the KV cache of the system prompt + question: same thoughts as a full prefill."""
-    from nbmagic.mas.agent_pass import segments, think
+    from nbmagic.mas.agent_pass import latent_backend, segments, think
     from nbmagic.mas.links import Realignment
 
     mas = RecursiveMAS(model=qwen, rounds=1)
-    model = mas.members[0].model
-    link = Realignment.from_model(model)
+    model = latent_backend(mas.members[0].model)
+    link = Realignment.from_model(mas.members[0].model)
     segs = segments(model, "You are the Critic.", "Question: 2+2?\n\nThoughts: <<nbmagic-latent-0>>\n\nGo.", 1)
     prefixes: dict = {}
     with torch.inference_mode():
