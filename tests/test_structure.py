@@ -1,8 +1,8 @@
 """The package imports one way: no import cycle anywhere in nbmagic, and no module over ~600 lines.
 
-Imports must form no cycle across the whole package: module-level ones (``TYPE_CHECKING``
-blocks included) and those deferred into functions (the cycle the RLM's agent <-> sub-agents
-pair used to dodge with one).
+Imports that run must form no cycle across the whole package: module-level ones and those
+deferred into functions (the cycle the RLM's agent <-> sub-agents pair used to dodge with one);
+``if TYPE_CHECKING:`` blocks never run and are left out.
 """
 
 from __future__ import annotations
@@ -42,13 +42,16 @@ def _graph(deferred_in: str) -> dict[str, set[str]]:
     for name, path in files.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         deps: set[str] = set()
-        top = [n for n in tree.body]
+        typing_only = {id(n) for stmt in ast.walk(tree) if isinstance(stmt, ast.If)
+                       and "TYPE_CHECKING" in ast.unparse(stmt.test) for n in ast.walk(stmt)}
+        top = [n for n in tree.body if id(n) not in typing_only]
         for stmt in top:  # module level, and `if TYPE_CHECKING:` / try blocks at module level
             for node in ast.walk(stmt) if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) else []:
                 deps |= _targets(node, name, known)
         if name.startswith(deferred_in):
             for node in ast.walk(tree):
-                deps |= {d for d in _targets(node, name, known) if d.startswith(deferred_in)}
+                if id(node) not in typing_only:
+                    deps |= {d for d in _targets(node, name, known) if d.startswith(deferred_in)}
         graph[name] = deps - {"nbmagic"}
     return graph
 

@@ -38,6 +38,7 @@ from nbmagic.errors import ConfigError, NbmagicError
 from nbmagic.llm.gguf_tables import GGUFTables, NumpyRealignment, latent_scale
 from nbmagic.llm.hf import TextStream, fallback_chat_text
 from nbmagic.llm.latent import DecodeResult
+from nbmagic.llm.native_logs import quiet_native_logs
 
 if TYPE_CHECKING:
     from nbmagic.llm.llamacpp import LlamaCppModel
@@ -107,10 +108,9 @@ class LlamaCppLatent:
         params.pooling_type = lc.LLAMA_POOLING_TYPE_NONE
         params.n_seq_max = min(MAX_SEQUENCES, int(lc.llama_max_parallel_sequences()))
         params.kv_unified = True  # forks share cells instead of copying them
-        from nbmagic.llm.llamacpp import _quiet_native_logs
 
         log: list[str] = []
-        with _quiet_native_logs(log):  # "default pooling_type is [-1], but [0] was specified"
+        with quiet_native_logs(log):  # "default pooling_type is [-1], but [0] was specified"
             self.ctx = lc.llama_init_from_model(model, params)
         if not self.ctx:
             raise ConfigError(f"gguf:{owner.name}: llama.cpp could not create a latent context "

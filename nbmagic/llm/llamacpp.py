@@ -17,20 +17,17 @@ lock, so ``achat`` from many tasks is safe (and runs one generation at a time).
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import inspect
-import io
 import os
-import sys
-import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from nbmagic.errors import BackendNotInstalledError, ConfigError, ModelNotFoundError, NbmagicError
 from nbmagic.llm.base import ChatModel, ChatResult, GenerationParams, TokenCallback, Usage
+from nbmagic.llm.native_logs import last_lines as _last_lines
+from nbmagic.llm.native_logs import quiet_native_logs as _quiet_native_logs
 from nbmagic.llm.vision import text_only
 
 #: the context used when the file does not say how long it was trained for
@@ -347,39 +344,6 @@ class LlamaCppModel(ChatModel):
                 f"{self.n_ctx} tokens ({text}). Load the model with a larger n_ctx or shorten the prompt."
             )
         return NbmagicError(f"gguf:{self.name}: llama.cpp failed while generating: {text}")
-
-
-@contextlib.contextmanager
-def _quiet_native_logs(sink: list[str]) -> Iterator[None]:
-    """Capture what llama.cpp writes while loading, at the Python and the file-descriptor level.
-
-    ``verbose=False`` still lets some warnings through (e.g. a context longer than the
-    model was trained for); in a notebook they would show up as red stderr noise. The
-    text is kept in ``sink`` so that load errors can quote llama.cpp's own reason.
-    """
-    py_err = io.StringIO()
-    with tempfile.TemporaryFile(mode="w+b") as tmp, contextlib.redirect_stderr(py_err):
-        saved: int | None = None
-        try:
-            sys.__stderr__.flush() if sys.__stderr__ else None
-            saved = os.dup(2)
-            os.dup2(tmp.fileno(), 2)
-        except (OSError, ValueError):  # no usable fd 2 (some embedded interpreters)
-            saved = None
-        try:
-            yield
-        finally:
-            if saved is not None:
-                os.dup2(saved, 2)
-                os.close(saved)
-            tmp.seek(0)
-            sink.append(tmp.read().decode("utf-8", "replace"))
-            sink.append(py_err.getvalue())
-
-
-def _last_lines(log: list[str], n: int = 3) -> str:
-    lines = [ln.strip() for ln in "".join(log).splitlines() if ln.strip()]
-    return " | ".join(lines[-n:])
 
 
 class _StepCounter:
