@@ -27,9 +27,11 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from nbmagic.testing.loopback import LoopbackServer
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
@@ -72,7 +74,7 @@ class _Faults:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class HubServer:
+class HubServer(LoopbackServer):
     """The hub on 127.0.0.1; ``with HubServer() as hub: hub.add("org/repo", "f.gguf", path)``."""
 
     def __init__(self, port: int = 0, commit: str = COMMIT) -> None:
@@ -81,9 +83,7 @@ class HubServer:
         self._lock = threading.Lock()
         self._faults = _Faults()
         self.requests: list[Seen] = []
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        super().__init__(self._handler_class(), port=port)
 
     # -- content and faults ----------------------------------------------------------------------
 
@@ -112,34 +112,9 @@ class HubServer:
     # -- lifecycle --------------------------------------------------------------------------------
 
     @property
-    def port(self) -> int:
-        return int(self._httpd.server_address[1])
-
-    @property
     def endpoint(self) -> str:
         """The value for ``HF_ENDPOINT``."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> HubServer:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="hub-loopback", daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._httpd.server_close()
-
-    def __enter__(self) -> HubServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.root_url
 
     # -- protocol ---------------------------------------------------------------------------------
 

@@ -24,8 +24,10 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from nbmagic.testing.loopback import LoopbackServer
 
 
 @dataclass
@@ -64,7 +66,7 @@ def _echo(request: dict[str, Any]) -> str:
     return "echo: " + last_user_message(request)
 
 
-class OpenAICompatServer:
+class OpenAICompatServer(LoopbackServer):
     """Run with ``with OpenAICompatServer() as srv: ... srv.url ...``."""
 
     def __init__(
@@ -91,9 +93,7 @@ class OpenAICompatServer:
         self._responder: Responder = _echo
         self._lock = threading.Lock()
         self.set_responder(responder)
-        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        super().__init__(self._handler_class(), host=host, port=port)
         self.in_flight = 0
         self.max_in_flight = 0
 
@@ -130,39 +130,9 @@ class OpenAICompatServer:
     # -- lifecycle -----------------------------------------------------------------------
 
     @property
-    def port(self) -> int:
-        return int(self._httpd.server_address[1])
-
-    @property
-    def root_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
     def url(self) -> str:
         """The base URL to give an OpenAI client (ends in ``/v1``)."""
         return self.root_url + "/v1"
-
-    def start(self) -> OpenAICompatServer:
-        if self._thread is None:
-            # a short poll interval makes stop() take milliseconds, not half a second
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="openai-loopback", daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._httpd.server_close()
-
-    def __enter__(self) -> OpenAICompatServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- internals -------------------------------------------------------------------------
 
