@@ -108,13 +108,14 @@ def test_files_and_installs_are_listed_never_touched(ipython_shell, tmp_path, mo
     ns = ipython_shell.user_ns
     ns["made"] = [1]
     result = AgentResult(cells=[], summary="", plan=[], usage=Usage(), ok=True, new_variables=["made"],
-                         files_written=["report.csv"],
+                         files_written=["report.csv"], files_deleted=["old.csv"],
                          trajectory=[{"type": "install", "package": "tabulate", "ok": True},
                                      {"type": "install", "package": "nothere", "ok": False}])
     record = record_run(ns, result, title="write a report", where="collect")
     assert record.installs == ["tabulate"]
     out = undo(ipython_shell)
     assert "Files it wrote (not deleted; remove them yourself if unwanted): report.csv." in out
+    assert "Files it deleted (undo cannot bring them back): old.csv." in out
     assert "%pip uninstall tabulate" in out
     assert Path("report.csv").read_text() == "a,b\n" and "made" not in ns
 
