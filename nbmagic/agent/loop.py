@@ -170,6 +170,9 @@ class Run:
             for step in loads:
                 run_load_step(self, step)
             self.frames = loaded_frames(loads)
+            # the loaded tables as read: an attempt that changes one in place (set_index(inplace=True))
+            # and fails must not leave the next attempt a different table
+            self.frame_copies = {n: self.ns[n].copy() for n in self.frames if hasattr(self.ns.get(n), "copy")}
             context = ctx.gather(self.request, self.ns, shell=self.shell, base_dir=self.base,
                                  limits=a.context_limits).render()
             self.trajectory.append({"type": "context", "text": context})
@@ -417,6 +420,7 @@ class Run:
                 self.observed.append(_observed_entry(step, last_run))
                 emit(self.events, RoundFinished(rnd, len(model_steps)))
                 return
+            self._restore_frames(step)
             if last_run.ok:  # it ran, but does not answer: the reflector's refinement
                 step.verdict = verdict.why
                 if step.attempts >= max_attempts:
@@ -467,6 +471,17 @@ class Run:
             self.observed.append(f"Step {step.index + 1} ({step.title}) FAILED: {step.error}")
         else:
             emit(self.events, StepFinished(step.index, False, step.attempts))
+
+    def _restore_frames(self, step: Step) -> None:
+        """Put back a loaded table a rejected attempt changed in shape (columns, index, rows)."""
+        for name, orig in getattr(self, "frame_copies", {}).items():
+            cur = self.ns.get(name)
+            same = (cur is not None and list(getattr(cur, "columns", [])) == list(orig.columns)
+                    and getattr(getattr(cur, "index", None), "name", None) == orig.index.name and len(cur) == len(orig))
+            if not same:
+                self.ns[name] = orig.copy()
+                emit(self.events, Notice(f"Step {step.index + 1}: the attempt changed `{name}` in place; "
+                                         "it was put back as loaded."))
 
     def _repair(self, step: Step, draft: CellDraft) -> CellDraft:
         """Visible, certain repairs before a cell runs: missing standard imports, invented paths."""

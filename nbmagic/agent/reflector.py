@@ -46,6 +46,18 @@ def _has_figure(run: ExecResult) -> bool:
                for o in run.outputs)
 
 
+def _shows_text(run: ExecResult) -> bool:
+    """Did the cell show anything besides figures (printed text, a table, a value)?"""
+    for o in run.outputs:
+        data = o.get("data") or {}
+        if o.get("output_type") == "stream" and str(o.get("text", "")).strip():
+            return True
+        if data and "image/png" not in data and "image/svg+xml" not in data and not str(
+                data.get("text/plain", "")).startswith("<Figure"):
+            return True
+    return False
+
+
 def _last_numbers(text: str) -> list[str]:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     for line in reversed(lines[-3:]):
@@ -147,7 +159,7 @@ def judge(part: Part, run: ExecResult, *, answer_line: str | None = None, answer
                        f"The request asks for the answer printed exactly in this form: `{answer_line}`. "
                        "End the cell with a `print(...)` of that line, with the computed value in place "
                        "of the placeholder.")
-    if part.kind == "table" and _has_figure(run) and not re.sub(r"\[image/png figure\]|^\[figure\][^\n]*|<Figure[^>]*>", "", shown, flags=re.M).strip():
+    if part.kind == "table" and _has_figure(run) and not _shows_text(run):
         return Verdict(False, "no table was shown",
                        "The part asks for a table, but the cell only drew a figure. Compute the table and end the "
                        "cell with it (its name on the last line) so its values are shown; plot in a later cell.")

@@ -346,14 +346,15 @@ def test_a_table_part_answered_with_a_figure_only_is_sent_back(run, openai_serve
     assert result.ok
 
 
-def test_a_key_error_after_an_in_place_change_says_what_the_columns_are_now(run, openai_server):
+def test_a_table_changed_in_place_is_put_back_and_the_key_error_names_the_columns(run, openai_server):
     def respond(request):
         if FIX_HEADING in _last_user(request):
-            return cell("monthly = sales['revenue'].resample('MS').sum()\nmonthly")
+            return cell("monthly = sales.set_index('date')['revenue'].resample('MS').sum()\nmonthly")
         return cell("sales.set_index('date', inplace=True)\nmonthly = sales.groupby(sales['date'].dt.month)"
                     "['revenue'].sum()\nmonthly")
 
     result, _, _ = run(respond, "What is the monthly revenue in sales.csv?")
     fix = _users(openai_server, FIX_HEADING)[0]
-    assert "its index is `date` (not a column)" in fix and "no inplace=True" in fix
+    assert "no inplace=True" in fix and "its index is" not in fix
+    assert "date" in fix.split("As they are now:")[1]  # the table was put back: `date` is a column again
     assert result.ok
