@@ -373,10 +373,10 @@ class Run:
                     continue
             hot = draft.code in tried
             tried.add(draft.code)
-            if not self.onecall:
-                draft = self._repair(step, draft)
             repeat = next((s for s in self.steps[: step.index] if s.cells and s.status == "ok"
                            and _same_code(s.cells[-1].source, draft.code)), None)
+            if not self.onecall and repeat is None:
+                draft = self._repair(step, draft)
             if repeat is not None:  # a copy of an earlier cell does nothing new
                 why = f"the cell repeats step {repeat.index + 1}"
                 self.record_attempt(step, draft, None, error=why)
@@ -645,8 +645,11 @@ class Run:
             first_cell_seconds=self.first_cell,
         )
         result.summary = summarize(result, self.steps, dry_run=self.agent.dry_run)
-        if getattr(self, "cap", ""):
-            result.summary += f"\nSpend cap: {self.cap} ({self.spent:,} tokens spent)."
+        if getattr(self, "cap", ""):  # before the sink's line, which stays last
+            lines = result.summary.split("\n")
+            at = len(lines) - 1 if self.sink_summary and lines[-1] == self.sink_summary else len(lines)
+            lines.insert(at, f"Spend cap: {self.cap} ({self.spent:,} tokens spent).")
+            result.summary = "\n".join(lines)
         return result
 
 
