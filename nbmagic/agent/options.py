@@ -20,7 +20,7 @@ from nbmagic.settings import CLI, EngineSettings, option, same_as
 
 #: the planners %%agent knows (what each means: docs/agent.md); a leaf constant, so the settings
 #: table that nbmagic.config builds does not pull in the planner and, through it, RecursiveMAS
-PLANNERS = ("auto", "mas", "single", "none", "onecall")
+PLANNERS = ("auto", "parts", "mas", "single", "none", "onecall")
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,11 @@ class AgentSettings(EngineSettings):
                                help="model spec, e.g. openai:gpt-4o-mini, ollama:qwen2.5:7b, "
                                     "openai-compat:<model>@<url>, gguf:<path>, hf:<repo>")
     planner: str = option("auto", "--planner", choices=PLANNERS,
-                          help="auto (none for local models, mas for remote ones); mas: RecursiveMAS plans; "
-                               "single: one agent, one round; none: no plan; onecall: one reply run once")
+                          help="where the parts come from; each part is then a round of the loop (tool-caller "
+                               "writes, kernel runs, reflector judges). auto: parts for local models, mas for "
+                               "remote ones; parts: read from the request, no model call; mas: a RecursiveMAS plan; "
+                               "single: one agent plans in one round; none: the whole request is one part; "
+                               "onecall: the baseline, one reply run once")
     rounds: int = same_as(MASSettings, "rounds")
     latent_steps: int = same_as(MASSettings, "latent_steps")
     mode: str = same_as(MASSettings, "mode")
@@ -55,6 +58,13 @@ class AgentSettings(EngineSettings):
 SHARED: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     *AgentSettings.argument_specs(CLI),
     (("--force",), dict(action="store_true", help="allow --output to overwrite an existing notebook")),
+    (("--max-run-tokens",), dict(type=int, default=None,
+                                 help="tokens one run's model calls may spend (default: 200000 for remote models, "
+                                      "no cap for local ones)")),
+    (("--max-cost",), dict(type=float, default=None,
+                           help="dollars one run may spend, where the model's price is known")),
+    (("--no-code-grammar",), dict(action="store_true",
+                                  help="do not force GGUF models to answer with a code block (llama.cpp grammar)")),
 ]
 
 
@@ -78,4 +88,7 @@ def engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The NotebookAgent keywords the shared options set beyond the settings-backed ones."""
     s = AgentSettings.from_args(args)
     return {"planner": s.planner, "stop_on_failure": s.stop_on_failure, "allow_install": s.allow_install,
-            "answer": s.answer, "refine": s.refine}
+            "answer": s.answer, "refine": s.refine,
+            "max_run_tokens": getattr(args, "max_run_tokens", None),
+            "max_cost_usd": getattr(args, "max_cost", None),
+            "force_code_block": not getattr(args, "no_code_grammar", False)}

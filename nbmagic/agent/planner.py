@@ -22,9 +22,9 @@ from nbmagic.llm.base import ChatModel
 
 #: what ``auto`` becomes: for models on this machine every planning call costs real seconds before
 #: the first cell (RecursiveMAS 3x3 took ~150 s of a 245 s run on CPU, benchmarks/agent_first_cell.py),
-#: and a 0.5B model's plan is often one step anyway; the evaluation (python -m nbmagic.eval agent)
-#: measured the default this way (docs/agent.md)
-AUTO_LOCAL = "none"
+#: so local models get the parts read from the request (no model call); remote models a
+#: RecursiveMAS plan. Either way the loop then does one part per round (docs/agent.md)
+AUTO_LOCAL = "parts"
 AUTO_REMOTE = "mas"
 #: RecursiveMAS options the agent passes through
 MAS_OPTION_NAMES = frozenset(
@@ -77,7 +77,7 @@ def make_plan(
     """Ask the planner for steps; fall back to one step (the request) if none can be read."""
     name, options = check_planner(planner, mas_options)
     name = resolve_planner(name, model)
-    if name in ("none", "onecall"):
+    if name in ("none", "onecall", "parts"):
         return PlanOutcome([request.strip()], "none")
     from nbmagic.mas.system import Agent, RecursiveMAS
 
@@ -100,6 +100,6 @@ def make_plan(
         mas={"pattern": mas.pattern, "rounds": result.rounds, "mode": result.mode},
     )
     if not steps:
-        emit(on_event, Notice("The planner's answer held no list of steps; running the request as one step.",
+        emit(on_event, Notice("The planner's answer held no list of steps; doing the parts the request names.",
                               level="warning"))
     return outcome

@@ -37,18 +37,28 @@ def plan_prompt(request: str, context: str, max_steps: int) -> str:
 
 
 def code_prompt(
-    request: str, context: str, plan: list[str], index: int, done: list[str]
+    request: str, context: str, plan: list[str], index: int, done: list[str], *,
+    part: str = "", notes: str = "",
 ) -> str:
-    """Ask for one step's cell: markdown explanation plus one python block."""
+    """Ask for one step's cell: markdown explanation plus one python block.
+
+    ``part`` is the step's own words from the request (a multi-part request is done one
+    part per cell); ``notes`` carries what the cell must respect: the loaded DataFrames
+    to use, the request's explicit instructions, the exact answer line to print.
+    """
     steps = "\n".join(f"{i + 1}. {s}" for i, s in enumerate(plan))
     finished = "\n".join(done) if done else "(none yet)"
+    only = (f"This cell does only this part of the request: {part}\n"
+            "Later cells do the other parts.\n\n" if part else "")
     return (
         f"{CODE_HEADING}\n\n"
         f"Request: {request}\n\n"
         f"{context}\n\n"
         f"Plan:\n{steps}\n\n"
         f"Cells already run in this session (their variables exist):\n{finished}\n\n"
-        f"Step {index + 1} of {len(plan)}: {plan[index]}\n\n"
+        + (f"{notes}\n\n" if notes else "")
+        + f"Step {index + 1} of {len(plan)}: {plan[index]}\n\n"
+        + only +
         "Answer with one or two sentences of markdown explaining the step, then exactly one "
         "fenced ```python code block holding the complete, runnable code for this step only "
         "(with its imports; use the exact file names and column names given above). "
@@ -134,4 +144,14 @@ def repeat_prompt(earlier: int, title: str) -> str:
         f"Write new code that does this step: {title}\n\n"
         "Answer with a one-line markdown note, then exactly one fenced ```python block; end it with the "
         "expression that shows the result."
+    )
+
+
+def judged_prompt(code: str, output: str, refinement: str) -> str:
+    """The reflector's refinement when the cell ran but its output does not answer the part."""
+    return (
+        f"{FIX_HEADING}\n\nThe cell ran, but its output does not answer the step. {refinement}\n\n"
+        f"Code:\n```python\n{code}\n```\n\nOutput:\n```\n{output or '(nothing)'}\n```\n\n"
+        "Answer with a one-line markdown note on the change, then the complete corrected cell as "
+        "exactly one fenced ```python block."
     )

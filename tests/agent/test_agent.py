@@ -227,9 +227,10 @@ def test_user_variables_rebinding_reported_and_deletion_undone(env):
     assert any("deleted your variable 'keep'; it was restored" in n.message for n in env.events.of(Notice))
 
 
-def test_unreadable_plan_falls_back_to_one_step(env):
+def test_unreadable_plan_falls_back_to_the_requests_parts(env):
+    """No list from the planner: the parts read from the request (no model call) are the plan."""
     result = env.run("noplan", max_fixes=0)
-    assert result.plan == [REQUEST]
+    assert result.plan == ["Top 5 products by revenue", "Monthly revenue trend plot"]
     assert any("held no list" in n.message for n in env.events.of(Notice))
     assert result.trajectory[1]["fallback"] is True
 

@@ -244,5 +244,6 @@ def test_a_copy_of_an_earlier_cell_is_not_progress(run, openai_server):
     assert [r.ok for r in runs] == [False, True] and runs[0].error == "the cell repeats step 1"
     assert "only repeats step 1" in _users(openai_server, FIX_HEADING)[0]
     prompt = _users(openai_server, CODE_HEADING)[0]
-    assert "the DataFrame exists, use it (do not read the file again)" in prompt and "pd.read_csv" not in prompt
+    assert "Loaded DataFrames (use them by name; do not read the files again): `sales`" in prompt
+    assert "pd.read_csv" not in prompt
     assert result.ok

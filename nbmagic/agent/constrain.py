@@ -1,0 +1,44 @@
+"""Make a small local model answer with a code block every time.
+
+The embedded 135M model often answers a code request with prose and no fence; the
+agent then asks again and again ("the model never answered with a code block").
+llama.cpp can constrain sampling with a GBNF grammar: the reply is then at most
+one line of prose, then a ```python block, by construction. Only GGUF models
+(llama-cpp-python's ``grammar`` argument, passed through the model layer's
+generation params) take it; other backends get no extra arguments.
+
+The grammar, as a reader sees it::
+
+    root  ::= intro? "```python\n" code "```"
+    intro ::= one line of at most 240 characters without backticks, then one or two newlines
+    code  ::= comment lines*, then a line that starts a statement (a letter, _, (, [), then any lines
+              (so a block of comments only, which the 135M model wrote, cannot be sampled)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CODE_GRAMMAR = r'''
+root ::= intro? "```python\n" comment* statement line* "```"
+intro ::= [^`\n]{1,240} "\n" "\n"?
+comment ::= "#" [^`\n]* "\n"
+statement ::= [a-zA-Z_(\[] [^`\n]* "\n"
+line ::= [^`\n]* "\n"
+'''
+
+_cache: dict[str, Any] = {}
+
+
+def code_block_params(model: Any, enabled: bool = True) -> dict[str, Any]:
+    """Extra chat arguments that force a code block on ``model`` ({} where it cannot be done)."""
+    if not enabled or getattr(model, "backend", "") != "gguf":
+        return {}
+    if "grammar" not in getattr(model, "_sampling_args", ()):
+        return {}
+    grammar = _cache.get("code")
+    if grammar is None:
+        from llama_cpp import LlamaGrammar  # only with a GGUF model loaded: llama_cpp is there
+
+        grammar = _cache["code"] = LlamaGrammar.from_string(CODE_GRAMMAR, verbose=False)
+    return {"grammar": grammar}

@@ -1,0 +1,47 @@
+"""How the Reflector's refinement reaches the Tool-caller: one function, one place to switch.
+
+Each round the tool-caller writes a cell, the kernel runs it, and the reflector
+judges what the kernel showed (:mod:`.reflector`). When the cell is not accepted,
+the reflector's refinement goes back to the tool-caller. In **text** mode that is
+a chat turn: the tool-caller's own reply, then the refinement as the next user
+message (the deliberation pattern of :mod:`nbmagic.mas.text`, with the kernel as
+the Python tool). **Latent** mode (hidden states spliced into the tool-caller's
+prompt, :mod:`nbmagic.mas.latent`) needs a model with the latent interface; until
+the GGUF backend has one, and until the evaluation shows it winning, the exchange
+is text: :func:`exchange_mode` is the switch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+Messages = list[dict[str, str]]
+MODES = ("auto", "text", "latent")
+
+
+#: whether the loop can splice the reflector's latent thoughts into the tool-caller's prompt yet.
+#: Not yet: the loop's reflector is rules (no hidden states to pass), and the GGUF backend's latent
+#: interface is another branch's work. Planning (``--planner mas``) is latent on ``hf:`` models today.
+LATENT_READY = False
+
+
+def exchange_mode(model: Any, wanted: str = "auto") -> str:
+    """``text`` or ``latent`` for this model; ``auto`` is text until latent is ready and measured."""
+    if wanted == "latent" and LATENT_READY and getattr(model, "supports_latent", False):
+        return "latent"
+    return "text"
+
+
+def exchange(base: Messages, reply: str, refinement: str, *, mode: str = "text",
+             fit: Callable[[Messages, str, str], Messages] | None = None) -> Messages:
+    """The tool-caller's next prompt: its base prompt, its last reply, the reflector's refinement.
+
+    ``fit`` (the run's window budget) shrinks the reply and the base prompt first when the
+    three do not fit the model's window.
+    """
+    if mode not in ("text", "latent"):
+        raise ValueError(f"exchange mode must be text or latent, not {mode!r}")
+    if fit is not None:
+        return fit(base, reply, refinement)
+    return [*base, {"role": "assistant", "content": reply}, {"role": "user", "content": refinement}]

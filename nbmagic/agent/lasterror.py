@@ -1,0 +1,54 @@
+"""``%agent fix``: find the cell that last raised and its traceback."""
+
+from __future__ import annotations
+
+import linecache
+import sys
+from typing import Any
+
+from nbmagic.agent.executor import strip_ansi
+
+
+def last_error(shell: Any) -> tuple[str, str] | None:
+    """The code and traceback of the cell that last raised in ``shell`` (None if none did)."""
+    if shell is None:
+        return None
+    last = getattr(shell, "last_execution_result", None)
+    error = getattr(last, "error_in_exec", None) or getattr(last, "error_before_exec", None)
+    if error is not None:
+        code = getattr(getattr(last, "info", None), "raw_cell", "") or ""
+        if code.strip() and not code.lstrip().startswith(("%agent", "%%agent")):
+            return code, _format_error(error)
+    error = getattr(sys, "last_value", None)
+    if error is None:
+        return None
+    code = _cell_source(error)
+    if not code:
+        hist = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None) or []
+        code = next((str(c) for c in reversed(hist) if str(c).strip()
+                     and not str(c).lstrip().startswith(("%agent", "%%agent"))), "")
+    return (code, _format_error(error)) if code.strip() else None
+
+
+def _format_error(error: BaseException) -> str:
+    import traceback
+
+    from nbmagic.text import truncate
+
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return truncate(strip_ansi(text), 3000, head=1 / 3)
+
+
+def _cell_source(error: BaseException) -> str:
+    """The source of the notebook cell in the traceback (IPython keeps each cell in linecache)."""
+    filename = getattr(error, "filename", None) if isinstance(error, SyntaxError) else None
+    tb = error.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if name.startswith("<ipython-input") or "ipykernel_" in name:
+            filename = name
+        tb = tb.tb_next
+    if not filename:
+        return ""
+    return "".join(linecache.getlines(filename))
+

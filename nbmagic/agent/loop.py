@@ -1,0 +1,687 @@
+"""The agent's one loop: a deliberation whose Python tool is the kernel.
+
+A run is RecursiveMAS's deliberation pattern (reflector ↔ tool-caller) with the
+user's kernel as the tool::
+
+    load:     the agent reads the named tables itself (no model call)
+    plan:     parts read from the request (:mod:`.parts`), or a model's plan (planner mas/single)
+    round k:  (one per part)
+        tool-caller  writes the cell for part k (a chat call; a code block, grammar-forced on GGUF)
+        kernel       runs it, with capture, limits and the user's variables protected
+        reflector    judges what the kernel showed against part k (:mod:`.reflector`):
+                     an error, an empty table, a negative count, no figure, no answer line
+                     -> a precise refinement back to the tool-caller (:mod:`.exchange`), up to
+                     ``max_fixes`` times; accepted -> the cell is delivered
+    answer:   a closing markdown cell written from the outputs (:mod:`.answer`)
+
+Events: ``RoundStarted(k, parts)``, ``AgentStarted``/``AgentFinished`` for the tool-caller
+and the reflector each round, ``ModelCall`` per model call (tokens), ``TextDelta`` while the
+tool-caller streams, plus the notebook agent's own step and cell events.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nbmagic.agent import context as ctx
+from nbmagic.agent import files as written
+from nbmagic.agent.answer import write_answer
+from nbmagic.agent.budget import Budget
+from nbmagic.agent.codegen import (
+    CellDraft,
+    add_missing_imports,
+    has_statement,
+    parse_cell,
+)
+from nbmagic.agent.constrain import code_block_params
+from nbmagic.agent.exchange import exchange, exchange_mode
+from nbmagic.agent.executor import ExecResult, NamespaceExecutor, ShellExecutor
+from nbmagic.agent.guard import UserState, missing_package, name_hint
+from nbmagic.agent.loading import load_steps, loaded_frames, run_load_step
+from nbmagic.agent.markdown import clean_explanation, describe, step_markdown
+from nbmagic.agent.parts import Part, Request, part_kind, short_title, split_request
+from nbmagic.agent.planner import PlanOutcome, make_plan, resolve_planner
+from nbmagic.agent.prompts import (
+    SYSTEM,
+    code_prompt,
+    empty_prompt,
+    fix_prompt,
+    judged_prompt,
+    malformed_prompt,
+    repeat_prompt,
+)
+from nbmagic.agent.refine import refine, refine_by_rules
+from nbmagic.agent.reflector import (
+    Verdict,
+    drop_prompt_comments,
+    error_hint,
+    judge,
+    reuse_loaded_frames,
+)
+from nbmagic.agent.result import SAVED_NAME, AgentResult, Step, cells_module, done_entry, summarize
+from nbmagic.errors import MalformedOutputError, NbmagicError, RunInterrupted
+from nbmagic.events import (
+    AgentFinished,
+    AgentStarted,
+    CellAccepted,
+    CellRun,
+    Failed,
+    Finished,
+    ModelCall,
+    Notice,
+    PlanReady,
+    RoundFinished,
+    RoundStarted,
+    RunStarted,
+    StepFinished,
+    StepStarted,
+    TextDelta,
+    emit,
+)
+from nbmagic.execution.file_ledger import FileChanges, FileLedger
+from nbmagic.llm.base import ChatModel, Usage
+
+if TYPE_CHECKING:
+    from nbmagic.agent.core import NotebookAgent
+
+#: reply size per code cell when ``max_tokens`` is not given
+LOCAL_MAX_TOKENS = 640
+REMOTE_MAX_TOKENS = 1500
+#: a model that answers a fix request with the very cell that failed is asked again at this temperature
+RETRY_TEMPERATURE = 0.7
+TOOL_CALLER, REFLECTOR = "tool_caller", "reflector"
+
+
+def is_local(model: ChatModel) -> bool:
+    """Models that run on this machine (GGUF, Hugging Face): every extra call costs real seconds here."""
+    return model.backend in ("gguf", "hf")
+
+
+class Run:
+    """One run's state; keeps :class:`NotebookAgent` reusable and free of per-run fields."""
+
+    def __init__(self, agent: NotebookAgent, request: str, namespace: Any, shell: Any, sink: Any,
+                 base_dir: Any, *, planner: str | None = None, answer: bool | None = None,
+                 title: str | None = None) -> None:
+        self.agent = agent
+        self.request = request
+        self.title = title or request.splitlines()[0][:80]
+        self.title_given = title is not None
+        self.shell = shell
+        self.sink = sink
+        self.base = Path(base_dir or os.getcwd()).resolve()
+        if hasattr(namespace, "run") and hasattr(namespace, "namespace"):
+            self.executor: Any = namespace  # an executor of its own (KernelExecutor: --kernel new)
+        elif shell is not None and (namespace is None or namespace is shell.user_ns):
+            self.executor = ShellExecutor(shell)
+        else:
+            self.executor = NamespaceExecutor(namespace if namespace is not None else {},
+                                              cwd=base_dir if base_dir is not None else None)
+        self.ns: MutableMapping[str, Any] = self.executor.namespace
+        self.hidden = getattr(shell, "user_ns_hidden", {}) if shell is not None else {}
+        self.events = agent.on_event
+        self.trajectory: list[dict[str, Any]] = []
+        self.steps: list[Step] = []
+        self.cells: list[Any] = []
+        self.done: list[str] = []
+        self.observed: list[str] = []  # per finished step: title and output, for refine and answer
+        self.mode = "none"
+        self.model_label = ""
+        self.t0 = time.perf_counter()
+        self.first_cell: float | None = None
+        self.usage0 = Usage()
+        self.sink_summary = ""
+        self.planner = planner or agent.planner
+        self.answer_wanted = agent.answer if answer is None else answer
+        self.answer = ""
+        self.installed: set[str] = set()
+        self.frames: dict[str, str] = {}
+        self.read = Request(request, [Part(short_title(request), request, part_kind(request))])
+        self.spent = 0  # tokens the run's model calls took (for the cap)
+        sink_path = getattr(sink, "path", None)
+        self.sink_path = str(Path(sink_path).resolve()) if sink_path else None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def go(self) -> AgentResult:
+        a = self.agent
+        model = a.model  # NoModelAvailableError etc. surface before anything starts
+        self.model_label = f"{model.backend}:{model.name}"
+        self.usage0 = model.usage
+        # a cell rarely needs 500 tokens; on a local CPU model every token of rambling costs time
+        self.budget = Budget(model, a.max_tokens or (LOCAL_MAX_TOKENS if is_local(model) else REMOTE_MAX_TOKENS))
+        self.planner = resolve_planner(self.planner, model)
+        self.onecall = self.planner == "onecall"
+        self.exchange = exchange_mode(model, a.mas_options.get("mode", "auto"))
+        self.forced = code_block_params(model, a.force_code_block) if not self.onecall else {}
+        emit(self.events, RunStarted("agent", self.title, self.model_label))
+        self.cap = a.cap_text(model)
+        if self.cap and not is_local(model):
+            emit(self.events, Notice(f"Text rounds with {self.model_label} may spend up to {self.cap} "
+                                     "(--max-run-tokens, --max-cost)."))
+        self.user = UserState(self.ns, self.hidden, self.events)
+        self.files = FileLedger(self.base)  # what the cells themselves write (nbmagic.execution.file_audit)
+        try:
+            loads = self._loads()
+            for step in loads:
+                run_load_step(self, step)
+            self.frames = loaded_frames(loads)
+            # the loaded tables as read: an attempt that changes one in place (set_index(inplace=True))
+            # and fails must not leave the next attempt a different table
+            self.frame_copies = {n: self.ns[n].copy() for n in self.frames if hasattr(self.ns.get(n), "copy")}
+            context = ctx.gather(self.request, self.ns, shell=self.shell, base_dir=self.base,
+                                 limits=a.context_limits).render()
+            self.trajectory.append({"type": "context", "text": context})
+            # what the context already describes is not described again as "created by earlier steps"
+            self.in_context = {n: id(self.ns[n]) for n in self.user.changed_names()}
+            plan = self._plan(model, context)
+            self.mode = plan.mode
+            self.trajectory.append({"type": "plan", "steps": plan.steps, "mode": plan.mode, "raw": plan.raw,
+                                    "seconds": round(plan.seconds, 3), "fallback": plan.fallback,
+                                    "planner": self.planner, **plan.mas})
+            parts = self._parts_for(plan, loads)
+            self.steps = [*loads, *(Step(len(loads) + i, p.title, part=p) for i, p in enumerate(parts))]
+            self.mark_answering()
+            self.plan = [s.title for s in self.steps]
+            emit(self.events, PlanReady(tuple(self.plan)))
+            i = len(loads)
+            while i < len(self.steps):
+                step = self.steps[i]
+                self._round(model, context, step)
+                if step.status == "failed" and a.stop_on_failure:
+                    emit(self.events, Notice(f"Stopped after step {step.index + 1} failed (stop_on_failure).",
+                                             level="warning"))
+                    for rest in self.steps[step.index + 1:]:
+                        rest.status = "not-run"
+                    break
+                i += 1
+                if i < len(self.steps) and step.status in ("ok", "failed"):
+                    refine(self, model, i)
+            if self.answer_wanted and not self.onecall and not a.dry_run:
+                write_answer(self, model)
+        except (KeyboardInterrupt, RunInterrupted):
+            self._close_sink(failed=True)
+            partial = self._result(interrupted=True)
+            emit(self.events, Failed("agent", "interrupted", partial))
+            raise RunInterrupted(
+                f"Interrupted: {len(partial.cells)} cells from {sum(s.status in ('ok', 'failed') for s in self.steps)} "
+                "finished steps are kept (on .partial).",
+                partial=partial,
+            ) from None
+        except NbmagicError as exc:
+            self._close_sink(failed=True)
+            partial = self._result()
+            exc.partial = partial
+            emit(self.events, Failed("agent", exc.message, partial))
+            raise
+        self._close_sink()
+        result = self._result()
+        emit(self.events, Finished("agent", result, result.seconds))
+        return result
+
+    def _loads(self) -> list[Step]:
+        a = self.agent
+        if not a.load_files or self.onecall or importlib.util.find_spec("pandas") is None:
+            return []
+        return load_steps(self.request, self.base, self.ns, a.context_limits.max_files)
+
+    def _plan(self, model: ChatModel, context: str) -> PlanOutcome:
+        """The parts to do: read from the request (no model call), or the model's plan."""
+        a = self.agent
+        self.read = split_request(self.request, max_parts=a.max_steps)
+        if self.onecall or self.planner == "none":
+            return PlanOutcome([self.request], "none")
+        if self.planner == "parts":
+            return PlanOutcome([p.title for p in self.read.parts], "parts")
+        # the planner's prompt is the context plus a few lines: keep it within half the window
+        room = self.budget.prompt_tokens
+        plan_context = context if room is None else _fit_text(model, context, room // 2)
+        return make_plan(model, self.request, plan_context, planner=self.planner,
+                         mas_options=a.mas_options, max_steps=a.max_steps, on_event=self.events)
+
+    def _parts_for(self, plan: PlanOutcome, loads: list[Step]) -> list[Part]:
+        if plan.mode == "parts":
+            return list(self.read.parts)
+        if plan.mode == "none" or (plan.fallback and not self.read.multi):
+            kind = self.read.parts[0].kind if len(self.read.parts) == 1 else part_kind(self.request)
+            if self.title_given:  # %agent fix: the request quotes code; only errors are judged
+                kind = "other"
+            title = self.title if self.title_given else short_title(self.request.splitlines()[0])
+            return [Part(title, self.request, kind)]
+        if plan.fallback:
+            return list(self.read.parts)
+        titles = list(plan.steps)
+        if loads:  # the planner's own "load the CSV" step is done already
+            titles = refine_by_rules(loads, titles) or titles
+        return [Part(t, t, part_kind(t)) for t in titles]
+
+    def mark_answering(self) -> None:
+        """The last part that is not a figure prints the request's exact answer line."""
+        model_steps = [s for s in self.steps if s.part is not None]
+        target = next((s for s in reversed(model_steps) if s.part.kind != "plot"), None)
+        if target is None and model_steps:
+            target = model_steps[-1]
+        if target is not None:
+            target.answering = True
+
+    def _close_sink(self, failed: bool = False) -> None:
+        """Close the sink; after a failure abort it instead (keeps cells, adds no empty file)."""
+        if self.sink is None:
+            return
+        sink, self.sink = self.sink, None
+        end = getattr(sink, "abort", None) if failed else None
+        try:
+            self.sink_summary = str((end or sink.close)() or "")
+        except NbmagicError:
+            if not failed:
+                raise
+
+    # -- one round: tool-caller writes, kernel runs, reflector judges ----------------------------
+
+    def _notes(self, step: Step) -> str:
+        """What the cell must respect: loaded tables, the request's instructions, the answer line."""
+        lines: list[str] = []
+        if self.frames:
+            frames = "; ".join(f"`{n}` (read from {p})" for n, p in self.frames.items())
+            lines.append(f"Loaded DataFrames (use them by name; do not read the files again): {frames}.")
+        if self.read.instructions:
+            lines.append("Instructions from the request (follow them exactly): " + " ".join(self.read.instructions))
+        if step.answering and self.read.answer_line:
+            lines.append(f"This cell must end by printing the answer exactly in this form: {self.read.answer_line}")
+        return "\n".join(lines)
+
+    def _code_messages(self, context: str, step: Step) -> list[dict[str, str]]:
+        """The step's prompt, fitted to the window: earlier cells shrink first, then the context, then the plan."""
+        made = self._new_variables_text()
+        parts = {"context": context, "made": made, "done": "\n".join(self.done[-4:]),
+                 "plan": "\n".join(self.plan), "request": self.request, "title": step.title}
+        part_text = step.part.text if step.part is not None and len(self.steps) - self._n_loads() > 1 else ""
+        notes = self._notes(step)
+
+        def build(p: dict[str, str]) -> list[dict[str, str]]:
+            text = p["context"] + (f"\n\nVariables created by earlier steps:\n{p['made']}" if p["made"] else "")
+            plan = p["plan"].split("\n") if p["plan"] else []
+            while len(plan) <= step.index:  # a cut plan keeps the step's own line
+                plan.append(self.plan[len(plan)])
+            plan[step.index] = p["title"]
+            done = [p["done"]] if p["done"] else []
+            return [{"role": "system", "content": SYSTEM},
+                    {"role": "user", "content": code_prompt(p["request"], text, plan, step.index, done,
+                                                            part=part_text, notes=notes)}]
+
+        # least important first; the request and the step itself only when nothing else is left
+        messages, cut = self.budget.fit(build, parts, ("done", "made", "context", "plan", "request", "title"))
+        if cut:
+            self.trajectory.append({"type": "budget", "step": step.index + 1, "cut": cut,
+                                    "window": self.budget.window})
+        return messages
+
+    def _n_loads(self) -> int:
+        return sum(s.fixed is not None for s in self.steps)
+
+    def _fit_followup(self, base: list[dict[str, str]], reply: str, followup: str) -> list[dict[str, str]]:
+        """A refinement after a rejected attempt, fitted: the failed reply and the error shrink first."""
+        parts = {"base": base[-1]["content"], "reply": reply, "followup": followup}
+
+        def build(p: dict[str, str]) -> list[dict[str, str]]:
+            return [*base[:-1], {"role": "user", "content": p["base"]},
+                    {"role": "assistant", "content": p["reply"]}, {"role": "user", "content": p["followup"]}]
+
+        messages, _ = self.budget.fit(build, parts, ("reply", "base", "followup"))
+        return messages
+
+    def _refinement(self, base: list[dict[str, str]], reply: str, followup: str) -> list[dict[str, str]]:
+        return exchange(base, reply, followup, mode=self.exchange,
+                        fit=lambda b, r, f: self._fit_followup(b, r, f))
+
+    def _round(self, model: ChatModel, context: str, step: Step) -> None:
+        a = self.agent
+        model_steps = [s for s in self.steps if s.part is not None]
+        rnd = model_steps.index(step) + 1 if step in model_steps else 1
+        emit(self.events, RoundStarted(rnd, len(model_steps)))
+        emit(self.events, StepStarted(step.index, len(self.steps), step.title))
+        base_messages = self._code_messages(context, step)
+        messages = list(base_messages)
+        prompt_text = base_messages[-1]["content"]
+        draft: CellDraft | None = None
+        explanation = ""
+        last_run: ExecResult | None = None
+        verdict: Verdict | None = None
+        rerun: CellDraft | None = None  # after an install: the same code again, no new reply
+        max_attempts = 1 if self.onecall else 1 + a.max_fixes
+        tried: set[str] = set()
+        hot = False  # the model repeated a failed cell: sample the next answer instead
+        reply = ""
+        while step.attempts < max_attempts:
+            step.attempts += 1
+            if rerun is not None:
+                draft, rerun = rerun, None  # ``reply`` is still the one that wrote this code
+            else:
+                reply = self._ask(model, messages, rnd, temperature=RETRY_TEMPERATURE if hot else None)
+                try:
+                    draft = parse_cell(reply)
+                    # the first explanation describes the step; a fix reply's prose only describes the fix
+                    explanation = explanation or clean_explanation(draft.markdown, prompt_text)
+                    draft = CellDraft(explanation, draft.code)
+                except MalformedOutputError as exc:
+                    self.record_attempt(step, None, None, error=exc.message)
+                    messages = self._refinement(base_messages, reply, malformed_prompt())
+                    continue
+            hot = draft.code in tried
+            tried.add(draft.code)
+            repeat = next((s for s in self.steps[: step.index] if s.cells and s.status == "ok"
+                           and _same_code(s.cells[-1].source, draft.code)), None)
+            if not self.onecall and repeat is None:
+                draft = self._repair(step, draft)
+            if repeat is not None:  # a copy of an earlier cell does nothing new
+                why = f"the cell repeats step {repeat.index + 1}"
+                self.record_attempt(step, draft, None, error=why)
+                emit(self.events, CellRun(step.index, step.attempts, draft.code, False, why, 0.0))
+                messages = self._refinement(base_messages, reply, repeat_prompt(repeat.index + 1, step.title))
+                continue
+            if not has_statement(draft.code):
+                self.record_attempt(step, draft, None, error="the cell has no executable statement")
+                emit(self.events, CellRun(step.index, step.attempts, draft.code, False,
+                                          "the cell has no executable statement", 0.0))
+                messages = self._refinement(base_messages, reply, empty_prompt(draft.code))
+                continue
+            if a.dry_run:
+                self.record_attempt(step, draft, None)
+                step.status = "dry-run"
+                self.deliver_step(step, draft, None)
+                return
+            approved = True if a.confirm is None else a.confirm(draft.code)
+            if isinstance(approved, str) and approved.strip():  # edited in review: runs, and lands, as edited
+                draft = CellDraft(draft.markdown, approved)
+            elif not approved:
+                step.status = "skipped"
+                self.record_attempt(step, draft, None, error="not approved")
+                emit(self.events, Notice(f"Step {step.index + 1} skipped: the cell was not approved."))
+                emit(self.events, StepFinished(step.index, False, step.attempts))
+                emit(self.events, RoundFinished(rnd, len(model_steps)))
+                return
+            self.user.warn_rebinding(step.index, draft.code)
+            last_run = self.files.run(self.executor, draft.code, a.cell_timeout)
+            if self.first_cell is None:
+                self.first_cell = time.perf_counter() - self.t0
+            self.user.protect(step.index)
+            short = None if last_run.ok else f"{last_run.ename}: {last_run.evalue}"
+            emit(self.events, CellRun(step.index, step.attempts, draft.code, last_run.ok, short, last_run.seconds))
+            verdict = self._reflect(step, last_run, rnd, draft.code)
+            self.record_attempt(step, draft, last_run, verdict=verdict)
+            if last_run.ok and verdict.ok:
+                step.status = "ok"
+                self.deliver_step(step, draft, last_run)
+                self.done.append(done_entry(step, draft, last_run))
+                self.observed.append(_observed_entry(step, last_run))
+                emit(self.events, RoundFinished(rnd, len(model_steps)))
+                return
+            self._restore_frames(step)
+            if last_run.ok:  # it ran, but does not answer: the reflector's refinement
+                step.verdict = verdict.why
+                if step.attempts >= max_attempts:
+                    break
+                messages = self._refinement(base_messages, reply,
+                                            judged_prompt(draft.code, last_run.text(1200), verdict.fix))
+                continue
+            if last_run.timed_out:
+                emit(self.events, Notice(f"Step {step.index + 1}, attempt {step.attempts}: the cell ran longer "
+                                         f"than {a.cell_timeout:g} s and was interrupted.", level="warning"))
+            hint = ""
+            if last_run.ename == "ModuleNotFoundError":
+                installed, hint = missing_package(self, step, last_run)
+                if installed:
+                    rerun = draft
+                    continue
+            elif last_run.ename == "NameError":
+                hint = name_hint(self.ns, self.hidden, last_run.evalue or "")
+            else:
+                hint = error_hint(last_run, draft.code, self.frames, self.ns)
+            messages = self._refinement(base_messages, reply,
+                                        fix_prompt(draft.code, last_run.error or "", timed_out=last_run.timed_out,
+                                                   timeout=a.cell_timeout or 0, hint=hint))
+        self._give_up(step, draft, last_run)
+        emit(self.events, RoundFinished(rnd, len(model_steps)))
+
+    def _give_up(self, step: Step, draft: CellDraft | None, last_run: ExecResult | None) -> None:
+        """The attempts are spent: keep a cell that ran but did not answer, report one that failed."""
+        if last_run is not None and last_run.ok and draft is not None:
+            # it ran: the notebook keeps it (it works), the summary says what it lacks
+            step.status = "ok"
+            step.error = None
+            self.deliver_step(step, draft, last_run)
+            self.done.append(done_entry(step, draft, last_run))
+            self.observed.append(_observed_entry(step, last_run))
+            emit(self.events, Notice(f"Step {step.index + 1} kept although {step.verdict}.", level="warning"))
+            return
+        step.status = "failed"
+        if last_run is not None and not last_run.ok:
+            step.error = f"{last_run.ename}: {last_run.evalue}"
+        elif draft is not None:
+            step.error = "the cell has no executable statement"
+        else:
+            step.error = "the model never answered with a code block"
+        if draft is not None:
+            self.deliver_step(step, draft, last_run)
+            self.done.append(done_entry(step, draft, last_run))
+            self.observed.append(f"Step {step.index + 1} ({step.title}) FAILED: {step.error}")
+        else:
+            emit(self.events, StepFinished(step.index, False, step.attempts))
+
+    def _restore_frames(self, step: Step) -> None:
+        """Put back a loaded table a rejected attempt changed in shape (columns, index, rows)."""
+        for name, orig in getattr(self, "frame_copies", {}).items():
+            cur = self.ns.get(name)
+            same = (cur is not None and list(getattr(cur, "columns", [])) == list(orig.columns)
+                    and getattr(getattr(cur, "index", None), "name", None) == orig.index.name and len(cur) == len(orig))
+            if not same:
+                self.ns[name] = orig.copy()
+                emit(self.events, Notice(f"Step {step.index + 1}: the attempt changed `{name}` in place; "
+                                         "it was put back as loaded."))
+
+    def _repair(self, step: Step, draft: CellDraft) -> CellDraft:
+        """Visible, certain repairs before a cell runs: missing standard imports, invented paths."""
+        code, added = add_missing_imports(draft.code, set(self.ns))
+        if added:
+            emit(self.events, Notice(f"Step {step.index + 1}: added the missing import(s) "
+                                     f"{'; '.join(added)} at the top of the cell."))
+        code, swapped = reuse_loaded_frames(code, self.frames, lambda p: (self.base / p).exists())
+        code = drop_prompt_comments(code) or code
+        if swapped:
+            emit(self.events, Notice(f"Step {step.index + 1}: the cell read {', '.join(map(repr, swapped))}: the "
+                                     "table is loaded already (or the file does not exist); it uses the loaded "
+                                     "DataFrame instead."))
+        return CellDraft(draft.markdown, code) if code != draft.code else draft
+
+    def _reflect(self, step: Step, run: ExecResult, rnd: int, code: str = "") -> Verdict:
+        """The reflector's turn: judge what the kernel showed against the step's part."""
+        t0 = time.perf_counter()
+        emit(self.events, AgentStarted(REFLECTOR, REFLECTOR, "text", rnd))
+        if not run.ok or step.part is None or self.onecall:
+            verdict = Verdict(run.ok, "" if run.ok else f"{run.ename}: {run.evalue}")
+        else:
+            made = {n: self.ns[n] for n in self.user.changed_names() if n not in self.frames}
+            frames = {n: self.ns[n] for n in self.frames if n in self.ns}
+            verdict = judge(step.part, run, answer_line=self.read.answer_line, answering=step.answering,
+                            code=code, made=made, frames=frames)
+        emit(self.events, AgentFinished(REFLECTOR, 0, time.perf_counter() - t0, 0, rnd))
+        if not verdict.ok and run.ok:
+            self.trajectory.append({"type": "reflect", "step": step.index + 1, "attempt": step.attempts,
+                                    "why": verdict.why})
+        return verdict
+
+    # -- the agent's own cells (loading) ----------------------------------------------------------
+
+    # -- refine, ask --------------------------------------------------------------------------------
+
+    def chat(self, model: ChatModel, messages: list[dict[str, str]], agent: str, **kw: Any) -> str:
+        """One model call, accounted: a ModelCall event, and the run's token cap checked first."""
+        self.agent.check_spend(self, model)
+        res = model.chat(messages, **kw)
+        self.spent += res.usage.prompt_tokens + res.usage.completion_tokens
+        emit(self.events, ModelCall(self.model_label, res.usage.prompt_tokens, res.usage.completion_tokens,
+                                    res.seconds, agent))
+        return res.text
+
+    def _ask(self, model: ChatModel, messages: list[dict[str, str]], rnd: int,
+             temperature: float | None = None) -> str:
+        """The tool-caller's turn: one reply with one code block (grammar-forced where the model allows)."""
+        on_token = None
+        if self.events is not None:
+            handler = self.events
+
+            def on_token(text: str) -> None:
+                emit(handler, TextDelta(TOOL_CALLER, text))
+
+        emit(self.events, AgentStarted(TOOL_CALLER, TOOL_CALLER, self.exchange, rnd))
+        t0 = time.perf_counter()
+        before = self.spent
+        # the closing fence ends the answer: a small model would otherwise ramble to max_tokens
+        # (the opening fence is "```python", so it does not match)
+        text = self.chat(model, messages, TOOL_CALLER, max_tokens=self.budget.reply_room(messages),
+                         on_token=on_token, stop=["\n```\n"], temperature=temperature, **self.forced)
+        emit(self.events, AgentFinished(TOOL_CALLER, self.spent - before, time.perf_counter() - t0, 0, rnd))
+        if self.forced and text.count("```") == 1:
+            text += "\n```"  # the grammar's closing fence is cut by the stop string
+        return text
+
+    def _new_variables_text(self) -> str:
+        """What earlier steps created (columns and dtypes matter for the next step's code)."""
+        limits = self.agent.context_limits
+        seen = getattr(self, "in_context", {})
+        names = [n for n in self.user.changed_names() if seen.get(n) != id(self.ns[n])]
+        summary = ctx.summarize_namespace({n: self.ns[n] for n in names}, limits)
+        return summary[: limits.namespace_chars // 2]
+
+    def record_attempt(self, step: Step, draft: CellDraft | None, run: ExecResult | None,
+                        error: str | None = None, verdict: Verdict | None = None) -> None:
+        self.trajectory.append({
+            "type": "attempt",
+            "step": step.index + 1,
+            "attempt": step.attempts,
+            "markdown": draft.markdown if draft else None,
+            "code": draft.code if draft else None,
+            "ran": run is not None,
+            "ok": run.ok if run is not None else None,
+            "error": error if run is None else run.error,
+            "judged": None if verdict is None or verdict.ok else verdict.why,
+            "timed_out": bool(run and run.timed_out),
+            "seconds": round(run.seconds, 3) if run is not None else 0.0,
+            "output": run.text(800) if run is not None else "",
+        })
+
+    # -- cells ---------------------------------------------------------------------------------
+
+    def _meta(self, step: Step) -> dict[str, Any]:
+        return {"nbmagic": {"step": step.index + 1, "title": step.title, "attempts": step.attempts,
+                            "model": self.model_label, "mode": self.mode, "status": step.status}}
+
+    def deliver_step(self, step: Step, draft: CellDraft, run: ExecResult | None) -> None:
+        cells = cells_module()
+        explanation = draft.markdown
+        if step.part is not None and not explanation:
+            explanation = describe(step.part, list(self.frames))
+        md = step_markdown(step.index, step.title, explanation, step.status, step.attempts, step.error,
+                           timed_out=run is not None and run.timed_out)
+        # no execution counts: nbmagic's own 1, 2, 3 would clash with the kernel's In[n] numbers
+        outputs = list(run.outputs) if run is not None else []
+        code, meta = draft.code, self._meta(step)
+        if step.status == "failed":
+            # a cell that never succeeded must not break "run all": an error is tagged as expected;
+            # a cell that hung is kept as comments (it would hang the re-run too)
+            if run is not None and run.timed_out:
+                code = "# nbmagic: this cell ran past its timeout; kept as comments\n" + "\n".join(
+                    "# " + line for line in code.splitlines())
+            else:
+                meta = dict(meta, tags=["raises-exception"])
+        made = [cells.markdown_cell(md, metadata=self._meta(step)),
+                cells.code_cell(code, outputs=outputs, execution_count=None, metadata=meta)]
+        step.cells = made
+        for cell in made:
+            self.deliver(cell, step.index)
+        emit(self.events, StepFinished(step.index, step.status in ("ok", "dry-run"), step.attempts))
+
+    def deliver(self, cell: Any, index: int) -> None:
+        self.cells.append(cell)
+        if self.sink is not None:
+            self.sink.deliver(cell)
+        emit(self.events, CellAccepted(cell, index))
+
+    # -- result ---------------------------------------------------------------------------------
+
+    def _result(self, interrupted: bool = False) -> AgentResult:
+        model = self.agent._model
+        usage = (model.usage - self.usage0) if model is not None else Usage()
+        user = getattr(self, "user", None)
+        new_vars = user.new_names() if user is not None else []
+        skip = {p for p in (self.sink_path, *written.open_notebooks(self.ns, self.base)) if p}
+        ledger = getattr(self, "files", None)
+        files = ledger.changes(skip=skip) if ledger is not None else FileChanges()
+        failed = [s.index + 1 for s in self.steps if s.status == "failed"]
+        skipped = [s.index + 1 for s in self.steps if s.status == "skipped"]
+        result = AgentResult(
+            cells=list(self.cells),
+            summary="",
+            plan=[s.title for s in self.steps],
+            trajectory=list(self.trajectory),
+            usage=usage,
+            ok=not failed and not interrupted,
+            failed_steps=failed,
+            skipped_steps=skipped,
+            rebound=list(user.rebound) if user is not None else [],
+            replaced=dict(user.replaced) if user is not None else {},
+            new_variables=new_vars,
+            files_written=files.written,
+            files_deleted=files.deleted,
+            files_renamed=files.renamed,
+            files_possibly_written=files.possibly_written,
+            files=files,
+            interrupted=interrupted,
+            seconds=time.perf_counter() - self.t0,
+            model=self.model_label,
+            mode=self.mode,
+            sink_summary=self.sink_summary,
+            answer=self.answer,
+            planner=self.planner,
+            first_cell_seconds=self.first_cell,
+        )
+        result.summary = summarize(result, self.steps, dry_run=self.agent.dry_run)
+        if getattr(self, "cap", ""):  # before the sink's line, which stays last
+            lines = result.summary.split("\n")
+            at = len(lines) - 1 if self.sink_summary and lines[-1] == self.sink_summary else len(lines)
+            lines.insert(at, f"Spend cap: {self.cap} ({self.spent:,} tokens spent).")
+            result.summary = "\n".join(lines)
+        return result
+
+
+__all__ = ["SAVED_NAME", "Run", "is_local"]
+
+
+def _observed_entry(step: Step, run: ExecResult) -> str:
+    """What a finished step showed, for the refine and answer prompts (plain text, capped)."""
+    out = run.text(700).strip() or "(no output)"
+    return f"Step {step.index + 1} ({step.title}) output:\n{out}"
+
+
+def _same_code(a: str, b: str) -> bool:
+    """Equal once comments, blank lines and spacing are ignored."""
+    def norm(code: str) -> list[str]:
+        return [" ".join(line.split("#", 1)[0].split()) for line in code.splitlines()
+                if line.split("#", 1)[0].strip()]
+
+    return norm(a) == norm(b)
+
+
+def _fit_text(model: ChatModel, text: str, tokens: int) -> str:
+    """``text`` cut (head and tail kept) to about ``tokens`` of the model's tokens."""
+    from nbmagic.text import truncate
+
+    n = model.count_tokens(text)
+    if n <= tokens:
+        return text
+    return truncate(text, max(200, int(len(text) * tokens / n * 0.95)), head=0.7)

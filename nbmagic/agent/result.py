@@ -1,0 +1,117 @@
+"""What a run produced (:class:`AgentResult`), one step's state (:class:`Step`), the summary text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from nbmagic.execution.file_ledger import FileChanges
+from nbmagic.llm.base import Usage
+
+#: where the old values of user variables that generated cells rebound are kept (a dict)
+SAVED_NAME = "_nbmagic_saved"
+
+
+def cells_module() -> Any:
+    """The notebook layer's cell constructors (imported on first use: nbformat is not light)."""
+    from nbmagic.notebook import cells
+
+    return cells
+
+
+@dataclass
+class AgentResult:
+    """What a run produced. ``cells`` are nbformat v4 cells, outputs included."""
+
+    cells: list[Any]
+    summary: str
+    plan: list[str]
+    trajectory: list[dict[str, Any]]
+    usage: Usage
+    ok: bool
+    failed_steps: list[int] = field(default_factory=list)  # 1-based
+    skipped_steps: list[int] = field(default_factory=list)  # declined in confirm mode
+    rebound: list[str] = field(default_factory=list)  # user variables given new values
+    #: their values before the run, kept reachable (also in the namespace's ``_nbmagic_saved``)
+    replaced: dict[str, Any] = field(default_factory=dict)
+    new_variables: list[str] = field(default_factory=list)
+    #: files the run's cells wrote, deleted, renamed (old, new) (see nbmagic.execution.file_ledger);
+    #: ``files_possibly_written``: changed while a cell ran a process or compiled code, not seen written
+    files_written: list[str] = field(default_factory=list)
+    files_deleted: list[str] = field(default_factory=list)
+    files_renamed: list[tuple[str, str]] = field(default_factory=list)
+    files_possibly_written: list[str] = field(default_factory=list)
+    files: FileChanges = field(default_factory=FileChanges)  # all of the above, and possibly_deleted
+    interrupted: bool = False
+    seconds: float = 0.0
+    model: str = ""
+    mode: str = ""  # planning mode: latent | text | none
+    sink_summary: str = ""
+    answer: str = ""  # the closing answer in words ("" when none was written)
+    planner: str = ""  # the planner that ran (``auto`` resolved)
+    first_cell_seconds: float | None = None  # from the start to the first code cell's first run
+
+    def __str__(self) -> str:
+        return self.summary
+
+    def notebook(self) -> Any:
+        """The cells as a new nbformat v4 notebook."""
+        return cells_module().new_notebook(self.cells)
+
+
+@dataclass
+class Step:
+    index: int
+    title: str
+    status: str = "pending"  # ok | failed | skipped | dry-run | not-run
+    attempts: int = 0
+    error: str | None = None
+    cells: list[Any] = field(default_factory=list)
+    fixed: tuple[str, str] | None = None  # (code, explanation) of a cell the agent writes itself
+    part: Any = None  # the :class:`~nbmagic.agent.parts.Part` this step answers (None: a loading step)
+    answering: bool = False  # the step whose cell must print the request's exact answer line
+    verdict: str = ""  # the reflector's last finding on an attempt that ran (why it was not accepted)
+
+
+def summarize(result: AgentResult, steps: list[Step], *, dry_run: bool = False) -> str:
+    """A few lines: what was done, what failed, what changed."""
+    n = len(steps)
+    ok = sum(s.status == "ok" for s in steps)
+    head = "Dry run" if dry_run else ("Interrupted" if result.interrupted else "Done")
+    planner = f"{result.mode} planning" if result.mode not in ("none", "parts") else (
+        "parts read from the request" if result.mode == "parts" else "no planning")
+    lines = [f"{head}: {n} step(s) ({planner}, {result.model})"
+             + ("" if dry_run else f", {ok} succeeded, {len(result.failed_steps)} failed") + "."]
+    for s in steps:
+        if s.status == "ok":
+            note = "ok" if s.attempts == 1 else f"ok after {s.attempts} attempts"
+        elif s.status == "failed":
+            note = f"FAILED after {s.attempts} attempt(s): {s.error}"
+        elif s.status == "skipped":
+            note = "skipped (not approved)"
+        elif s.status == "dry-run":
+            note = "code written, not run"
+        else:
+            note = "not run"
+        lines.append(f"  {s.index + 1}. {s.title} — {note}")
+    if result.new_variables:
+        lines.append("New variables: " + ", ".join(result.new_variables[:20]))
+    if result.rebound:
+        lines.append("Your variables given new values: " + ", ".join(result.rebound)
+                     + " (the old values are in " + ", ".join(f"{SAVED_NAME}[{n!r}]" for n in result.rebound) + ")")
+    lines.extend(result.files.lines())
+    if result.answer:
+        first = result.answer.strip().splitlines()[0]
+        lines.append("Answer: " + (first if len(first) <= 200 else first[:199] + "…"))
+    if result.sink_summary:
+        lines.append(result.sink_summary)
+    return "\n".join(lines)
+
+
+
+def done_entry(step: Step, draft: Any, run: Any) -> str:
+    """A finished step as the next prompts see it: title, code, a short output."""
+    out = run.text(300) if run is not None else "(not run)"
+    status = "" if step.status in ("ok", "dry-run") else " (FAILED)"
+    code = draft.code if len(draft.code) < 900 else draft.code[:900] + "\n# …"
+    return f"Step {step.index + 1}{status}: {step.title}\n```python\n{code}\n```\nOutput: {out}"
