@@ -64,13 +64,12 @@ from nbmagic.agent.reflector import (
     reuse_loaded_frames,
 )
 from nbmagic.agent.result import SAVED_NAME, AgentResult, Step, cells_module, done_entry, summarize
-from nbmagic.errors import MalformedOutputError, NbmagicError, RunInterrupted
+from nbmagic.errors import MalformedOutputError, NbmagicError
 from nbmagic.events import (
     AgentFinished,
     AgentStarted,
     CellAccepted,
     CellRun,
-    Failed,
     Finished,
     ModelCall,
     Notice,
@@ -84,6 +83,7 @@ from nbmagic.events import (
     emit,
 )
 from nbmagic.execution.file_ledger import FileChanges, FileLedger
+from nbmagic.lifecycle import RunLifecycle
 from nbmagic.llm.base import ChatModel, Usage
 
 if TYPE_CHECKING:
@@ -166,7 +166,9 @@ class Run:
                                      "(--max-run-tokens, --max-cost)."))
         self.user = UserState(self.ns, self.hidden, self.events)
         self.files = FileLedger(self.base)  # what the cells themselves write (nbmagic.execution.file_audit)
-        try:
+        lifecycle = RunLifecycle("agent", self.events, lambda: self._partial(False), replace=True,
+                                 partial_interrupted=lambda: self._partial(True), interrupted=self._interrupted)
+        with lifecycle.guard():
             loads = self._loads()
             for step in loads:
                 run_load_step(self, step)
@@ -204,25 +206,20 @@ class Run:
                     refine(self, model, i)
             if self.answer_wanted and not self.onecall and not a.dry_run:
                 write_answer(self, model)
-        except (KeyboardInterrupt, RunInterrupted):
-            self._close_sink(failed=True)
-            partial = self._result(interrupted=True)
-            emit(self.events, Failed("agent", "interrupted", partial))
-            raise RunInterrupted(
-                f"Interrupted: {len(partial.cells)} cells from {sum(s.status in ('ok', 'failed') for s in self.steps)} "
-                "finished steps are kept (on .partial).",
-                partial=partial,
-            ) from None
-        except NbmagicError as exc:
-            self._close_sink(failed=True)
-            partial = self._result()
-            exc.partial = partial
-            emit(self.events, Failed("agent", exc.message, partial))
-            raise
         self._close_sink()
         result = self._result()
         emit(self.events, Finished("agent", result, result.seconds))
         return result
+
+    def _partial(self, interrupted: bool) -> AgentResult:
+        """The result so far, once the run stopped early (see :class:`~nbmagic.lifecycle.RunLifecycle`):
+        the sink is aborted first (it keeps its cells and adds no empty file), so its line is in."""
+        self._close_sink(failed=True)
+        return self._result(interrupted=interrupted, complete=False)
+
+    def _interrupted(self) -> str:
+        finished = sum(s.status in ("ok", "failed") for s in self.steps)
+        return f"Interrupted: {len(self.cells)} cells from {finished} finished steps are kept (on .partial)."
 
     def _loads(self) -> list[Step]:
         a = self.agent
@@ -614,7 +611,7 @@ class Run:
 
     # -- result ---------------------------------------------------------------------------------
 
-    def _result(self, interrupted: bool = False) -> AgentResult:
+    def _result(self, interrupted: bool = False, complete: bool = True) -> AgentResult:
         model = self.agent._model
         usage = (model.usage - self.usage0) if model is not None else Usage()
         user = getattr(self, "user", None)
@@ -649,6 +646,7 @@ class Run:
             answer=self.answer,
             planner=self.planner,
             first_cell_seconds=self.first_cell,
+            complete=complete,
         )
         result.summary = summarize(result, self.steps, dry_run=self.agent.dry_run)
         if getattr(self, "cap", ""):  # before the sink's line, which stays last

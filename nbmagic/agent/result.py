@@ -21,7 +21,11 @@ def cells_module() -> Any:
 
 @dataclass
 class AgentResult:
-    """What a run produced. ``cells`` are nbformat v4 cells, outputs included."""
+    """What a run produced. ``cells`` are nbformat v4 cells, outputs included.
+
+    An :class:`~nbmagic.lifecycle.EngineResult` (and a :class:`~nbmagic.lifecycle.CellsResult`), so
+    the magics and the CLI read it as they read the RLM's and RecursiveMAS's results.
+    """
 
     cells: list[Any]
     summary: str
@@ -50,6 +54,22 @@ class AgentResult:
     answer: str = ""  # the closing answer in words ("" when none was written)
     planner: str = ""  # the planner that ran (``auto`` resolved)
     first_cell_seconds: float | None = None  # from the start to the first code cell's first run
+    complete: bool = True  # False on a partial result carried by an error or an interrupt
+
+    @property
+    def total_usage(self) -> Usage:
+        """The run's tokens and calls (one model: the same as ``usage``)."""
+        return self.usage
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """The trajectory (the :class:`~nbmagic.lifecycle.EngineResult` name for it)."""
+        return self.trajectory
+
+    @property
+    def warnings(self) -> list[str]:
+        """None: what went wrong is in the summary, step by step."""
+        return []
 
     def __str__(self) -> str:
         return self.summary
