@@ -325,9 +325,10 @@ class _AgentJob:
         kernel = getattr(self.args, "kernel", None) or "here"
 
         def go() -> Any:
-            if self.fix:
-                note = "" if self.request.lower() == "fix" else self.request
-                return agent.fix_last_error(self.shell.user_ns, shell=self.shell, sink=sink, note=note)
+            if self.fix:  # the cell that last raised, read from the shell's history here, not by the agent
+                from nbmagic.magic_history import fix_last_error
+
+                return fix_last_error(agent, self.shell, sink, "" if self.request.lower() == "fix" else self.request)
             if kernel == "new":
                 return _in_new_kernel(agent, self.request, self.shell, sink)
             return agent.run(self.request, namespace=self.shell.user_ns, shell=self.shell, sink=sink)  # it closes the sink
