@@ -53,12 +53,11 @@ def last_error(shell: Any) -> tuple[str, str] | None:
 
 
 def _format_error(error: BaseException) -> str:
-    import traceback
-
+    """The traceback as the execution core shows every engine's (without nbmagic's own frames)."""
+    from nbmagic.execution import user_traceback
     from nbmagic.text import truncate
 
-    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    return truncate(strip_ansi(text), 3000, head=1 / 3)
+    return truncate(strip_ansi(user_traceback(error)), 3000, head=1 / 3)
 
 
 def _cell_source(error: BaseException) -> str:
