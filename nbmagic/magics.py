@@ -325,9 +325,10 @@ class _AgentJob:
         kernel = getattr(self.args, "kernel", None) or "here"
 
         def go() -> Any:
-            if self.fix:
-                note = "" if self.request.lower() == "fix" else self.request
-                return agent.fix_last_error(self.shell.user_ns, shell=self.shell, sink=sink, note=note)
+            if self.fix:  # the cell that last raised, read from the shell's history here, not by the agent
+                from nbmagic.magic_history import fix_last_error
+
+                return fix_last_error(agent, self.shell, sink, "" if self.request.lower() == "fix" else self.request)
             if kernel == "new":
                 return _in_new_kernel(agent, self.request, self.shell, sink)
             return agent.run(self.request, namespace=self.shell.user_ns, shell=self.shell, sink=sink)  # it closes the sink
@@ -447,25 +448,27 @@ def _safe_close(renderer: Renderer | None, status: str, message: str = "") -> No
 def _to_result(kind: str, raw: Any, renderer: Renderer, status: str, note: str = "") -> MagicResult:
     """Wrap an engine result (or a partial one, or nothing) with what the events showed.
 
-    RLM and RecursiveMAS results are :class:`~nbmagic.lifecycle.EngineResult`s and are read
-    through that protocol; the notebook agent's result is read by its own names until it
-    adopts the protocol; with no result at all (an interrupt before any), the events are all
+    Every engine's result (RLM, RecursiveMAS, the notebook agent) is an
+    :class:`~nbmagic.lifecycle.EngineResult` and is read through that protocol; one that is
+    notebook cells (a :class:`~nbmagic.lifecycle.CellsResult`) shows its summary, its answer
+    being one of its cells; with no result at all (an interrupt before any), the events are all
     there is.
     """
-    from nbmagic.lifecycle import EngineResult
+    from nbmagic.lifecycle import CellsResult, EngineResult
     from nbmagic.llm.base import Usage
 
     state = renderer.state
     result = MagicResult(kind=kind, status=status, raw=raw, seconds=state.elapsed, summary=summary_text(state))
     warnings: list[str] = []
+    summary = None
     if isinstance(raw, EngineResult):
-        result.answer = raw.answer
         result.trajectory = list(raw.steps)
         result.usage = raw.total_usage
         warnings = list(raw.warnings)
-    elif kind == "agent" and hasattr(raw, "cells"):  # the agent's AgentResult: cells, plan, usage, summary
-        result.cells, result.plan = list(raw.cells), list(raw.plan)
-        result.trajectory, result.usage = list(raw.trajectory), raw.usage
+        if isinstance(raw, CellsResult):
+            result.cells, result.plan, summary = list(raw.cells), list(raw.plan), raw.summary
+        else:
+            result.answer = raw.answer
     if kind == "rlm" and not result.trajectory:
         result.trajectory = _iterations(state)
     if kind == "agent":
@@ -478,7 +481,6 @@ def _to_result(kind: str, raw: Any, renderer: Renderer, status: str, note: str =
         note = (note + " " if note else "") + (typed[0].upper() + typed[1:] + "." if typed else
                                                "Not computed: the model never ran code that worked; "
                                                "this answer is its guess in prose.")
-    summary = getattr(raw, "summary", None) if kind == "agent" else None
     messages = [m for m in (summary, note) if m]
     if state.message and status != "done":
         messages.insert(0, state.message)
@@ -490,9 +492,9 @@ def _sync_usage(renderer: Renderer, raw: Any) -> None:
     """Let the summary show the engine's own token count (it sees calls no event reported)."""
     from nbmagic.lifecycle import EngineResult
 
-    usage = raw.total_usage if isinstance(raw, EngineResult) else getattr(raw, "usage", None)
-    if not hasattr(usage, "prompt_tokens"):
+    if not isinstance(raw, EngineResult):
         return
+    usage = raw.total_usage
     state = renderer.state
     state.prompt_tokens, state.completion_tokens = usage.prompt_tokens, usage.completion_tokens
     state.calls = usage.calls or state.calls

@@ -8,7 +8,7 @@ import pytest
 
 from nbmagic.errors import BudgetExceededError, RunInterrupted
 from nbmagic.events import EventRecorder, Failed
-from nbmagic.lifecycle import EngineResult, RunLifecycle
+from nbmagic.lifecycle import CellsResult, EngineResult, RunLifecycle
 from nbmagic.llm.base import Usage
 from nbmagic.mas.team import MASResult
 from nbmagic.rlm.result import NOT_COMPUTED, RLMResult
@@ -55,6 +55,77 @@ def test_rlm_and_recursive_mas_results_share_the_protocol() -> None:
     assert isinstance(rlm, EngineResult) and isinstance(mas, EngineResult)
     assert (rlm.total_usage.total_tokens, rlm.steps, rlm.warnings) == (10, [{"iteration": 1}], [NOT_COMPUTED])
     assert (mas.total_usage.calls, mas.steps, mas.warnings, mas.complete) == (2, [{"round": 1}], [], False)
+
+
+def test_replace_puts_the_runs_own_partial_over_an_inner_engines() -> None:
+    """The agent's lifecycle (``replace=True``): a failed or interrupted inner RecursiveMAS plan left its
+    own partial and reported itself; the agent's partial replaces it, a ``RunInterrupted`` raised
+    inside is the agent's interrupt, and the interrupted partial is built by its own callable."""
+    rec = EventRecorder()
+    life = RunLifecycle("agent", rec, lambda: "failed so far", interrupted=lambda: "agent stopped",
+                        partial_interrupted=lambda: "interrupted so far", replace=True)
+    with pytest.raises(BudgetExceededError) as info, life.guard():
+        raise BudgetExceededError("out of tokens", partial="the planner's")
+    assert info.value.partial == "failed so far"
+    with pytest.raises(RunInterrupted, match="agent stopped") as stopped, life.guard():
+        raise RunInterrupted("RecursiveMAS run interrupted.", partial="the planner's")
+    assert stopped.value.partial == "interrupted so far"
+    assert [(e.message, e.partial) for e in rec.of(Failed)] == [("out of tokens", "failed so far"),
+                                                                ("interrupted", "interrupted so far")]
+    keep, rec, _ = _lifecycle()  # without replace (the RLM, RecursiveMAS): an inner partial is kept
+    with pytest.raises(BudgetExceededError) as info, keep.guard():
+        raise BudgetExceededError("out of tokens", partial="the child's")
+    assert info.value.partial == "the child's"
+
+
+def test_a_failing_agent_run_ends_through_the_shared_lifecycle(openai_server: Any, openai_model: Any, tmp_path: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spend cap stops a real agent run: the error carries the agent's partial result (an
+    incomplete EngineResult with the finished cell) and one ``Failed`` reports it, through RunLifecycle."""
+    from nbmagic.agent.core import NotebookAgent
+    from nbmagic.agent.result import AgentResult
+
+    guarded: list[str] = []
+    guard = RunLifecycle.guard
+
+    def spy(self: RunLifecycle) -> Any:
+        guarded.append(self.engine)
+        return guard(self)
+
+    monkeypatch.setattr(RunLifecycle, "guard", spy)
+    monkeypatch.chdir(tmp_path)
+    openai_server.set_responder(lambda request: "We compute it.\n\n```python\nx = 6 * 7\nprint(x)\n```\n")
+    rec, ns = EventRecorder(), {}
+    agent = NotebookAgent(openai_model, on_event=rec, planner="parts", answer=False, max_run_tokens=1)
+    with pytest.raises(BudgetExceededError) as info:
+        agent.run("Compute 6 times 7. Then print the square of 5.", ns, base_dir=tmp_path)
+    partial = info.value.partial
+    assert guarded == ["agent"]
+    assert isinstance(partial, AgentResult) and isinstance(partial, EngineResult) and not partial.complete
+    assert ns["x"] == 42 and [c.source for c in partial.cells if c.cell_type == "code"] == ["x = 6 * 7\nprint(x)"]
+    assert [(e.engine, e.message, e.partial) for e in rec.of(Failed)] == [("agent", info.value.message, partial)]
+
+
+def test_the_magics_read_all_three_engines_through_the_protocol() -> None:
+    """``_to_result`` reads RLM, RecursiveMAS and agent results alike; the agent's, being cells, shows
+    its summary and keeps its cells and plan (its answer is one of the cells)."""
+    from nbmagic.agent.result import AgentResult
+    from nbmagic.magics import _to_result
+    from nbmagic.ui.plain import PlainLog
+
+    rlm = RLMResult(answer=3, trajectory=[{"iteration": 1}], usage={"a": Usage(1, 2, 1)}, iterations=1,
+                    llm_calls=1, seconds=0.5)
+    mas = MASResult(answer="x", mode="text", rounds=1, agents=[], usage=Usage(5, 6, 2), seconds=1.0,
+                    transcript=[{"round": 1}])
+    agent = AgentResult(cells=["cell"], summary="Done: 1 step(s).", plan=["Compute"], trajectory=[{"type": "plan"}],
+                        usage=Usage(7, 8, 3), ok=True, answer="42")
+    assert isinstance(agent, CellsResult) and not isinstance(rlm, CellsResult) and not isinstance(mas, CellsResult)
+    got = {kind: _to_result(kind, raw, PlainLog(), "done") for kind, raw in
+           (("rlm", rlm), ("mas", mas), ("agent", agent))}
+    assert [(r.answer, r.trajectory, r.usage.calls) for r in got.values()] == [
+        (3, [{"iteration": 1}], 1), ("x", [{"round": 1}], 2), (None, [{"type": "plan"}], 3)]
+    assert (got["agent"].cells, got["agent"].plan, got["agent"].message) == (["cell"], ["Compute"], "Done: 1 step(s).")
+    assert repr(got["agent"]).startswith("<nbmagic agent result done: cells=1,") and got["agent"].ok
 
 
 def test_recursive_mas_interrupted_carries_a_partial_marked_incomplete(openai_server: Any) -> None:

@@ -100,3 +100,11 @@ class Budget:
             return self.reply_tokens
         left = self.window - count(self.model, messages) - MARGIN // 2
         return max(16, min(self.reply_tokens, left))
+
+
+def fit_text(model: Any, text: str, tokens: int) -> str:
+    """``text`` cut (head and tail kept) to about ``tokens`` of the model's tokens."""
+    n = model.count_tokens(text)
+    if n <= tokens:
+        return text
+    return truncate(text, max(200, int(len(text) * tokens / n * 0.95)), head=0.7)

@@ -219,3 +219,12 @@ def pip_package(missing_module: str) -> str | None:
     if not _PKG_NAME.match(top):
         return None
     return PIP_NAMES.get(top, top)
+
+
+def same_code(a: str, b: str) -> bool:
+    """Equal once comments, blank lines and spacing are ignored."""
+    def norm(code: str) -> list[str]:
+        return [" ".join(line.split("#", 1)[0].split()) for line in code.splitlines()
+                if line.split("#", 1)[0].strip()]
+
+    return norm(a) == norm(b)

@@ -26,7 +26,6 @@ from typing import Any
 from nbmagic.agent import context as ctx
 from nbmagic.agent.answer_check import invented_numbers
 from nbmagic.agent.guard import assigned_names
-from nbmagic.agent.lasterror import last_error
 from nbmagic.agent.loop import LOCAL_MAX_TOKENS, REMOTE_MAX_TOKENS, Run, is_local
 from nbmagic.agent.planner import check_planner
 from nbmagic.agent.prompts import fix_last_error_request
@@ -52,7 +51,6 @@ __all__ = [
     "Step",
     "assigned_names",
     "invented_numbers",
-    "last_error",
     "summarize",
 ]
 
@@ -213,8 +211,10 @@ class NotebookAgent:
 
     __call__ = run
 
-    def fix_last_error(
+    def fix_error(
         self,
+        code: str,
+        error: str,
         namespace: MutableMapping[str, Any] | None = None,
         *,
         shell: Any = None,
@@ -222,18 +222,10 @@ class NotebookAgent:
         base_dir: str | os.PathLike[str] | None = None,
         note: str = "",
     ) -> AgentResult:
-        """``%agent fix``: write (and run) a corrected version of the cell that last raised.
-
-        The cell's code and traceback come from the shell (its last execution result, else
-        ``sys.last_value`` and the cell source IPython keeps in ``linecache``). Raises
-        :class:`ConfigError` when no cell has failed yet.
+        """``%agent fix``: write (and run) a corrected version of ``code``, which raised ``error``
+        (its traceback as text). The magics find them (:mod:`nbmagic.magic_history`); the agent
+        never reads the shell's history. ``note`` is the user's extra instruction, if any.
         """
-        found = last_error(shell)
-        if found is None:
-            if sink is not None and hasattr(sink, "abort"):
-                sink.abort()  # no run: no empty notebook left behind
-            raise ConfigError("Nothing to fix: no cell has raised an error in this kernel yet.")
-        code, error = found
         request = fix_last_error_request(code, error)
         if note.strip():
             request += f"\n\nAlso: {note.strip()}"

@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbmagic.agent import context as ctx
-from nbmagic.agent import files as written
 from nbmagic.agent.answer import write_answer
-from nbmagic.agent.budget import Budget
+from nbmagic.agent.budget import Budget, fit_text
 from nbmagic.agent.codegen import (
     CellDraft,
     add_missing_imports,
     has_statement,
     parse_cell,
+    same_code,
 )
 from nbmagic.agent.constrain import code_block_params
 from nbmagic.agent.exchange import exchange, exchange_mode
@@ -63,14 +63,21 @@ from nbmagic.agent.reflector import (
     judge,
     reuse_loaded_frames,
 )
-from nbmagic.agent.result import SAVED_NAME, AgentResult, Step, cells_module, done_entry, summarize
-from nbmagic.errors import MalformedOutputError, NbmagicError, RunInterrupted
+from nbmagic.agent.result import (
+    SAVED_NAME,
+    AgentResult,
+    Step,
+    cells_module,
+    done_entry,
+    observed_entry,
+    run_result,
+)
+from nbmagic.errors import MalformedOutputError, NbmagicError
 from nbmagic.events import (
     AgentFinished,
     AgentStarted,
     CellAccepted,
     CellRun,
-    Failed,
     Finished,
     ModelCall,
     Notice,
@@ -83,7 +90,8 @@ from nbmagic.events import (
     TextDelta,
     emit,
 )
-from nbmagic.execution.file_ledger import FileChanges, FileLedger
+from nbmagic.execution.file_ledger import FileLedger
+from nbmagic.lifecycle import RunLifecycle
 from nbmagic.llm.base import ChatModel, Usage
 
 if TYPE_CHECKING:
@@ -166,7 +174,9 @@ class Run:
                                      "(--max-run-tokens, --max-cost)."))
         self.user = UserState(self.ns, self.hidden, self.events)
         self.files = FileLedger(self.base)  # what the cells themselves write (nbmagic.execution.file_audit)
-        try:
+        lifecycle = RunLifecycle("agent", self.events, lambda: self._partial(False), replace=True,
+                                 partial_interrupted=lambda: self._partial(True), interrupted=self._interrupted)
+        with lifecycle.guard():
             loads = self._loads()
             for step in loads:
                 run_load_step(self, step)
@@ -204,25 +214,19 @@ class Run:
                     refine(self, model, i)
             if self.answer_wanted and not self.onecall and not a.dry_run:
                 write_answer(self, model)
-        except (KeyboardInterrupt, RunInterrupted):
-            self._close_sink(failed=True)
-            partial = self._result(interrupted=True)
-            emit(self.events, Failed("agent", "interrupted", partial))
-            raise RunInterrupted(
-                f"Interrupted: {len(partial.cells)} cells from {sum(s.status in ('ok', 'failed') for s in self.steps)} "
-                "finished steps are kept (on .partial).",
-                partial=partial,
-            ) from None
-        except NbmagicError as exc:
-            self._close_sink(failed=True)
-            partial = self._result()
-            exc.partial = partial
-            emit(self.events, Failed("agent", exc.message, partial))
-            raise
         self._close_sink()
-        result = self._result()
+        result = run_result(self)
         emit(self.events, Finished("agent", result, result.seconds))
         return result
+
+    def _partial(self, interrupted: bool) -> AgentResult:
+        """The result so far once the run stopped early; the sink aborted first, so its line is in."""
+        self._close_sink(failed=True)
+        return run_result(self, interrupted=interrupted, complete=False)
+
+    def _interrupted(self) -> str:
+        finished = sum(s.status in ("ok", "failed") for s in self.steps)
+        return f"Interrupted: {len(self.cells)} cells from {finished} finished steps are kept (on .partial)."
 
     def _loads(self) -> list[Step]:
         a = self.agent
@@ -240,7 +244,7 @@ class Run:
             return PlanOutcome([p.title for p in self.read.parts], "parts")
         # the planner's prompt is the context plus a few lines: keep it within half the window
         room = self.budget.prompt_tokens
-        plan_context = context if room is None else _fit_text(model, context, room // 2)
+        plan_context = context if room is None else fit_text(model, context, room // 2)
         return make_plan(model, self.request, plan_context, planner=self.planner,
                          mas_options=a.mas_options, max_steps=a.max_steps, on_event=self.events)
 
@@ -375,7 +379,7 @@ class Run:
             hot = draft.code in tried
             tried.add(draft.code)
             repeat = next((s for s in self.steps[: step.index] if s.cells and s.status == "ok"
-                           and _same_code(s.cells[-1].source, draft.code)), None)
+                           and same_code(s.cells[-1].source, draft.code)), None)
             if not self.onecall and repeat is None:
                 draft = self._repair(step, draft)
             if repeat is not None:  # a copy of an earlier cell does nothing new
@@ -418,7 +422,7 @@ class Run:
                 step.status = "ok"
                 self.deliver_step(step, draft, last_run)
                 self.done.append(done_entry(step, draft, last_run))
-                self.observed.append(_observed_entry(step, last_run))
+                self.observed.append(observed_entry(step, last_run))
                 emit(self.events, RoundFinished(rnd, len(model_steps)))
                 return
             self._restore_frames(step)
@@ -456,7 +460,7 @@ class Run:
             step.error = None
             self.deliver_step(step, draft, last_run)
             self.done.append(done_entry(step, draft, last_run))
-            self.observed.append(_observed_entry(step, last_run))
+            self.observed.append(observed_entry(step, last_run))
             emit(self.events, Notice(f"Step {step.index + 1} kept although {step.verdict}.", level="warning"))
             return
         step.status = "failed"
@@ -612,76 +616,5 @@ class Run:
             self.sink.deliver(cell)
         emit(self.events, CellAccepted(cell, index))
 
-    # -- result ---------------------------------------------------------------------------------
-
-    def _result(self, interrupted: bool = False) -> AgentResult:
-        model = self.agent._model
-        usage = (model.usage - self.usage0) if model is not None else Usage()
-        user = getattr(self, "user", None)
-        new_vars = user.new_names() if user is not None else []
-        skip = {p for p in (self.sink_path, *written.open_notebooks(self.ns, self.base)) if p}
-        ledger = getattr(self, "files", None)
-        files = ledger.changes(skip=skip) if ledger is not None else FileChanges()
-        failed = [s.index + 1 for s in self.steps if s.status == "failed"]
-        skipped = [s.index + 1 for s in self.steps if s.status == "skipped"]
-        result = AgentResult(
-            cells=list(self.cells),
-            summary="",
-            plan=[s.title for s in self.steps],
-            trajectory=list(self.trajectory),
-            usage=usage,
-            ok=not failed and not interrupted,
-            failed_steps=failed,
-            skipped_steps=skipped,
-            rebound=list(user.rebound) if user is not None else [],
-            replaced=dict(user.replaced) if user is not None else {},
-            new_variables=new_vars,
-            files_written=files.written,
-            files_deleted=files.deleted,
-            files_renamed=files.renamed,
-            files_possibly_written=files.possibly_written,
-            files=files,
-            interrupted=interrupted,
-            seconds=time.perf_counter() - self.t0,
-            model=self.model_label,
-            mode=self.mode,
-            sink_summary=self.sink_summary,
-            answer=self.answer,
-            planner=self.planner,
-            first_cell_seconds=self.first_cell,
-        )
-        result.summary = summarize(result, self.steps, dry_run=self.agent.dry_run)
-        if getattr(self, "cap", ""):  # before the sink's line, which stays last
-            lines = result.summary.split("\n")
-            at = len(lines) - 1 if self.sink_summary and lines[-1] == self.sink_summary else len(lines)
-            lines.insert(at, f"Spend cap: {self.cap} ({self.spent:,} tokens spent).")
-            result.summary = "\n".join(lines)
-        return result
-
 
 __all__ = ["SAVED_NAME", "Run", "is_local"]
-
-
-def _observed_entry(step: Step, run: ExecResult) -> str:
-    """What a finished step showed, for the refine and answer prompts (plain text, capped)."""
-    out = run.text(700).strip() or "(no output)"
-    return f"Step {step.index + 1} ({step.title}) output:\n{out}"
-
-
-def _same_code(a: str, b: str) -> bool:
-    """Equal once comments, blank lines and spacing are ignored."""
-    def norm(code: str) -> list[str]:
-        return [" ".join(line.split("#", 1)[0].split()) for line in code.splitlines()
-                if line.split("#", 1)[0].strip()]
-
-    return norm(a) == norm(b)
-
-
-def _fit_text(model: ChatModel, text: str, tokens: int) -> str:
-    """``text`` cut (head and tail kept) to about ``tokens`` of the model's tokens."""
-    from nbmagic.text import truncate
-
-    n = model.count_tokens(text)
-    if n <= tokens:
-        return text
-    return truncate(text, max(200, int(len(text) * tokens / n * 0.95)), head=0.7)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbmagic.agent import files as written
 from nbmagic.execution.file_ledger import FileChanges
 from nbmagic.llm.base import Usage
 
@@ -21,7 +23,11 @@ def cells_module() -> Any:
 
 @dataclass
 class AgentResult:
-    """What a run produced. ``cells`` are nbformat v4 cells, outputs included."""
+    """What a run produced. ``cells`` are nbformat v4 cells, outputs included.
+
+    An :class:`~nbmagic.lifecycle.EngineResult` (and a :class:`~nbmagic.lifecycle.CellsResult`), so
+    the magics and the CLI read it as they read the RLM's and RecursiveMAS's results.
+    """
 
     cells: list[Any]
     summary: str
@@ -50,6 +56,22 @@ class AgentResult:
     answer: str = ""  # the closing answer in words ("" when none was written)
     planner: str = ""  # the planner that ran (``auto`` resolved)
     first_cell_seconds: float | None = None  # from the start to the first code cell's first run
+    complete: bool = True  # False on a partial result carried by an error or an interrupt
+
+    @property
+    def total_usage(self) -> Usage:
+        """The run's tokens and calls (one model: the same as ``usage``)."""
+        return self.usage
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """The trajectory (the :class:`~nbmagic.lifecycle.EngineResult` name for it)."""
+        return self.trajectory
+
+    @property
+    def warnings(self) -> list[str]:
+        """None: what went wrong is in the summary, step by step."""
+        return []
 
     def __str__(self) -> str:
         return self.summary
@@ -115,3 +137,57 @@ def done_entry(step: Step, draft: Any, run: Any) -> str:
     status = "" if step.status in ("ok", "dry-run") else " (FAILED)"
     code = draft.code if len(draft.code) < 900 else draft.code[:900] + "\n# …"
     return f"Step {step.index + 1}{status}: {step.title}\n```python\n{code}\n```\nOutput: {out}"
+
+
+def observed_entry(step: Step, run: Any) -> str:
+    """What a finished step showed, for the refine and answer prompts (plain text, capped)."""
+    out = run.text(700).strip() or "(no output)"
+    return f"Step {step.index + 1} ({step.title}) output:\n{out}"
+
+
+def run_result(run: Any, *, interrupted: bool = False, complete: bool = True) -> AgentResult:
+    """The result of the :class:`~nbmagic.agent.loop.Run` ``run`` so far (finished, or partial
+    with ``complete=False`` when the run stopped early)."""
+    model = run.agent._model
+    usage = (model.usage - run.usage0) if model is not None else Usage()
+    user = getattr(run, "user", None)
+    new_vars = user.new_names() if user is not None else []
+    skip = {p for p in (run.sink_path, *written.open_notebooks(run.ns, run.base)) if p}
+    ledger = getattr(run, "files", None)
+    files = ledger.changes(skip=skip) if ledger is not None else FileChanges()
+    failed = [s.index + 1 for s in run.steps if s.status == "failed"]
+    skipped = [s.index + 1 for s in run.steps if s.status == "skipped"]
+    result = AgentResult(
+        cells=list(run.cells),
+        summary="",
+        plan=[s.title for s in run.steps],
+        trajectory=list(run.trajectory),
+        usage=usage,
+        ok=not failed and not interrupted,
+        failed_steps=failed,
+        skipped_steps=skipped,
+        rebound=list(user.rebound) if user is not None else [],
+        replaced=dict(user.replaced) if user is not None else {},
+        new_variables=new_vars,
+        files_written=files.written,
+        files_deleted=files.deleted,
+        files_renamed=files.renamed,
+        files_possibly_written=files.possibly_written,
+        files=files,
+        interrupted=interrupted,
+        seconds=time.perf_counter() - run.t0,
+        model=run.model_label,
+        mode=run.mode,
+        sink_summary=run.sink_summary,
+        answer=run.answer,
+        planner=run.planner,
+        first_cell_seconds=run.first_cell,
+        complete=complete,
+    )
+    result.summary = summarize(result, run.steps, dry_run=run.agent.dry_run)
+    if getattr(run, "cap", ""):  # before the sink's line, which stays last
+        lines = result.summary.split("\n")
+        at = len(lines) - 1 if run.sink_summary and lines[-1] == run.sink_summary else len(lines)
+        lines.insert(at, f"Spend cap: {run.cap} ({run.spent:,} tokens spent).")
+        result.summary = "\n".join(lines)
+    return result

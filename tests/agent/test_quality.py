@@ -17,6 +17,7 @@ from nbmagic.agent.core import NotebookAgent, invented_numbers
 from nbmagic.agent.prompts import ANSWER_HEADING, CODE_HEADING, FIX_HEADING
 from nbmagic.errors import ConfigError
 from nbmagic.events import CellRun, EventRecorder, Notice
+from nbmagic.magic_history import fix_last_error, last_error
 from nbmagic.notebook.sinks import FileSink
 from nbmagic.notebook.verify import verify_notebook
 from nbmagic.testing.agent_scripts import write_sales_csv
@@ -201,7 +202,9 @@ def test_fix_last_error_reads_the_failing_cell(ipython_shell, openai_server, ope
         return cell("frame['a'].sum()", "Use the column that exists.")
 
     openai_server.set_responder(respond)
-    result = NotebookAgent(openai_model, planner="auto").fix_last_error(shell=shell)
+    code, error = last_error(shell)  # the magics layer reads the history; the agent gets plain text
+    assert code == failing and "KeyError" in error
+    result = NotebookAgent(openai_model, planner="auto").fix_error(code, error, shell.user_ns, shell=shell)
     assert result.ok
     code = [c for c in result.cells if c.cell_type == "code"]
     assert len(code) == 1 and code[0].source == "frame['a'].sum()"
@@ -214,8 +217,9 @@ def test_fix_with_nothing_failed_is_one_message(ipython_shell, openai_model, mon
 
     monkeypatch.setattr(ipython_shell, "last_execution_result", None)
     monkeypatch.delattr(sys, "last_value", raising=False)
+    assert last_error(ipython_shell) is None
     with pytest.raises(ConfigError, match="Nothing to fix"):
-        NotebookAgent(openai_model).fix_last_error(shell=ipython_shell)
+        fix_last_error(NotebookAgent(openai_model), ipython_shell, None)
 
 
 def test_agent_fix_magic_writes_the_corrected_cell(ipython_shell, openai_server, tmp_path, monkeypatch):

@@ -1,4 +1,10 @@
-"""``%agent fix``: find the cell that last raised and its traceback."""
+"""``%agent fix``: find the cell that last raised and its traceback in IPython's history.
+
+The magics layer reads the shell (its last execution result, else ``sys.last_value`` and the cell
+source IPython keeps in ``linecache``, else the input history); the agent is handed the code and
+the error as plain text (:meth:`~nbmagic.agent.core.NotebookAgent.fix_error`), so nothing under
+``agent/`` reads IPython's history.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,22 @@ import sys
 from typing import Any
 
 from nbmagic.agent.executor import strip_ansi
+from nbmagic.errors import ConfigError
+
+
+def fix_last_error(agent: Any, shell: Any, sink: Any, note: str = "") -> Any:
+    """Hand the cell that last raised in ``shell`` to ``agent`` (a NotebookAgent) to fix.
+
+    Raises :class:`~nbmagic.errors.ConfigError` when no cell has failed yet, aborting ``sink``
+    first (no run: no empty notebook left behind).
+    """
+    found = last_error(shell)
+    if found is None:
+        if hasattr(sink, "abort"):
+            sink.abort()
+        raise ConfigError("Nothing to fix: no cell has raised an error in this kernel yet.")
+    code, error = found
+    return agent.fix_error(code, error, shell.user_ns, shell=shell, sink=sink, note=note)
 
 
 def last_error(shell: Any) -> tuple[str, str] | None:
@@ -31,12 +53,11 @@ def last_error(shell: Any) -> tuple[str, str] | None:
 
 
 def _format_error(error: BaseException) -> str:
-    import traceback
-
+    """The traceback as the execution core shows every engine's (without nbmagic's own frames)."""
+    from nbmagic.execution import user_traceback
     from nbmagic.text import truncate
 
-    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    return truncate(strip_ansi(text), 3000, head=1 / 3)
+    return truncate(strip_ansi(user_traceback(error)), 3000, head=1 / 3)
 
 
 def _cell_source(error: BaseException) -> str:
