@@ -206,12 +206,14 @@ _READ = re.compile(r"\bpd\.read_(?:csv|table|json|parquet|excel)\(\s*(?:r?['\"])
 
 
 def reuse_loaded_frames(code: str, frames: Mapping[str, str], exists: Any) -> tuple[str, list[str]]:
-    """Replace ``pd.read_csv(...)`` of a loaded table, or of a file that does not exist, by the DataFrame.
+    """Replace ``pd.read_csv(...)`` that ignores a loaded table by that DataFrame.
 
-    Small models invent paths (``/home/user/sales_data.csv``) or read the file again by its
-    absolute path although the table is loaded (with its dates parsed). A path whose file name
-    is a loaded table's, or a missing path while exactly one table is loaded, becomes
-    ``<frame>.copy()``; ``exists(path) -> bool`` says what is on disk.
+    Small models invent paths (``/home/user/sales_data.csv``) or read the loaded table's file
+    again into the loaded table's own name. A missing path whose file name is a loaded table's,
+    any missing path while exactly one table is loaded, and ``<frame> = pd.read_csv(<its file>)``
+    become ``<frame>.copy()``. Any other read of a file that exists is left alone: it reads the
+    real data, parsed the way the cell's code expects (the loaded copy has parsed dates that
+    code written for the raw file would treat as text). ``exists(path) -> bool`` says what is on disk.
     Returns the code and the replaced paths.
     """
     if not frames:
@@ -221,9 +223,15 @@ def reuse_loaded_frames(code: str, frames: Mapping[str, str], exists: Any) -> tu
 
     def swap(m: re.Match[str]) -> str:
         path = m.group(1)
-        # the same file again (by name) is the loaded table; a missing file can only mean it
         frame = by_name.get(path.replace("\\", "/").rsplit("/", 1)[-1].lower())
-        if frame is None and not exists(path) and len(frames) == 1:
+        if exists(path):
+            # the loaded table's own file read into the loaded table's name redefines what exists;
+            # any other read of a real file reads real data, parsed as the cell's code expects
+            line_start = code.rfind("\n", 0, m.start()) + 1
+            target = re.match(r"\s*(\w+)\s*=\s*$", code[line_start:m.start()])
+            if frame is None or target is None or target.group(1) != frame:
+                return m.group(0)
+        elif frame is None and len(frames) == 1:  # an invented path while one table is loaded
             frame = next(iter(frames))
         if frame is None:
             return m.group(0)
