@@ -11,8 +11,10 @@ The grammar, as a reader sees it::
 
     root  ::= intro? "```python\n" code "```"
     intro ::= one line of at most 240 characters without backticks, then one or two newlines
-    code  ::= comment lines*, then a line that starts a statement (a letter, _, (, [), then any lines
-              (so a block of comments only, which the 135M model wrote, cannot be sampled)
+    code  ::= at most 3 comment lines of at most 160 characters, then a line that starts a statement
+              (a letter, _, (, [), then any lines (so a block of comments only, which the 135M model
+              wrote, cannot be sampled, nor can an endless run of "#" lines that the token cap cuts
+              before any statement: make run on the embedded model produced exactly that)
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from __future__ import annotations
 from typing import Any
 
 CODE_GRAMMAR = r'''
-root ::= intro? "```python\n" comment* statement line* "```"
+root ::= intro? "```python\n" comment{0,3} statement line* "```"
 intro ::= [^`\n]{1,240} "\n" "\n"?
-comment ::= "#" [^`\n]* "\n"
+comment ::= "#" [^`\n]{0,160} "\n"
 statement ::= [a-zA-Z_(\[] [^`\n]* "\n"
 line ::= [^`\n]* "\n"
 '''
