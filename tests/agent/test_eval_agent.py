@@ -145,6 +145,7 @@ def _draw(code: str, tmp_path) -> FigureRecorder:
 def test_figure_part_checks_the_plotted_series(tmp_path):
     import matplotlib.pyplot as plt
 
+    plt.close("all")  # figures an earlier test left open in this process are not this test's
     setup = "import pandas as pd\nimport matplotlib.pyplot as plt\ns = pd.Series([3.0, 1.0, 2.0], index=list('abc'))\n"
     line = FigurePart("trend", (3.0, 1.0, 2.0), "line")
     right = _draw(setup + "s.plot()\nplt.title('x')\nplt.show()", tmp_path)

@@ -107,10 +107,11 @@ def test_review_buttons_answer_while_the_cell_runs(lab, jupyterlab, openai_serve
     area = second.locator("textarea")
     page.wait_for_function("(el) => !el.disabled", arg=area.element_handle())
     area.click()
-    page.keyboard.press("Control+End")
-    page.keyboard.type("\nedited_marker = 42")
+    # at the top: the step's table stays the cell's last expression, so the reflector accepts it
+    page.keyboard.press("Control+Home")
+    page.keyboard.type("edited_marker = 42\n")
     time.sleep(0.5)  # the widget syncs its value before the click
-    assert area.input_value().endswith("\nedited_marker = 42")
+    assert area.input_value().startswith("edited_marker = 42\n")
     assert second.locator(".nbmagic-review-run").inner_text() == "Run edited"
     second.locator(".nbmagic-review-run").click()
     # 3: Stop: the run ends, what finished is kept
