@@ -18,6 +18,10 @@ PROMPT_PHRASES = re.compile(
     r"step \d+ of \d+|use it \(do not|do not read the file|the dataframe exists|cells already run|"
     r"answer with|fenced|```|code block|write the cell|^\s*request\s*:|^\s*plan\s*:|the cell failed|"
     r"instructions from the request|explaining the step|this step only|## ", re.I | re.M)
+#: a chat model talking to the user instead of explaining the analysis ("I'm ready to help. What's
+#: your request?", which the embedded model wrote into make run's notebook); a question never explains
+CHATTER = re.compile(r"\?\s*$|^\s*(?:sure|certainly|of course|okay|ok)\b|\bI(?:'m| am) (?:ready|happy|glad) to\b|"
+                     r"\blet me know\b|\bhow can I help\b|\bhope this helps\b", re.I)
 _WORDS = re.compile(r"[a-z0-9_]+")
 ECHO_RUN = 6
 _VERB_START = re.compile(r"^(?:make|plot|show|list|count|compute|calculate|find|draw|build|create|fit|compare|"
@@ -35,7 +39,7 @@ def clean_explanation(text: str, prompt: str) -> str:
     kept: list[str] = []
     for line in (text or "").splitlines():
         sentences = re.split(r"(?<=[.!?])\s+", line.strip())
-        good = [s for s in sentences if s and not PROMPT_PHRASES.search(s)
+        good = [s for s in sentences if s and not PROMPT_PHRASES.search(s) and not CHATTER.search(s)
                 and not (_ngrams(s, ECHO_RUN) & grams)]
         if good:
             kept.append(" ".join(good))
