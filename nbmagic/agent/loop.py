@@ -42,6 +42,7 @@ from nbmagic.agent.constrain import code_block_params
 from nbmagic.agent.exchange import exchange, exchange_mode
 from nbmagic.agent.executor import ExecResult, NamespaceExecutor, ShellExecutor
 from nbmagic.agent.guard import UserState, missing_package, name_hint
+from nbmagic.agent.hints import hints_note
 from nbmagic.agent.loading import load_steps, loaded_frames, run_load_step
 from nbmagic.agent.markdown import clean_explanation, describe, step_markdown
 from nbmagic.agent.parts import Part, Request, part_kind, short_title, split_request
@@ -293,6 +294,8 @@ class Run:
         if self.frames:
             frames = "; ".join(f"`{n}` (read from {p})" for n, p in self.frames.items())
             lines.append(f"Loaded DataFrames (use them by name; do not read the files again): {frames}.")
+        if step.part and (idioms := hints_note(step.part.text, {n: self.ns[n] for n in self.frames if n in self.ns})):
+            lines.append(idioms)
         if self.read.instructions:
             lines.append("Instructions from the request (follow them exactly): " + " ".join(self.read.instructions))
         if step.answering and self.read.answer_line:
@@ -466,8 +469,9 @@ class Run:
         step.status = "failed"
         if last_run is not None and not last_run.ok:
             step.error = f"{last_run.ename}: {last_run.evalue}"
-        elif draft is not None:
-            step.error = "the cell has no executable statement"
+        elif draft is not None:  # it never ran: why the last attempt did not (a repeat, no statement)
+            step.error = next((t["error"] for t in reversed(self.trajectory) if t.get("type") == "attempt"
+                               and t["step"] == step.index + 1 and t["error"]), "the cell did not run")
         else:
             step.error = "the model never answered with a code block"
         if draft is not None:
@@ -518,10 +522,6 @@ class Run:
             self.trajectory.append({"type": "reflect", "step": step.index + 1, "attempt": step.attempts,
                                     "why": verdict.why})
         return verdict
-
-    # -- the agent's own cells (loading) ----------------------------------------------------------
-
-    # -- refine, ask --------------------------------------------------------------------------------
 
     def chat(self, model: ChatModel, messages: list[dict[str, str]], agent: str, **kw: Any) -> str:
         """One model call, accounted: a ModelCall event, and the run's token cap checked first."""
@@ -615,6 +615,5 @@ class Run:
         if self.sink is not None:
             self.sink.deliver(cell)
         emit(self.events, CellAccepted(cell, index))
-
 
 __all__ = ["SAVED_NAME", "Run", "is_local"]

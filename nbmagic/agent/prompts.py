@@ -46,10 +46,28 @@ def code_prompt(
     part per cell); ``notes`` carries what the cell must respect: the loaded DataFrames
     to use, the request's explicit instructions, the exact answer line to print.
     """
-    steps = "\n".join(f"{i + 1}. {s}" for i, s in enumerate(plan))
     finished = "\n".join(done) if done else "(none yet)"
-    only = (f"This cell does only this part of the request: {part}\n"
-            "Later cells do the other parts.\n\n" if part else "")
+    answer_form = (
+        "Answer with one or two sentences of markdown explaining the step, then exactly one "
+        "fenced ```python code block holding the complete, runnable code for this step only "
+        "(with its imports; use the exact file names and column names given above). "
+        "End the block with the expression to show (a table, a value) if there is one."
+    )
+    if part:
+        # A small model copies every step it is shown into one cell (as comments, then code), so a
+        # part's prompt names no other step: the request for context, then this part, last.
+        return (
+            f"{CODE_HEADING}\n\n"
+            f"{context}\n\n"
+            f"Cells already run in this session (their variables exist):\n{finished}\n\n"
+            + (f"{notes}\n\n" if notes else "")
+            + f"The user's request: {request}\n\n"
+            f"Step {index + 1} of {len(plan)}: {plan[index]}\n"
+            f"This cell does only this part of the request: {part}\n"
+            "Other cells do the other parts: show only this part's result (no other tables or plots).\n\n"
+            + answer_form
+        )
+    steps = "\n".join(f"{i + 1}. {s}" for i, s in enumerate(plan))
     return (
         f"{CODE_HEADING}\n\n"
         f"Request: {request}\n\n"
@@ -58,11 +76,7 @@ def code_prompt(
         f"Cells already run in this session (their variables exist):\n{finished}\n\n"
         + (f"{notes}\n\n" if notes else "")
         + f"Step {index + 1} of {len(plan)}: {plan[index]}\n\n"
-        + only +
-        "Answer with one or two sentences of markdown explaining the step, then exactly one "
-        "fenced ```python code block holding the complete, runnable code for this step only "
-        "(with its imports; use the exact file names and column names given above). "
-        "End the block with the expression to show (a table, a value) if there is one."
+        + answer_form
     )
 
 

@@ -358,3 +358,13 @@ def test_a_table_changed_in_place_is_put_back_and_the_key_error_names_the_column
     assert "no inplace=True" in fix and "its index is" not in fix
     assert "date" in fix.split("As they are now:")[1]  # the table was put back: `date` is a column again
     assert result.ok
+
+
+def test_a_parts_prompt_names_no_other_part_and_offers_the_idiom_with_real_columns(run, openai_server):
+    # the 0.5B coder copied every plan line it was shown into one cell; the part's prompt lists none
+    result, _events, _ns = run(lambda request: cell(PLOT if "plot" in _step_title(request).lower() else TOP))
+    assert result.ok
+    top_prompt, plot_prompt = _users(openai_server, CODE_HEADING)
+    assert "Monthly revenue trend plot" not in top_prompt and "Plan:" not in top_prompt
+    assert "`sales.groupby('product')['revenue'].sum().nlargest(5)`" in top_prompt
+    assert "resample('MS').sum()" in plot_prompt and "(grouped, each once)" not in plot_prompt
