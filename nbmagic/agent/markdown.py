@@ -17,7 +17,10 @@ from nbmagic.agent.parts import Part
 PROMPT_PHRASES = re.compile(
     r"step \d+ of \d+|^\s*step \d+\s*[:.]|use it \(do not|do not read the file|the dataframe exists|cells already run|"
     r"answer with|fenced|```|code block|write the cell|^\s*request\s*:|^\s*plan\s*:|the cell failed|"
-    r"instructions from the request|explaining the step|this step only|pandas idioms|## ", re.I | re.M)
+    r"instructions from the request|explaining the step|this step only|pandas idioms|## |"
+    # the fix prompts' words, which a model echoes in the prose of its fix reply
+    r"does not answer the step|the cell ran\b|corrected cell|actual code|the code does nothing|"
+    r"no executable statement|only comments|it showed:", re.I | re.M)
 #: a chat model talking to the user instead of explaining the analysis ("I'm ready to help. What's
 #: your request?", which the embedded model wrote into make run's notebook); a question never explains
 CHATTER = re.compile(r"\?\s*$|^\s*(?:sure|certainly|of course|okay|ok)\b|\bI(?:'m| am) (?:ready|happy|glad) to\b|"

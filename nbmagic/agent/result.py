@@ -132,11 +132,15 @@ def summarize(result: AgentResult, steps: list[Step], *, dry_run: bool = False) 
 
 
 def done_entry(step: Step, draft: Any, run: Any) -> str:
-    """A finished step as the next prompts see it: title, code, a short output."""
-    out = run.text(300) if run is not None else "(not run)"
-    status = "" if step.status in ("ok", "dry-run") else " (FAILED)"
-    code = draft.code if len(draft.code) < 900 else draft.code[:900] + "\n# …"
-    return f"Step {step.index + 1}{status}: {step.title}\n```python\n{code}\n```\nOutput: {out}"
+    """A finished step as the next prompts see it: its title and a short output, no code.
+
+    Shown earlier cells' code, a small model writes it again (the 0.5B coder answered "top 5
+    products" with the load cell's ``print(sales.head())``, comments and all); what those cells
+    made is listed with names, shapes and columns in the prompt's variables section instead.
+    """
+    out = run.text(300).strip() if run is not None else "(not run)"
+    status = "done" if step.status in ("ok", "dry-run") else "FAILED"
+    return f"- Step {step.index + 1} ({status}): {step.title}. It showed:\n{out or '(nothing)'}"
 
 
 def observed_entry(step: Step, run: Any) -> str:
