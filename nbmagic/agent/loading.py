@@ -113,4 +113,5 @@ def run_load_step(r: Any, step: Step) -> None:
     step.error = None if ran.ok else f"{ran.ename}: {ran.evalue}"
     r.deliver_step(step, draft, ran)
     # described, not shown: small models copy a code block they are shown instead of going on
-    r.done.append(f"Step {step.index + 1}: {step.title} (loaded)." if ran.ok else done_entry(step, draft, ran))
+    if not ran.ok:  # a loaded table is named in the prompt's notes; its load line here was copied as code
+        r.done.append(done_entry(step, draft, ran))

@@ -373,7 +373,8 @@ class Run:
                 try:
                     draft = parse_cell(reply)
                     # the first explanation describes the step; a fix reply's prose only describes the fix
-                    explanation = explanation or clean_explanation(draft.markdown, prompt_text)
+                    if len(messages) == len(base_messages):  # a fix reply's prose echoes the fix prompt
+                        explanation = explanation or clean_explanation(draft.markdown, prompt_text)
                     draft = CellDraft(explanation, draft.code)
                 except MalformedOutputError as exc:
                     self.record_attempt(step, None, None, error=exc.message)

@@ -86,6 +86,23 @@ _MONTH_CODE = re.compile(r"resample\(|to_period\(|\.dt\.month|\.month\b|Grouper\
                          r"\.dt\.strftime|\.str\[\s*:\s*7\s*\]|\.str\.slice\(\s*0\s*,\s*7|['\"]M['\"]|['\"]MS['\"]|['\"]ME['\"]|['\"]\w*month\w*['\"]", re.I)
 
 
+_PREVIEW = re.compile(r"\b(?:first|last)\s+(?:\d+\s+)?rows\b|\bhead\b|\btail\b|\bpreview\b|\bsample\b|"
+                      r"\blook at\b|\bshow the (?:data|table)\b", re.I)
+
+
+def only_previews(code: str, frames: Mapping[str, Any]) -> bool:
+    """Is every statement of ``code`` an import, or a display of a loaded table as it is?
+
+    ``print(sales.head())``, ``sales.head(10)``, ``sales``: the 0.5B coder answered "the top 5
+    products by revenue" with exactly that, and it ran and showed a table.
+    """
+    names = "|".join(re.escape(n) for n in frames)
+    shown = re.compile(rf"^(?:print\()?(?:{names})(?:\.(?:head|tail|sample)\(\s*\d*\s*\))?\)?;?$")
+    lines = [ln.strip() for ln in code.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    body = [ln for ln in lines if not re.match(r"(?:import|from)\s", ln)]
+    return bool(body) and all(shown.match(ln) for ln in body)
+
+
 def _column(frame: Any, word: str) -> str | None:
     cols = [str(c) for c in getattr(frame, "columns", [])]
     word = word.lower().rstrip("s")
@@ -159,6 +176,11 @@ def judge(part: Part, run: ExecResult, *, answer_line: str | None = None, answer
                        f"The request asks for the answer printed exactly in this form: `{answer_line}`. "
                        "End the cell with a `print(...)` of that line, with the computed value in place "
                        "of the placeholder.")
+    if part.kind != "other" and frames and only_previews(code, frames) and not _PREVIEW.search(part.text):
+        name = next(iter(frames))
+        return Verdict(False, "the cell only shows the loaded table",
+                       f"The cell only shows rows of `{name}` as loaded, which the notebook already shows. "
+                       f"Compute what this part asks ({part.title}) from `{name}` and show that result.")
     if part.kind == "table" and _has_figure(run) and not _shows_text(run):
         return Verdict(False, "no table was shown",
                        "The part asks for a table, but the cell only drew a figure. Compute the table and end the "

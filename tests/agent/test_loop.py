@@ -368,3 +368,29 @@ def test_a_parts_prompt_names_no_other_part_and_offers_the_idiom_with_real_colum
     assert "Monthly revenue trend plot" not in top_prompt and "Plan:" not in top_prompt
     assert "`sales.groupby('product')['revenue'].sum().nlargest(5)`" in top_prompt
     assert "resample('MS').sum()" in plot_prompt and "(grouped, each once)" not in plot_prompt
+
+
+def test_a_part_answered_with_the_loaded_tables_first_rows_is_sent_back(run, openai_server):
+    # the 0.5B coder answered "top 5 products by revenue" with the load step's preview, which ran and showed a table
+    def respond(request):
+        if FIX_HEADING in _last_user(request):
+            return cell(TOP)
+        return cell("import pandas as pd\n\n# Load sales.csv into the DataFrame sales\nprint(sales.head())")
+
+    result, _, ns = run(respond, "Using sales.csv: the top 5 products by revenue.")
+    fixes = _users(openai_server, FIX_HEADING)
+    assert len(fixes) == 1 and "only shows rows of `sales` as loaded" in fixes[0]
+    assert result.ok and list(ns["top"].index) == list(ns["sales"].groupby("product").revenue.sum().nlargest(5).index)
+    first_prompt = _users(openai_server, CODE_HEADING)[0]
+    assert "(loaded)" not in first_prompt and "Loaded DataFrames" in first_prompt
+    assert "print(sales.head())" not in "".join(c.source for c in result.cells if c.cell_type == "markdown")
+
+
+def test_a_preview_is_fine_when_the_part_asks_for_one():
+    from nbmagic.agent.reflector import only_previews
+
+    frames = {"sales": object()}
+    assert only_previews("import pandas as pd\nprint(sales.head())", frames)
+    assert only_previews("sales.head(10)", frames) and only_previews("sales", frames)
+    assert not only_previews("top = sales.nlargest(5, 'revenue')\ntop", frames)
+    assert not only_previews("print(other.head())", frames)
