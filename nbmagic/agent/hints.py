@@ -98,7 +98,16 @@ def pattern_hints(text: str, frames: Mapping[str, Any]) -> list[str]:
     return hints
 
 
-def hints_note(text: str, frames: Mapping[str, Any]) -> str:
-    """The idioms as a note for the cell's prompt, or "" when none fits."""
+_REFERS = re.compile(r"\b(?:it|them|this|that|these|those)\b", re.I)
+
+
+def hints_note(text: str, frames: Mapping[str, Any], before: list[str] | None = None) -> str:
+    """The idioms as a note for the cell's prompt, or "" when none fits.
+
+    ``before``: the earlier parts' words; a part that points back ("plot it as a bar chart")
+    gets the idioms of the part it points to, read together with its own words.
+    """
+    if before and _REFERS.search(text):
+        text = f"{before[-1]} {text}"
     hints = pattern_hints(text, frames)
     return "Pandas idioms that fit this part (adapt them):\n" + "\n".join(f"- {h}" for h in hints) if hints else ""

@@ -155,8 +155,6 @@ class Run:
         sink_path = getattr(sink, "path", None)
         self.sink_path = str(Path(sink_path).resolve()) if sink_path else None
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
     def go(self) -> AgentResult:
         a = self.agent
         model = a.model  # NoModelAvailableError etc. surface before anything starts
@@ -294,7 +292,9 @@ class Run:
         if self.frames:
             frames = "; ".join(f"`{n}` (read from {p})" for n, p in self.frames.items())
             lines.append(f"Loaded DataFrames (use them by name; do not read the files again): {frames}.")
-        if step.part and (idioms := hints_note(step.part.text, {n: self.ns[n] for n in self.frames if n in self.ns})):
+        before = [s.part.text for s in self.steps[: step.index] if s.part is not None]
+        if step.part and (idioms := hints_note(step.part.text, {n: self.ns[n] for n in self.frames if n in self.ns},
+                                                         before)):
             lines.append(idioms)
         if self.read.instructions:
             lines.append("Instructions from the request (follow them exactly): " + " ".join(self.read.instructions))

@@ -63,3 +63,9 @@ def test_no_hint_without_a_table_or_for_questions_the_idioms_do_not_cover(sales)
     assert pattern_hints("How many rows have revenue above 100?", {"sales": sales}) == []
     assert hints_note("Is the correlation between units and price positive?", {"sales": sales}) == ""
     assert hints_note("the top 2 products by units", {"sales": sales}).startswith("Pandas idioms")
+
+
+def test_a_part_that_points_back_gets_the_idiom_of_the_part_it_points_to(sales):
+    note = hints_note("plot it as a bar chart", {"sales": sales}, ["make a table of total revenue per region"])
+    assert "`sales.groupby('region')['revenue'].sum()`" in note and "kind='bar'" in note
+    assert hints_note("plot it as a bar chart", {"sales": sales}) == ""
