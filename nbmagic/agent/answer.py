@@ -37,6 +37,25 @@ def copies_request(sentence: str, request: str) -> bool:
     return bool(mine) and len(mine & _ngrams(request, 3)) / len(mine) >= 0.6
 
 
+_SERIES = re.compile(r'series "([^"]+)" \((\w+)\): (\d+) points, first \(([^,]+), ([^)]+)\), last \(([^,]+), ([^)]+)\)')
+
+
+_BARS = re.compile(r"(\d+ bars: [^\n]+)")
+
+
+def figure_summary(described: str) -> str:
+    """A figure's series in words, from its description (see :mod:`nbmagic.execution.figures`).
+
+    ``series "revenue" (line): 12 points, first (2024-01, 34541), last (2024-12, 59696)`` becomes
+    ``revenue (line, 12 points): 34541 at 2024-01 to 59696 at 2024-12 (figure above)``; a figure
+    described less fully is just pointed to.
+    """
+    found = [f"{name} ({kind}, {n} points): {y0} at {x0} to {y1} at {x1}"
+             for name, kind, n, x0, y0, x1, y1 in _SERIES.findall(described)]
+    found += [m.group(1).strip() for m in _BARS.finditer(described)]
+    return ("; ".join(found[:3]) + " (figure above)") if found else "(see the figure above)"
+
+
 def from_outputs(observed: list[str]) -> str:
     """One short entry per finished part, from what its cell showed."""
     entries = []
@@ -47,7 +66,7 @@ def from_outputs(observed: list[str]) -> str:
         title = re.sub(r"^Step \d+ \((.*)\) output:?$", r"\1", head.strip())
         out = out.strip()
         if out == "[image/png figure]" or out.startswith("[figure]") or not out or out == "(no output)":
-            out = "(see the figure above)" if "figure" in out else "(no output)"
+            out = figure_summary(out) if "figure" in out else "(no output)"
             entries.append(f"**{title}**: {out}")
         elif "\n" not in out and len(out) <= 160:
             entries.append(f"**{title}**: {out}")
