@@ -106,8 +106,20 @@ parsing), use sub-calls for what needs reading comprehension, check your result,
 {WORKED_EXAMPLES}"""
 
 
-def first_message(question: str, context_summary: str, earlier: Sequence[tuple[str, str]] = ()) -> str:
-    """The question and the context summaries; in a continued session, the earlier questions too."""
+#: the exact line a helper call on the asked question takes (the helpers read the run's question by default)
+HELPER_HINT = (
+    "A helper called with only the data answers the question above; for this question the call is one of:\n"
+    "```python\nanswer = find_answer(context)   # or count_matching(context), sum_matching(context), "
+    "map_chunks(context, combine=\"sum\")\nprint(answer)\n```"
+)
+
+
+def first_message(question: str, context_summary: str, earlier: Sequence[tuple[str, str]] = (),
+                  *, hint: bool = False) -> str:
+    """The question and the context summaries; in a continued session, the earlier questions too.
+
+    ``hint``: the helpers are in the REPL and the data is ``context``: show the call line that
+    answers this very question (a small root otherwise copies an example's question)."""
     before = ""
     if earlier:
         lines = "".join(f"\n- Q: {q}\n  A: {a}" for q, a in earlier)
@@ -118,7 +130,8 @@ def first_message(question: str, context_summary: str, earlier: Sequence[tuple[s
     return (
         f"Question: {question}\n\n"
         f"Variables in the REPL (summaries only; the data itself is not in this prompt):\n{context_summary}{before}\n\n"
-        "Start by writing Python code."
+        + (f"{HELPER_HINT}\n\n" if hint else "")
+        + "Start by writing Python code."
     )
 
 
@@ -136,6 +149,39 @@ def turn_feedback(
         f"REPL output of turn {i}/{max_iterations}:\n```\n{body.rstrip()}\n```{extra}\n"
         f"Turns left: {max_iterations - i}.{budget} Continue, or call submit(answer) when sure."
     )
+
+
+#: the first line of the system prompt of a first turn's helper choice (scripted test models look for it)
+CHOICE_MARKER = "You pick the one helper call that answers a question about data."
+#: the calls, with the question forms each answers (a 0.5B coder picked find_answer for every question
+#: until the forms were named), then example pairs. The reply is held to the calls (a grammar) or only
+#: parsed for a call, so an example's question cannot be copied into the run's code.
+CHOICE_SYSTEM = CHOICE_MARKER + """ Reply with the call only.
+- count_matching(context): a count of records. Questions like "How many ...?", "Wie viele ...?", "Combien de ...?"
+- sum_matching(context): a total of a number field. Questions like "What is the total ...?", "the sum of ..."
+- find_answer(context): one fact written in the data. Questions like "What is the code / name / date of ...?", \
+"Who ...?", "When ...?"
+- map_chunks(context, combine="majority"): what most parts of the data say (combine: "concat", "sum", \
+"majority" or "list")
+- grep(context, "word"): the lines that hold a word."""
+CHOICE_SHOTS = (
+    ("How many orders have status shipped and country Peru?", "count_matching(context)"),
+    ("What is the phone number of the hotel in Rome?", "find_answer(context)"),
+    ("What is the total price of the refunds in May?", "sum_matching(context)"),
+    ("How many users live in Lyon?", "count_matching(context)"),
+    ("Which topic do most of the reviews mention?", 'map_chunks(context, combine="majority")'),
+    ("Wann wurde der Vertrag mit Firma Keller unterschrieben?", "find_answer(context)"),
+    ("Wie viele Tickets haben Priorität hoch?", "count_matching(context)"),
+)
+
+
+def choice_messages(question: str) -> list[dict[str, str]]:
+    """The short prompt of a constrained first turn: the root only picks a call. It is the same for
+    every run up to the last message, so a local model's prompt cache makes it cheap."""
+    messages = [{"role": "system", "content": CHOICE_SYSTEM}]
+    for q, call in CHOICE_SHOTS:
+        messages += [{"role": "user", "content": f"Question: {q}"}, {"role": "assistant", "content": call}]
+    return [*messages, {"role": "user", "content": f"Question: {question}"}]
 
 
 NO_CODE = (

@@ -12,7 +12,7 @@ import ast
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nbmagic.errors import BudgetExceededError, ConfigError, MalformedOutputError
@@ -20,7 +20,7 @@ from nbmagic.events import EventHandler, Finished, ModelCall, Notice, RlmIterati
 from nbmagic.execution.file_ledger import FileLedger
 from nbmagic.lifecycle import RunLifecycle
 from nbmagic.llm.base import ToolsUnsupportedError, Usage
-from nbmagic.rlm import compaction, direct, native, prompts, provenance
+from nbmagic.rlm import compaction, direct, first_turn, native, prompts, provenance
 from nbmagic.rlm.context import resolve_contexts, summarize_all
 from nbmagic.rlm.execution import outer_streams, truncate
 from nbmagic.rlm.interfaces import ReplSession, RunOwner
@@ -143,6 +143,9 @@ class RLMRun:
         self.native: bool | None = None if (rlm.settings.native_tools and native.can_offer(self.root)) else False
         self.choice = direct.Choice("repl", "a child RLM recurses", "repl")  # the top run chooses in _open
         self.direct_text: str | None = None
+        # the first turn: written by the root, or a helper call it only picks (nbmagic.rlm.first_turn)
+        self.first = first_turn.FirstTurn("free", "not planned yet", rlm.settings.first_turn)
+        self.first_value: Any = None  # that call's value: the answer if the root never submits
 
     # -- public --
 
@@ -225,11 +228,13 @@ class RLMRun:
         summary = summarize_all(contexts)
         self.messages = [
             {"role": "system", "content": self._system_prompt()},
-            {"role": "user", "content": prompts.first_message(self.question, summary, earlier)},
+            {"role": "user", "content": prompts.first_message(
+                self.question, summary, earlier, hint=rlm.settings.recursive and "context" in contexts)},
         ]
         if self.top:
             emit(rlm.on_event, RunStarted(engine="rlm", title=self.question[:120], model=self.root.name))
             self.choice, self.direct_text = direct.choose(self)
+        self.first = first_turn.plan(self)
         if self.writer is not None:
             self.writer.metadata(
                 question=self.question,
@@ -252,10 +257,12 @@ class RLMRun:
                 },
                 schema=dict(self.schema) if self.schema else None,
                 strategy=self.choice.as_dict(),
+                first_turn=self.first.as_dict(),
                 session_query=self.session.runs + 1 if self.session is not None else None,
             )
         if self.top:
             direct.announce(self, self.choice)
+            first_turn.announce(self, self.first)
 
     def _system_prompt(self) -> str:
         rlm = self.rlm
@@ -275,10 +282,11 @@ class RLMRun:
             if rlm.settings.max_subagent_depth else None,
         )
 
-    def _conclude(self, answer: Any) -> RLMResult:
+    def _conclude(self, answer: Any, notes: Sequence[str] = ()) -> RLMResult:
         """The run's end: typed answer, flags, export, events; the REPL closes unless a session keeps it."""
         answer = build_typed(answer, self.typed) if self.typed is not None else answer
         final = self._result(True, answer)
+        final.notes.extend(notes)
         typed = None
         if final.computed and self.choice.strategy == "repl":  # an answer typed in, seen nowhere
             typed = provenance.made_up(answer, self.trajectory, self.bound, self.question, final_step=self.final_step)
@@ -321,7 +329,7 @@ class RLMRun:
             computed=self.toolbox.submitted or self.worked,
             cost_usd=self.budget.cost(),
             question=self.question,
-            strategy=self.choice.as_dict(),
+            strategy={**self.choice.as_dict(), **({"first_turn": self.first.as_dict()} if self.choice.strategy == "repl" else {})},
             files=self.files.changes(),
         )
 
@@ -341,9 +349,11 @@ class RLMRun:
         self._maybe_compact()
         self.messages = compaction.fit_to_window(self.root, self.messages, self.window(), self.rlm.settings.root_max_tokens)
         m0 = time.monotonic()
-        reply, calls = self._ask()
+        planned = first_turn.choose(self, self.first) if self.first.mode == "helper" and not self.iterations else None
+        reply, calls = (planned.reply, []) if planned is not None else self._ask()
         model_seconds = time.monotonic() - m0
-        code = "\n\n".join(c for _, c in calls if c.strip()) or extract_code(reply)
+        code = planned.code if planned is not None else (
+            "\n\n".join(c for _, c in calls if c.strip()) or extract_code(reply))
         self.iterations = i = self.iterations + 1
         if not code:
             feedback = prompts.EMPTY_REPLY if not reply.strip() else prompts.NO_CODE
@@ -369,12 +379,13 @@ class RLMRun:
             output = truncate(output, rlm.settings.max_output_chars)
         # code can print os.environ: no key reaches the model, the trajectory or the renderer
         output = redact(output)
+        extra = first_turn.took(self, self.first, planned, out.error) if planned is not None else {}
         record = self._log({"iteration": i, "depth": self.depth, "kind": "code", "response": reply, "code": code,
                             "output": output, "error": out.error, "timed_out": out.timed_out,
                             "restarted": out.restarted, "notes": out.notes, "sub_calls": toolbox.take_records(),
                             "model_seconds": round(model_seconds, 4), "exec_seconds": round(out.seconds, 4),
                             "root_tokens": self.last_prompt_tokens, "calls_left": self.budget.calls_left,
-                            "protocol": "tool" if calls else "fenced", "submitted": toolbox.submitted})
+                            "protocol": "tool" if calls else "fenced", "submitted": toolbox.submitted, **extra})
         emit(rlm.on_event, RlmIteration(i=i, code=record["code"], output=output,
                                         seconds=model_seconds + out.seconds, depth=self.depth))
         if out.error is None:
@@ -384,7 +395,8 @@ class RLMRun:
             return record
         assistant: dict[str, Any] = {"role": "assistant", "content": reply}
         feedback: dict[str, Any] = {"role": "user", "content": prompts.turn_feedback(
-            i, rlm.settings.max_iterations, output, out.notes, self.budget.calls_left if rlm.settings.recursive else None)}
+            i, rlm.settings.max_iterations, output, [*out.notes, *([first_turn.NEXT_STEP] if extra else [])],
+            self.budget.calls_left if rlm.settings.recursive else None)}
         if calls:  # answered as the tool's result (see nbmagic.rlm.native)
             assistant["_calls"], feedback["_results"] = calls, [cid for cid, _ in calls]
         self.messages += [assistant, feedback]
@@ -403,7 +415,10 @@ class RLMRun:
             )
 
     def _final_step(self) -> dict[str, Any]:
-        """Out of turns: ask for the answer from the conversation so far (schema honoured)."""
+        """Out of turns: ask for the answer from the conversation so far (schema honoured), or, after a
+        constrained first turn whose helper computed a value, take that value (nbmagic.rlm.first_turn)."""
+        if self.first.has_value and self.schema is None:
+            return first_turn.conclude_with_helper(self)
         ask = prompts.final_request(self.rlm.settings.max_iterations, self.schema)
         messages = [*self.messages, {"role": "user", "content": ask}]
         problems: list[str] = []

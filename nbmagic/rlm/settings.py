@@ -18,6 +18,8 @@ from nbmagic.settings import CLI, MAGIC, EngineSettings, option
 ENVIRONMENTS = ("kernel", "subprocess")
 #: how a run answers: read the data directly, recurse in the REPL, or choose (nbmagic.rlm.direct)
 STRATEGIES = ("auto", "direct", "repl")
+#: the root's first REPL turn: written freely, or one helper call the root only picks (nbmagic.rlm.first_turn)
+FIRST_TURNS = ("auto", "free", "helper")
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,9 @@ class RLMSettings(EngineSettings):
     strategy: str = option("auto", "--strategy", choices=STRATEGIES,
                            help="read the data directly, recurse in the REPL, or choose: direct when the data fits "
                                 "the root's window and reading it costs less than recursing")
+    first_turn: str = option("auto", "--first-turn", choices=FIRST_TURNS, config="rlm_first_turn",
+                             help="the root's first REPL turn: written freely, or one helper call on the question "
+                                  "that the root only picks (helper); auto: helper for local (gguf, hf) roots")
 
 
 @dataclass(frozen=True)

@@ -440,55 +440,33 @@ HELPER_DOCS = {
 }
 
 
-#: complete REPL turns for the root prompt: a small model copies a shape it has seen
-WORKED_EXAMPLES = '''Worked examples (each is one whole turn: your reply, then what the REPL printed). Without a
-question argument, a helper uses the question you were asked, so these lines work as they are:
+#: whole REPL turns for the root prompt. A small model copies a shape it has seen, so the examples hold no
+#: question of their own (a 0.5B root copied an example's question into its code): a helper called with only
+#: the data reads the run's question, and every line shown works as it is for any question.
+WORKED_EXAMPLES = '''Examples of whole turns (call the helpers, never define them; with only `context`, a helper answers \
+the question you were asked):
 
-Question: What is the delivery address of order 88-1423?
+The answer is written somewhere in the data:
 ```python
 answer = find_answer(context)
 print(answer)
+```
+Records to count or add up:
+```python
+answer = count_matching(context)   # or: answer = sum_matching(context)
+print(answer)
+```
+Once the REPL output shows the answer:
+```python
 submit(answer)
 ```
-REPL output:
-find_answer: read the 1 of 212 passages that best match ['delivery', 'address', 'order', '88-1423']; votes {'12 Harbour Road, Leith': 3.9}
-12 Harbour Road, Leith
-
-Question: How many tickets have status open and priority high?
+No helper fits: look at the data, then compute with code:
 ```python
-n = count_matching(context)
-print(n)
-submit(n)
-```
-REPL output:
-count_matching: filtered 8,000 records by code: status == 'open' and priority == 'high' -> 311
-311
-
-Question: What is the total amount of the refunds in March?
-```python
-total = sum_matching(context)
-print(total)
-submit(total)
-```
-REPL output:
-sum_matching: added amount over 1,204 records by code (type == 'refund' and month == 'march') -> 48210.5
-48210.5
-
-Question: Which country appears most often?
-```python
-from collections import Counter
 rows = context if isinstance(context, list) else context.splitlines()
-print(rows[:3])
-```
-REPL output:
-[{'country': 'PE', 'score': 3}, {'country': 'NO', 'score': 9}, {'country': 'PE', 'score': 1}]
-```python
-top = Counter(r["country"] for r in rows).most_common(1)[0][0]
-print(top)
-submit(top)
+print(len(rows), rows[:3])
 ```
 
-Submit a value your code computed (a variable), never a value you made up.'''
+Submit a value your code computed (a variable), never a value you typed in.'''
 
 
 def prompt_section() -> str:

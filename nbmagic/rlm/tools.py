@@ -10,6 +10,7 @@ exceptions, so one bad sub-call never sinks a batch or a turn.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import keyword
@@ -208,6 +209,7 @@ class Toolbox:
         self.on_event = on_event
         self.submitted = False
         self.answer: Any = None
+        self.last_value: tuple[str, Any] | None = None  # the last one-line strategy's (name, value)
         self.rejections = 0
         self._records: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -217,13 +219,26 @@ class Toolbox:
         out: dict[str, Callable[..., tuple[Any, str | None]]] = {}
         if self.recursive:
             out.update(llm_query=self.llm_query, llm_query_batched=self.llm_query_batched, rlm_query=self.rlm_query)
-            out.update(strategy_helpers(self))  # one-line strategies; their sub-calls come through _batched
+            # one-line strategies; their sub-calls come through _batched, their values are remembered
+            out.update({n: self._remembered(n, f) for n, f in strategy_helpers(self).items()})
         out["submit"] = self.submit
         if self.forker is not None:
             out.update(spawn_agents=self.spawn_agents, adopt=self.adopt, discard=self.discard)
         for name, fn in self.tools.items():
             out[name] = self._tool(name, fn)
         return out
+
+    def _remembered(self, name: str, fn: Callable[..., tuple[Any, str | None]]) -> Callable[..., tuple[Any, str | None]]:
+        """``fn`` that also keeps its last value in :attr:`last_value` as ``(name, value)``: a constrained
+        first turn's helper result is the run's answer if the root never submits (nbmagic.rlm.first_turn)."""
+
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> tuple[Any, str | None]:
+            value, notice = fn(*args, **kwargs)
+            self.last_value = (name, value)
+            return value, notice
+
+        return call
 
     def _tool(self, name: str, fn: Callable[..., Any]) -> Callable[..., tuple[Any, None]]:
         """A user tool as a helper: runs here (the parent, for the subprocess REPL), is recorded,

@@ -21,13 +21,19 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nbmagic.rlm.prompts import ROOT_MARKER
+from nbmagic.rlm.prompts import CHOICE_MARKER, ROOT_MARKER
 from nbmagic.testing.openai_server import Reply, last_user_message
 
 
 def is_root(request: dict[str, Any]) -> bool:
     msgs = request.get("messages", [])
     return bool(msgs) and msgs[0].get("role") == "system" and str(msgs[0].get("content", "")).startswith(ROOT_MARKER)
+
+
+def is_choice(request: dict[str, Any]) -> bool:
+    """A constrained first turn's helper choice (nbmagic.rlm.first_turn), asked of the root."""
+    msgs = request.get("messages", [])
+    return bool(msgs) and msgs[0].get("role") == "system" and str(msgs[0].get("content", "")).startswith(CHOICE_MARKER)
 
 
 def turn(request: dict[str, Any]) -> int:
@@ -64,21 +70,29 @@ class ScriptedRoot:
 
     ``replies`` may also map a question substring to its own list, for runs with
     child RLMs: ``{"child task": [...], "": [...]}`` (the first matching key wins;
-    ``""`` matches every question).
+    ``""`` matches every question). ``choice``: the replies to first-turn helper choices, in
+    order (the last one repeating); each request is kept in ``choice_requests``.
     """
 
     def __init__(
         self,
         replies: Sequence[str | Reply] | dict[str, Sequence[str | Reply]],
         sub: Callable[[str], str | Reply] = echo_sub,
+        choice: Sequence[str] = ("find_answer(context)",),
     ) -> None:
         self.replies = replies
         self.sub = sub
+        self.choice = list(choice)
+        self.choice_requests: list[dict[str, Any]] = []
         self.root_requests: list[dict[str, Any]] = []
         self.sub_requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
     def __call__(self, request: dict[str, Any]) -> str | Reply:
+        if is_choice(request):
+            with self._lock:
+                self.choice_requests.append(request)
+                return self.choice[min(len(self.choice_requests), len(self.choice)) - 1]
         if is_root(request):
             with self._lock:
                 self.root_requests.append(request)
