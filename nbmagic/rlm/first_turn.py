@@ -152,13 +152,17 @@ def choose(run: RLMRun, first: FirstTurn) -> Planned | None:
     return Planned(reply=f"```python\n{code}\n```", code=code, helper=call.split("(", 1)[0])
 
 
-def took(run: RLMRun, first: FirstTurn, planned: Planned, error: str | None) -> dict[str, Any]:
-    """After the helper turn ran: keep its value (the fallback answer); the trajectory record's extra fields."""
+def took(run: RLMRun, first: FirstTurn, planned: Planned, error: str | None, notes: list[str]) -> dict[str, Any]:
+    """After the helper turn ran: keep its value (the fallback answer); the trajectory record's extra fields
+    (``notes``: the turn's own, then one saying the turn was a constrained choice and why, for the viewer)."""
     last = run.toolbox.last_value
     if error is None and last is not None and last[0] == planned.helper:
         first.has_value = True
         run.first_value = last[1]
-    return {"protocol": "helper_choice",
+    how = "held to the calls by a grammar" if first.grammar else "its reply parsed for a call"
+    said = (f"first turn: a constrained helper choice ({first.why}); the root replied {clip(first.choice or '', 80)!r} "
+            f"({how}) and the engine wrote this code")
+    return {"protocol": "helper_choice", "notes": [*notes, said],
             "first_turn": {"choice": first.choice, "call": first.call, "grammar": first.grammar, "why": first.why}}
 
 
@@ -170,7 +174,7 @@ def conclude_with_helper(run: RLMRun) -> dict[str, Any]:
     note = FALLBACK_NOTE.format(call=first.call, turns=turns)
     value = run.first_value
     record = run._log({"iteration": turns + 1, "depth": run.depth, "kind": "helper_fallback", "response": "",
-                       "code": "", "output": clip(str(value), 2000), "why": note, "sub_calls": [],
+                       "code": "", "output": clip(str(value), 2000), "why": note, "notes": [note], "sub_calls": [],
                        "model_seconds": 0.0, "exec_seconds": 0.0, "root_tokens": run.last_prompt_tokens,
                        "submitted": False, "seconds": round(time.monotonic() - run.t0, 4)})
     emit(run.rlm.on_event, Notice(message=f"RLM {note}.", level="warning"))

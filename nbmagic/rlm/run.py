@@ -379,7 +379,7 @@ class RLMRun:
             output = truncate(output, rlm.settings.max_output_chars)
         # code can print os.environ: no key reaches the model, the trajectory or the renderer
         output = redact(output)
-        extra = first_turn.took(self, self.first, planned, out.error) if planned is not None else {}
+        extra = first_turn.took(self, self.first, planned, out.error, out.notes) if planned is not None else {}
         record = self._log({"iteration": i, "depth": self.depth, "kind": "code", "response": reply, "code": code,
                             "output": output, "error": out.error, "timed_out": out.timed_out,
                             "restarted": out.restarted, "notes": out.notes, "sub_calls": toolbox.take_records(),

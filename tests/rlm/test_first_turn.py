@@ -41,6 +41,8 @@ def test_the_root_picks_the_helper_and_the_engine_runs_it(openai_server: OpenAIC
     assert first["code"] == "answer = count_matching(context)\nprint(answer)" and first["error"] is None
     assert first["protocol"] == "helper_choice" and first["first_turn"]["call"] == "count_matching(context)"
     assert first["first_turn"]["grammar"] is False  # a loopback model takes no grammar: its reply was parsed
+    assert first["notes"] == ["first turn: a constrained helper choice (first_turn='helper' was asked for); the root "
+                              "replied 'count_matching(context)' (its reply parsed for a call) and the engine wrote this code"]
     assert f"-> {EXPECTED}" in first["output"] and "by code" in first["output"]
     # one short choice prompt (question, data summary, the calls), then the root continues from the output
     assert len(script.choice_requests) == 1 and len(script.root_requests) == 1
@@ -108,6 +110,10 @@ def test_the_helper_value_is_the_answer_when_the_root_never_submits(openai_serve
     note = "answer from the first turn's helper call grep(context, 'Malmö; antal: 4')"
     assert any(n.startswith(note) for n in res.notes) and res.trajectory[-1]["why"].startswith(note)
     assert any(n.level == "warning" and note in n.message for n in rec.of(Notice))
+    from nbmagic.ui.trajectory_view import TrajectoryView
+
+    html = TrajectoryView(res)._repr_html_()  # the viewer says how the first turn and the answer came about
+    assert "first turn: a constrained helper choice" in html and "helper_fallback" in html and "answer from the first turn" in html
 
 
 class Unreadable:
