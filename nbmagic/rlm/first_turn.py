@@ -33,7 +33,8 @@ from typing import Any
 from nbmagic.events import Notice, emit
 from nbmagic.llm.grammar import grammar_params
 from nbmagic.rlm import prompts
-from nbmagic.rlm.strategies import COMBINES
+from nbmagic.rlm.records import as_records, numeric_field_named
+from nbmagic.rlm.strategies import COMBINES, STRATEGY_NAMES
 from nbmagic.text import clip
 
 #: the run these functions work on: an :class:`nbmagic.rlm.run.RLMRun` (named, not imported: the run imports this)
@@ -41,11 +42,26 @@ RLMRun = Any
 
 #: roots that run on this machine: small, slow to prefill, and the ones that copy examples
 LOCAL_BACKENDS = ("gguf", "hf")
-CHOICE_GRAMMAR = r'''
-root ::= "find_answer(context)" | "count_matching(context)" | "sum_matching(context)" | "map_chunks(context, combine=\"" combine "\")" | "grep(context, \"" pattern "\")"
+#: the grammar's alternative for each helper (GBNF); ``root`` is the alternatives of the calls that fit
+CALL_RULES = {
+    "find_answer": '"find_answer(context)"',
+    "count_matching": '"count_matching(context)"',
+    "sum_matching": '"sum_matching(context)"',
+    "map_chunks": '"map_chunks(context, combine=\\"" combine "\\")"',
+    "grep": '"grep(context, \\"" pattern "\\")"',
+}
+RULES = '''
 combine ::= "concat" | "sum" | "majority" | "list"
-pattern ::= [^"\\\n]{1,60}
+pattern ::= [^"\\\\\\n]{1,60}
 '''
+
+
+def choice_grammar(names: tuple[str, ...] = STRATEGY_NAMES) -> str:
+    """The GBNF grammar of a reply that is one of the ``names`` calls."""
+    return "root ::= " + " | ".join(CALL_RULES[n] for n in names) + RULES
+
+
+CHOICE_GRAMMAR = choice_grammar()
 #: tokens the choice may take (the longest: a grep with a 60-character pattern)
 CHOICE_TOKENS = 48
 
@@ -70,6 +86,7 @@ class FirstTurn:
     choice: str | None = None  # the root's reply to the choice prompt
     call: str | None = None  # the helper call the engine ran, e.g. "count_matching(context)"
     grammar: bool = False  # the choice was held to the calls by a grammar
+    left_out: str = ""  # helpers the data and question rule out, and why (fitting_calls)
     has_value: bool = False  # the call ran and returned a value
     fallback: bool = False  # the run's answer is that value (the root never submitted)
 
@@ -133,18 +150,38 @@ def parse_choice(reply: str) -> str | None:
     return f"{name}(context)"
 
 
+def fitting_calls(data: Any, question: str) -> tuple[tuple[str, ...], str]:
+    """The helpers that can answer ``question`` on ``data``, and why any is left out.
+
+    ``sum_matching`` adds a number field the question names: on data that parses as records
+    (fields) where the question names no number field it cannot be right (the 0.5B coder took it
+    for "How many …? Answer with a number only.", and the sub-model then "added" chunks)."""
+    try:
+        records, _ = as_records(data)
+    except Exception:  # data the helpers cannot read as records: they read it as text
+        return STRATEGY_NAMES, ""
+    parsed = sum(1 for r in records if r)
+    if len(records) >= 2 and parsed >= 0.9 * len(records) and numeric_field_named(question, records) is None:
+        return tuple(n for n in STRATEGY_NAMES if n != "sum_matching"), \
+            "sum_matching left out: the records' number fields are not named in the question"
+    return STRATEGY_NAMES, ""
+
+
 def choose(run: RLMRun, first: FirstTurn) -> Planned | None:
     """Ask the root which call answers the question; ``None`` (and a notice) when the reply names none."""
     messages = prompts.choice_messages(run.question)
-    extra = grammar_params(run.root, CHOICE_GRAMMAR)
+    names, left_out = fitting_calls(run.bound["context"], run.question)
+    first.left_out = left_out
+    extra = grammar_params(run.root, choice_grammar(names))
     first.grammar = bool(extra)
     res = run.root.chat(messages, temperature=run.rlm.settings.temperature, max_tokens=CHOICE_TOKENS, **extra)
     run._account(res.usage, res.seconds)
     first.choice = reply = res.text or ""
     call = parse_choice(reply)
-    if call is None:
+    if call is None or call.split("(", 1)[0] not in names:
         first.mode = "free"
-        first.why = f"the root's helper choice named no helper call ({clip(reply.strip(), 80)!r}): it writes the turn"
+        first.why = (f"the root's helper choice named no helper call ({clip(reply.strip(), 80)!r}): it writes the turn"
+                     if call is None else f"the root picked {call}, which does not fit ({left_out}): it writes the turn")
         emit(run.rlm.on_event, Notice(message=f"RLM first turn: {first.why}.", level="warning"))
         return None
     first.call = call

@@ -78,6 +78,23 @@ def test_parse_choice(reply: str, call: str | None) -> None:
     assert first_turn.parse_choice(reply) == call
 
 
+def test_calls_that_cannot_fit_the_data_are_left_out_of_the_grammar(openai_server: OpenAICompatServer,
+                                                                     models: Any) -> None:
+    names, why = first_turn.fitting_calls(ROWS, QUESTION)  # records, but no number field named
+    assert "sum_matching" not in names and "count_matching" in names and "number fields are not named" in why
+    assert first_turn.fitting_calls(ROWS, "Wie hoch ist die Summe von antal für lampa?") == (first_turn.STRATEGY_NAMES, "")
+    assert first_turn.fitting_calls("Ein Brief.\nNoch ein Satz ohne Felder.", QUESTION)[0] == first_turn.STRATEGY_NAMES
+    grammar = first_turn.choice_grammar(names)
+    assert grammar.startswith('root ::= "find_answer(context)" | "count_matching(context)" | "map_chunks(')
+    assert "sum_matching" not in grammar and "pattern ::=" in first_turn.CHOICE_GRAMMAR
+    # a parsed reply naming a call that does not fit: the root writes the turn, and is told why
+    root, sub = models
+    openai_server.set_responder(ScriptedRoot([code("submit(len(context))")], choice=["sum_matching(context)"]))
+    res = RLM(root, sub_model=sub, first_turn="helper", strategy="repl").query(QUESTION, context=ROWS)
+    assert res.answer == 90 and res.trajectory[0]["code"] == "submit(len(context))"
+    assert "picked sum_matching(context), which does not fit" in res.strategy["first_turn"]["why"]
+
+
 def test_a_reply_that_names_no_helper_leaves_the_turn_to_the_root(openai_server: OpenAICompatServer,
                                                                    models: Any) -> None:
     root, sub = models
