@@ -31,54 +31,24 @@ from typing import TYPE_CHECKING, Any
 from nbmagic.agent import context as ctx
 from nbmagic.agent.answer import write_answer
 from nbmagic.agent.budget import Budget, fit_text
-from nbmagic.agent.codegen import (
-    CellDraft,
-    add_missing_imports,
-    has_statement,
-    parse_cell,
-    same_code,
-)
+from nbmagic.agent.cell_round import CellRound, give_up, keep
+from nbmagic.agent.codegen import CellDraft
 from nbmagic.agent.constrain import code_block_params
-from nbmagic.agent.exchange import exchange, exchange_mode
+from nbmagic.agent.exchange import exchange_mode
 from nbmagic.agent.executor import ExecResult, NamespaceExecutor, ShellExecutor
-from nbmagic.agent.guard import UserState, missing_package, name_hint
+from nbmagic.agent.guard import UserState
 from nbmagic.agent.hints import hints_note
 from nbmagic.agent.loading import load_steps, loaded_frames, run_load_step
-from nbmagic.agent.markdown import clean_explanation, describe, step_markdown
+from nbmagic.agent.markdown import describe, step_markdown
 from nbmagic.agent.parts import Part, Request, part_kind, short_title, split_request
 from nbmagic.agent.planner import PlanOutcome, make_plan, resolve_planner
-from nbmagic.agent.prompts import (
-    SYSTEM,
-    code_prompt,
-    empty_prompt,
-    fix_prompt,
-    judged_prompt,
-    malformed_prompt,
-    repeat_prompt,
-)
+from nbmagic.agent.prompts import SYSTEM, code_prompt
 from nbmagic.agent.refine import refine, refine_by_rules
-from nbmagic.agent.reflector import (
-    Verdict,
-    drop_prompt_comments,
-    error_hint,
-    judge,
-    reuse_loaded_frames,
-)
-from nbmagic.agent.result import (
-    SAVED_NAME,
-    AgentResult,
-    Step,
-    cells_module,
-    done_entry,
-    observed_entry,
-    run_result,
-)
-from nbmagic.errors import MalformedOutputError, NbmagicError
+from nbmagic.agent.reflector import Verdict
+from nbmagic.agent.result import SAVED_NAME, AgentResult, Step, cells_module, run_result
+from nbmagic.errors import NbmagicError
 from nbmagic.events import (
-    AgentFinished,
-    AgentStarted,
     CellAccepted,
-    CellRun,
     Finished,
     ModelCall,
     Notice,
@@ -88,12 +58,12 @@ from nbmagic.events import (
     RunStarted,
     StepFinished,
     StepStarted,
-    TextDelta,
     emit,
 )
 from nbmagic.execution.file_ledger import FileLedger
 from nbmagic.lifecycle import RunLifecycle
 from nbmagic.llm.base import ChatModel, Usage
+from nbmagic.mas.deliberation import deliberate
 
 if TYPE_CHECKING:
     from nbmagic.agent.core import NotebookAgent
@@ -101,9 +71,6 @@ if TYPE_CHECKING:
 #: reply size per code cell when ``max_tokens`` is not given
 LOCAL_MAX_TOKENS = 640
 REMOTE_MAX_TOKENS = 1500
-#: a model that answers a fix request with the very cell that failed is asked again at this temperature
-RETRY_TEMPERATURE = 0.7
-TOOL_CALLER, REFLECTOR = "tool_caller", "reflector"
 
 
 def is_local(model: ChatModel) -> bool:
@@ -331,198 +298,27 @@ class Run:
     def _n_loads(self) -> int:
         return sum(s.fixed is not None for s in self.steps)
 
-    def _fit_followup(self, base: list[dict[str, str]], reply: str, followup: str) -> list[dict[str, str]]:
-        """A refinement after a rejected attempt, fitted: the failed reply and the error shrink first."""
-        parts = {"base": base[-1]["content"], "reply": reply, "followup": followup}
-
-        def build(p: dict[str, str]) -> list[dict[str, str]]:
-            return [*base[:-1], {"role": "user", "content": p["base"]},
-                    {"role": "assistant", "content": p["reply"]}, {"role": "user", "content": p["followup"]}]
-
-        messages, _ = self.budget.fit(build, parts, ("reply", "base", "followup"))
-        return messages
-
-    def _refinement(self, base: list[dict[str, str]], reply: str, followup: str) -> list[dict[str, str]]:
-        return exchange(base, reply, followup, mode=self.exchange,
-                        fit=lambda b, r, f: self._fit_followup(b, r, f))
-
     def _round(self, model: ChatModel, context: str, step: Step) -> None:
-        a = self.agent
+        """One step as a round of the deliberation loop (:mod:`nbmagic.mas.deliberation`), with
+        the agent's hooks (:class:`.cell_round.CellRound`): the kernel is the tool, the rules
+        reflector the judge."""
         model_steps = [s for s in self.steps if s.part is not None]
         rnd = model_steps.index(step) + 1 if step in model_steps else 1
         emit(self.events, RoundStarted(rnd, len(model_steps)))
         emit(self.events, StepStarted(step.index, len(self.steps), step.title))
         base_messages = self._code_messages(context, step)
-        messages = list(base_messages)
-        prompt_text = base_messages[-1]["content"]
-        draft: CellDraft | None = None
-        explanation = ""
-        last_run: ExecResult | None = None
-        verdict: Verdict | None = None
-        rerun: CellDraft | None = None  # after an install: the same code again, no new reply
-        max_attempts = 1 if self.onecall else 1 + a.max_fixes
-        tried: set[str] = set()
-        hot = False  # the model repeated a failed cell: sample the next answer instead
-        reply = ""
-        while step.attempts < max_attempts:
-            step.attempts += 1
-            if rerun is not None:
-                draft, rerun = rerun, None  # ``reply`` is still the one that wrote this code
-            else:
-                reply = self._ask(model, messages, rnd, temperature=RETRY_TEMPERATURE if hot else None)
-                try:
-                    draft = parse_cell(reply)
-                    # the first explanation describes the step; a fix reply's prose only describes the fix
-                    if len(messages) == len(base_messages):  # a fix reply's prose echoes the fix prompt
-                        explanation = explanation or clean_explanation(draft.markdown, prompt_text)
-                    draft = CellDraft(explanation, draft.code)
-                except MalformedOutputError as exc:
-                    self.record_attempt(step, None, None, error=exc.message)
-                    messages = self._refinement(base_messages, reply, malformed_prompt())
-                    continue
-            hot = draft.code in tried
-            tried.add(draft.code)
-            repeat = next((s for s in self.steps[: step.index] if s.cells and s.status == "ok"
-                           and same_code(s.cells[-1].source, draft.code)), None)
-            if not self.onecall and repeat is None:
-                draft = self._repair(step, draft)
-            if repeat is not None:  # a copy of an earlier cell does nothing new
-                why = f"the cell repeats step {repeat.index + 1}"
-                self.record_attempt(step, draft, None, error=why)
-                emit(self.events, CellRun(step.index, step.attempts, draft.code, False, why, 0.0))
-                messages = self._refinement(base_messages, reply, repeat_prompt(repeat.index + 1, step.title))
-                continue
-            if not has_statement(draft.code):
-                self.record_attempt(step, draft, None, error="the cell has no executable statement")
-                emit(self.events, CellRun(step.index, step.attempts, draft.code, False,
-                                          "the cell has no executable statement", 0.0))
-                messages = self._refinement(base_messages, reply, empty_prompt(draft.code))
-                continue
-            if a.dry_run:
-                self.record_attempt(step, draft, None)
-                step.status = "dry-run"
-                self.deliver_step(step, draft, None)
-                return
-            approved = True if a.confirm is None else a.confirm(draft.code)
-            if isinstance(approved, str) and approved.strip():  # edited in review: runs, and lands, as edited
-                draft = CellDraft(draft.markdown, approved)
-            elif not approved:
-                step.status = "skipped"
-                self.record_attempt(step, draft, None, error="not approved")
-                emit(self.events, Notice(f"Step {step.index + 1} skipped: the cell was not approved."))
-                emit(self.events, StepFinished(step.index, False, step.attempts))
-                emit(self.events, RoundFinished(rnd, len(model_steps)))
-                return
-            self.user.warn_rebinding(step.index, draft.code)
-            last_run = self.files.run(self.executor, draft.code, a.cell_timeout)
-            if self.first_cell is None:
-                self.first_cell = time.perf_counter() - self.t0
-            self.user.protect(step.index)
-            short = None if last_run.ok else f"{last_run.ename}: {last_run.evalue}"
-            emit(self.events, CellRun(step.index, step.attempts, draft.code, last_run.ok, short, last_run.seconds))
-            verdict = self._reflect(step, last_run, rnd, draft.code)
-            self.record_attempt(step, draft, last_run, verdict=verdict)
-            if last_run.ok and verdict.ok:
-                step.status = "ok"
-                self.deliver_step(step, draft, last_run)
-                self.done.append(done_entry(step, draft, last_run))
-                self.observed.append(observed_entry(step, last_run))
-                emit(self.events, RoundFinished(rnd, len(model_steps)))
-                return
-            self._restore_frames(step)
-            if last_run.ok:  # it ran, but does not answer: the reflector's refinement
-                step.verdict = verdict.why
-                if step.attempts >= max_attempts:
-                    break
-                messages = self._refinement(base_messages, reply,
-                                            judged_prompt(draft.code, last_run.text(1200), verdict.fix))
-                continue
-            if last_run.timed_out:
-                emit(self.events, Notice(f"Step {step.index + 1}, attempt {step.attempts}: the cell ran longer "
-                                         f"than {a.cell_timeout:g} s and was interrupted.", level="warning"))
-            hint = ""
-            if last_run.ename == "ModuleNotFoundError":
-                installed, hint = missing_package(self, step, last_run)
-                if installed:
-                    rerun = draft
-                    continue
-            elif last_run.ename == "NameError":
-                hint = name_hint(self.ns, self.hidden, last_run.evalue or "")
-            else:
-                hint = error_hint(last_run, draft.code, self.frames, self.ns)
-            messages = self._refinement(base_messages, reply,
-                                        fix_prompt(draft.code, last_run.error or "", timed_out=last_run.timed_out,
-                                                   timeout=a.cell_timeout or 0, hint=hint))
-        self._give_up(step, draft, last_run)
+        turn = CellRound(self, model, step, rnd, len(model_steps), base_messages)
+        outcome = deliberate(turn, list(base_messages), max_attempts=turn.max_attempts)
+        if outcome.status == "done":  # a dry run, or a cell the user skipped: the hook said so
+            return
+        if outcome.status == "accepted" and turn.draft is not None and turn.last_run is not None:
+            step.status = "ok"
+            keep(self, step, turn.draft, turn.last_run)
+        else:
+            give_up(self, step, turn.draft, turn.last_run)
         emit(self.events, RoundFinished(rnd, len(model_steps)))
 
-    def _give_up(self, step: Step, draft: CellDraft | None, last_run: ExecResult | None) -> None:
-        """The attempts are spent: keep a cell that ran but did not answer, report one that failed."""
-        if last_run is not None and last_run.ok and draft is not None:
-            # it ran: the notebook keeps it (it works), the summary says what it lacks
-            step.status = "ok"
-            step.error = None
-            self.deliver_step(step, draft, last_run)
-            self.done.append(done_entry(step, draft, last_run))
-            self.observed.append(observed_entry(step, last_run))
-            emit(self.events, Notice(f"Step {step.index + 1} kept although {step.verdict}.", level="warning"))
-            return
-        step.status = "failed"
-        if last_run is not None and not last_run.ok:
-            step.error = f"{last_run.ename}: {last_run.evalue}"
-        elif draft is not None:  # it never ran: why the last attempt did not (a repeat, no statement)
-            step.error = next((t["error"] for t in reversed(self.trajectory) if t.get("type") == "attempt"
-                               and t["step"] == step.index + 1 and t["error"]), "the cell did not run")
-        else:
-            step.error = "the model never answered with a code block"
-        if draft is not None:
-            self.deliver_step(step, draft, last_run)
-            self.done.append(done_entry(step, draft, last_run))
-            self.observed.append(f"Step {step.index + 1} ({step.title}) FAILED: {step.error}")
-        else:
-            emit(self.events, StepFinished(step.index, False, step.attempts))
-
-    def _restore_frames(self, step: Step) -> None:
-        """Put back a loaded table a rejected attempt changed in shape (columns, index, rows)."""
-        for name, orig in getattr(self, "frame_copies", {}).items():
-            cur = self.ns.get(name)
-            same = (cur is not None and list(getattr(cur, "columns", [])) == list(orig.columns)
-                    and getattr(getattr(cur, "index", None), "name", None) == orig.index.name and len(cur) == len(orig))
-            if not same:
-                self.ns[name] = orig.copy()
-                emit(self.events, Notice(f"Step {step.index + 1}: the attempt changed `{name}` in place; "
-                                         "it was put back as loaded."))
-
-    def _repair(self, step: Step, draft: CellDraft) -> CellDraft:
-        """Visible, certain repairs before a cell runs: missing standard imports, invented paths."""
-        code, added = add_missing_imports(draft.code, set(self.ns))
-        if added:
-            emit(self.events, Notice(f"Step {step.index + 1}: added the missing import(s) "
-                                     f"{'; '.join(added)} at the top of the cell."))
-        code, swapped = reuse_loaded_frames(code, self.frames, lambda p: (self.base / p).exists())
-        code = drop_prompt_comments(code) or code
-        if swapped:
-            emit(self.events, Notice(f"Step {step.index + 1}: the cell read {', '.join(map(repr, swapped))}: the "
-                                     "table is loaded already (or the file does not exist); it uses the loaded "
-                                     "DataFrame instead."))
-        return CellDraft(draft.markdown, code) if code != draft.code else draft
-
-    def _reflect(self, step: Step, run: ExecResult, rnd: int, code: str = "") -> Verdict:
-        """The reflector's turn: judge what the kernel showed against the step's part."""
-        t0 = time.perf_counter()
-        emit(self.events, AgentStarted(REFLECTOR, REFLECTOR, "text", rnd))
-        if not run.ok or step.part is None or self.onecall:
-            verdict = Verdict(run.ok, "" if run.ok else f"{run.ename}: {run.evalue}")
-        else:
-            made = {n: self.ns[n] for n in self.user.changed_names() if n not in self.frames}
-            frames = {n: self.ns[n] for n in self.frames if n in self.ns}
-            verdict = judge(step.part, run, answer_line=self.read.answer_line, answering=step.answering,
-                            code=code, made=made, frames=frames)
-        emit(self.events, AgentFinished(REFLECTOR, 0, time.perf_counter() - t0, 0, rnd))
-        if not verdict.ok and run.ok:
-            self.trajectory.append({"type": "reflect", "step": step.index + 1, "attempt": step.attempts,
-                                    "why": verdict.why})
-        return verdict
+    # -- model calls, the trajectory ------------------------------------------------------------------
 
     def chat(self, model: ChatModel, messages: list[dict[str, str]], agent: str, **kw: Any) -> str:
         """One model call, accounted: a ModelCall event, and the run's token cap checked first."""
@@ -532,28 +328,6 @@ class Run:
         emit(self.events, ModelCall(self.model_label, res.usage.prompt_tokens, res.usage.completion_tokens,
                                     res.seconds, agent))
         return res.text
-
-    def _ask(self, model: ChatModel, messages: list[dict[str, str]], rnd: int,
-             temperature: float | None = None) -> str:
-        """The tool-caller's turn: one reply with one code block (grammar-forced where the model allows)."""
-        on_token = None
-        if self.events is not None:
-            handler = self.events
-
-            def on_token(text: str) -> None:
-                emit(handler, TextDelta(TOOL_CALLER, text))
-
-        emit(self.events, AgentStarted(TOOL_CALLER, TOOL_CALLER, self.exchange, rnd))
-        t0 = time.perf_counter()
-        before = self.spent
-        # the closing fence ends the answer: a small model would otherwise ramble to max_tokens
-        # (the opening fence is "```python", so it does not match)
-        text = self.chat(model, messages, TOOL_CALLER, max_tokens=self.budget.reply_room(messages),
-                         on_token=on_token, stop=["\n```\n"], temperature=temperature, **self.forced)
-        emit(self.events, AgentFinished(TOOL_CALLER, self.spent - before, time.perf_counter() - t0, 0, rnd))
-        if self.forced and text.count("```") == 1:
-            text += "\n```"  # the grammar's closing fence is cut by the stop string
-        return text
 
     def _new_variables_text(self) -> str:
         """What earlier steps created (columns and dtypes matter for the next step's code)."""
