@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nbmagic.events import RoundFinished, RoundStarted, TextDelta, ToolCalled
-from nbmagic.mas.pytool import run_blocks
+from nbmagic.mas.deliberation import Done, Judgement, Move, Refine, Run, deliberate
+from nbmagic.mas.pytool import ToolRun, code_blocks, run_python
 from nbmagic.mas.roles import role_title
 
 if TYPE_CHECKING:
@@ -159,31 +160,52 @@ def follow_tool_calls(
 ) -> tuple[str, int]:
     """Let a tool-caller run the Python in its reply and continue with the output.
 
-    Up to ``team.max_tool_calls`` times: run the reply's python blocks, show the agent their
-    output after the conversation so far (``messages`` then its reply), and take its next
-    reply. Returns the text to append to the agent's message and the tokens it spent; both
-    modes use this (latent mode's final agent decodes its reply first, then follows here).
+    The deliberation loop (:func:`~nbmagic.mas.deliberation.deliberate`) with :class:`_ToolTurns`
+    as its hooks, up to ``team.max_tool_calls`` runs: run the reply's python blocks, show the
+    agent their output after the conversation so far (``messages`` then its reply), and take its
+    next reply; a reply without a python block is its message. Returns the text to append to the
+    agent's message and the tokens it spent; both modes use this (latent mode's final agent
+    decodes its reply first, then follows here).
     """
-    extra, tokens, calls = "", 0, 0
-    messages = list(messages)
-    while m.role == "tool_caller" and calls < team.max_tool_calls:
-        run = run_blocks(reply, timeout=team.tool_timeout)
-        if run is None:
-            break
-        calls += 1
-        book.event(ToolCalled(m.name, run.code, run.output, run.ok, run.seconds, round_))
-        messages += [
-            {"role": "assistant", "content": reply},
-            {
-                "role": "user",
-                "content": f"Python output:\n```text\n{run.output}\n```\n"
-                + ("Use it and state the final answer." if final else "Use it in your message."),
-            },
-        ]
-        reply, more = _chat(team, book, m, messages, max_tokens)
-        tokens += more
-        extra += f"\n\nPython output:\n```text\n{run.output}\n```\n\n{reply}"
-    return extra, tokens
+    if m.role != "tool_caller":
+        return "", 0
+    turns = _ToolTurns(team, book, m, round_, final, max_tokens)
+    deliberate(turns, list(messages), max_attempts=team.max_tool_calls, reply=reply, final_reply=True)
+    return turns.extra, turns.tokens
+
+
+class _ToolTurns:
+    """RecursiveMAS's :class:`~nbmagic.mas.deliberation.ToolCaller`: a subprocess is the tool
+    (:mod:`.pytool`), and the judge never accepts code: it shows the output and asks the agent to
+    use it, so the agent's next reply (with no python block, or after the last run) is its message."""
+
+    def __init__(self, team: Team, book: Bookkeeper, m: Member, round_: int, final: bool, max_tokens: int) -> None:
+        self.team, self.book, self.m, self.round, self.final, self.max_tokens = team, book, m, round_, final, max_tokens
+        self.extra, self.tokens, self.output = "", 0, ""
+
+    def ask(self, messages: list[dict[str, str]]) -> str:
+        reply, more = _chat(self.team, self.book, self.m, messages, self.max_tokens)
+        self.tokens += more
+        self.extra += f"\n\nPython output:\n```text\n{self.output}\n```\n\n{reply}"
+        return reply
+
+    def prepare(self, reply: str, attempt: int, rerun: str | None) -> Move[str]:
+        blocks = code_blocks(reply)
+        return Run("\n\n".join(blocks)) if blocks else Done("answered")
+
+    def run(self, draft: str) -> ToolRun:
+        run = run_python(draft, timeout=self.team.tool_timeout)
+        self.book.event(ToolCalled(self.m.name, run.code, run.output, run.ok, run.seconds, self.round))
+        return run
+
+    def judge(self, draft: str, result: ToolRun, attempt: int) -> Judgement:
+        self.output = result.output
+        use = "Use it and state the final answer." if self.final else "Use it in your message."
+        return Refine(f"Python output:\n```text\n{result.output}\n```\n{use}")
+
+    def exchange(self, messages: list[dict[str, str]], reply: str, refinement: str) -> list[dict[str, str]]:
+        """The conversation grows: every reply and every output stay in the agent's prompt."""
+        return [*messages, {"role": "assistant", "content": reply}, {"role": "user", "content": refinement}]
 
 
 def _chat(
