@@ -4,7 +4,7 @@ Each round the tool-caller writes a cell, the kernel runs it, and the reflector
 judges what the kernel showed (:mod:`.reflector`). When the cell is not accepted,
 the reflector's refinement goes back to the tool-caller. In **text** mode that is
 a chat turn: the tool-caller's own reply, then the refinement as the next user
-message (the deliberation pattern of :mod:`nbmagic.mas.text`, with the kernel as
+message (the deliberation loop of :mod:`nbmagic.mas.deliberation`, with the kernel as
 the Python tool). **Latent** mode (hidden states spliced into the tool-caller's
 prompt, :mod:`nbmagic.mas.latent`) needs a model with the latent interface; until
 the GGUF backend has one, and until the evaluation shows it winning, the exchange

@@ -1,7 +1,12 @@
-"""The agent's one loop: a deliberation whose Python tool is the kernel.
+"""A ``%%agent`` run: load, plan, one deliberation round per part, answer.
 
 A run is RecursiveMAS's deliberation pattern (reflector ↔ tool-caller) with the
-user's kernel as the tool::
+user's kernel as the tool. The round's loop is not written here: it is the pattern's
+one loop, :func:`nbmagic.mas.deliberation.deliberate` (RecursiveMAS's tool-caller runs it
+too), and :class:`.cell_round.CellRound` supplies the agent's hooks: ``ask`` (the
+tool-caller's chat call), ``prepare`` (parse, repeat/empty follow-ups, repairs, dry run,
+confirm), ``run`` (the kernel), ``judge`` (the rules reflector, a package install ->
+rerun), ``exchange`` (:mod:`.exchange`)::
 
     load:     the agent reads the named tables itself (no model call)
     plan:     parts read from the request (:mod:`.parts`), or a model's plan (planner mas/single)
