@@ -102,9 +102,10 @@ class CellRound:
 
     # -- the tool-caller -------------------------------------------------------------------------
 
-    def ask(self, messages: Messages) -> str:
+    def ask(self, messages: Messages, attempt: int) -> str:
         """The tool-caller's turn: one reply with one code block (grammar-forced where the model allows)."""
         r = self.r
+        self.step.attempts = attempt  # counted before the call: a run stopped during it reports the attempt
         on_token = None
         if r.events is not None:
             handler = r.events

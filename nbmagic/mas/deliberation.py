@@ -13,7 +13,7 @@ engines, and both go through :func:`deliberate`, the only copy of the loop:
 
 One attempt, for ``k = 1 .. max_attempts``::
 
-    reply_k   = caller.ask(messages)                      (a given first reply is used instead)
+    reply_k   = caller.ask(messages, k)                   (a given first reply is used instead)
     move_k    = caller.prepare(reply_k, k, rerun)         Run(draft) | FollowUp(text) | Done()
     Run:      result_k = caller.run(draft)
               caller.judge(draft, result_k, k)            Accept() | Refine(text) | Rerun()
@@ -89,8 +89,8 @@ Judgement = Accept | Refine | Rerun
 class ToolCaller(Protocol[D, R]):
     """The pieces an engine supplies; the loop only orders them."""
 
-    def ask(self, messages: Messages) -> str:
-        """One reply of the tool-caller to ``messages`` (a model call)."""
+    def ask(self, messages: Messages, attempt: int) -> str:
+        """Attempt ``attempt``'s reply of the tool-caller to ``messages`` (a model call)."""
         ...
 
     def prepare(self, reply: str, attempt: int, rerun: D | None) -> Move[D]:
@@ -140,7 +140,7 @@ def deliberate(caller: ToolCaller[D, R], messages: Messages, *, max_attempts: in
     while attempts < max_attempts:
         attempts += 1
         if reply is None:
-            reply = caller.ask(messages)
+            reply = caller.ask(messages, attempts)
         last_reply = reply
         pending = ""
         move = caller.prepare(reply, attempts, rerun)
@@ -162,6 +162,6 @@ def deliberate(caller: ToolCaller[D, R], messages: Messages, *, max_attempts: in
             messages = caller.exchange(messages, reply, pending)
         reply = None
     if final_reply and pending:
-        reply = caller.ask(messages)
+        reply = caller.ask(messages, attempts + 1)
         return Outcome("done", attempts, reply, last_draft, last_result, messages)
     return Outcome("spent", attempts, last_reply, last_draft, last_result, messages)

@@ -183,7 +183,7 @@ class _ToolTurns:
         self.team, self.book, self.m, self.round, self.final, self.max_tokens = team, book, m, round_, final, max_tokens
         self.extra, self.tokens, self.output = "", 0, ""
 
-    def ask(self, messages: list[dict[str, str]]) -> str:
+    def ask(self, messages: list[dict[str, str]], attempt: int) -> str:
         reply, more = _chat(self.team, self.book, self.m, messages, self.max_tokens)
         self.tokens += more
         self.extra += f"\n\nPython output:\n```text\n{self.output}\n```\n\n{reply}"

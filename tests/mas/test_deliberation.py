@@ -38,13 +38,15 @@ class Scripted:
         self.want = want
         self.malformed = malformed
         self.asked: list[Messages] = []
+        self.asked_at: list[int] = []
         self.ran: list[str] = []
         self.exchanges = 0
         self.attempts: list[int] = []
         self.on_error: Any = None  # judge hook for a failed run: returns a Judgement or None
 
-    def ask(self, messages: Messages) -> str:
+    def ask(self, messages: Messages, attempt: int) -> str:
         self.asked.append(messages)
+        self.asked_at.append(attempt)
         return self.replies.pop(0)
 
     def prepare(self, reply: str, attempt: int, rerun: str | None) -> Any:
@@ -80,6 +82,7 @@ def test_a_failing_cells_error_reaches_the_next_prompt_and_acceptance_stops_the_
     out = deliberate(caller, START, max_attempts=4)
     assert out.status == "accepted" and out.attempts == 2
     assert len(caller.asked) == 2 and caller.replies == [block("print('never asked')")]
+    assert caller.asked_at == [1, 2] and caller.attempts == [1, 2]
     second = caller.asked[1]
     assert second[-2] == {"role": "assistant", "content": block("print(6 * 7 / 0)")}
     assert "ZeroDivisionError" in second[-1]["content"]  # the real traceback, from the subprocess
@@ -132,6 +135,7 @@ def test_a_given_first_reply_and_the_final_reply_after_the_last_output():
     out = deliberate(caller, START, max_attempts=2, reply=block("print(6 * 7 + 0)"), final_reply=True)
     assert caller.ran == ["print(6 * 7 + 0)", "print(6 * 7)"]
     assert out.status == "done" and out.reply == "FINAL ANSWER: 42" and len(caller.asked) == 2
+    assert caller.asked_at == [2, 3] and caller.attempts == [1, 2]  # the final reply is no attempt
     assert "42" in caller.asked[-1][-1]["content"]  # the last run's output reached the final reply
 
     answered = Scripted([], malformed="done")  # a given reply with no code is the answer: nothing runs
