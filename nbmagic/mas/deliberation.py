@@ -37,7 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Generic, Literal, Protocol, TypeVar
 
-__all__ = ["Accept", "Done", "FollowUp", "Outcome", "Refine", "Rerun", "Run", "ToolCaller", "deliberate"]
+__all__ = ["Accept", "Done", "FollowUp", "Judgement", "Messages", "Move", "Outcome", "Refine", "Rerun", "Run", "ToolCaller",
+           "deliberate"]
 
 Messages = list[dict[str, str]]
 D = TypeVar("D")  # what the tool runs: the agent's cell draft, the MAS program text
