@@ -132,9 +132,13 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
         proc.kill()
 
 
-def run_blocks(text: str, *, timeout: float = 10.0, max_chars: int = 4000) -> ToolRun | None:
-    """Run all python blocks of ``text`` as one program (later blocks see earlier names)."""
+def program(text: str) -> str | None:
+    """All python blocks of ``text`` as one program (later blocks see earlier names); None without any."""
     blocks = code_blocks(text)
-    if not blocks:
-        return None
-    return run_python("\n\n".join(blocks), timeout=timeout, max_chars=max_chars)
+    return "\n\n".join(blocks) if blocks else None
+
+
+def run_blocks(text: str, *, timeout: float = 10.0, max_chars: int = 4000) -> ToolRun | None:
+    """Run all python blocks of ``text`` as one program; None when it has none."""
+    code = program(text)
+    return None if code is None else run_python(code, timeout=timeout, max_chars=max_chars)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from nbmagic.events import RoundFinished, RoundStarted, TextDelta, ToolCalled
 from nbmagic.mas.deliberation import Done, Judgement, Move, Refine, Run, deliberate
-from nbmagic.mas.pytool import ToolRun, code_blocks, run_python
+from nbmagic.mas.pytool import ToolRun, program, run_python
 from nbmagic.mas.roles import role_title
 
 if TYPE_CHECKING:
@@ -190,8 +190,8 @@ class _ToolTurns:
         return reply
 
     def prepare(self, reply: str, attempt: int, rerun: str | None) -> Move[str]:
-        blocks = code_blocks(reply)
-        return Run("\n\n".join(blocks)) if blocks else Done("answered")
+        code = program(reply)
+        return Done("answered") if code is None else Run(code)
 
     def run(self, draft: str) -> ToolRun:
         run = run_python(draft, timeout=self.team.tool_timeout)
