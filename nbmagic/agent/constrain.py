@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from nbmagic.llm.grammar import grammar_params
+
 CODE_GRAMMAR = r'''
 root ::= intro? "```python\n" comment{0,3} statement line* "```"
 intro ::= [^`\n]{1,240} "\n" "\n"?
@@ -29,18 +31,7 @@ statement ::= [a-zA-Z_(\[] [^`\n]* "\n"
 line ::= [^`\n]* "\n"
 '''
 
-_cache: dict[str, Any] = {}
-
 
 def code_block_params(model: Any, enabled: bool = True) -> dict[str, Any]:
     """Extra chat arguments that force a code block on ``model`` ({} where it cannot be done)."""
-    if not enabled or getattr(model, "backend", "") != "gguf":
-        return {}
-    if "grammar" not in getattr(model, "_sampling_args", ()):
-        return {}
-    grammar = _cache.get("code")
-    if grammar is None:
-        from llama_cpp import LlamaGrammar  # only with a GGUF model loaded: llama_cpp is there
-
-        grammar = _cache["code"] = LlamaGrammar.from_string(CODE_GRAMMAR, verbose=False)
-    return {"grammar": grammar}
+    return grammar_params(model, CODE_GRAMMAR) if enabled else {}
