@@ -6,9 +6,12 @@ the reflector's refinement goes back to the tool-caller. In **text** mode that i
 a chat turn: the tool-caller's own reply, then the refinement as the next user
 message (the deliberation loop of :mod:`nbmagic.mas.deliberation`, with the kernel as
 the Python tool). **Latent** mode (hidden states spliced into the tool-caller's
-prompt, :mod:`nbmagic.mas.latent`) needs a model with the latent interface; until
-the GGUF backend has one, and until the evaluation shows it winning, the exchange
-is text: :func:`exchange_mode` is the switch.
+prompt, :mod:`nbmagic.mas.latent`) runs on ``hf:`` and, through
+:mod:`nbmagic.llm.latent_llamacpp`, on ``gguf:`` models, but the exchange stays text,
+for two measured reasons: the reflector is exact rules over the kernel's outputs (it has
+no hidden states to pass), and in the RecursiveMAS evaluation latent collaboration
+answered fewer questions than text on both local models (README, "Measured").
+:func:`exchange_mode` is the switch that a winning measurement would flip.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ Messages = list[dict[str, str]]
 MODES = ("auto", "text", "latent")
 
 
-#: whether the loop can splice the reflector's latent thoughts into the tool-caller's prompt yet.
-#: Not yet: the loop's reflector is rules (no hidden states to pass), and the GGUF backend's latent
-#: interface is another branch's work. Planning (``--planner mas``) is latent on ``hf:`` models today.
+#: whether the loop splices a reflector's latent thoughts into the tool-caller's prompt: no, because
+#: the reflector is rules (no hidden states) and latent lost to text where it was measured (see above).
+#: Planning with ``--planner mas`` uses RecursiveMAS, latent where its ``mode`` says so.
 LATENT_READY = False
 
 
