@@ -24,6 +24,7 @@ def _makefile_request() -> str:
     raise AssertionError("the Makefile has no default REQUEST")
 
 
+@pytest.mark.timeout(900)  # the subprocess's own limit; a shared CPU can take minutes
 def test_generate_with_the_embedded_model_writes_a_verified_notebook(embedded_gguf_path, tmp_path):
     (tmp_path / "examples").mkdir()
     shutil.copy(REPO / "examples" / "sales_data.csv", tmp_path / "examples" / "sales_data.csv")
