@@ -66,7 +66,7 @@ class _Columns:
         cols = [c.strip() for c in _find(r"\.(?:csv|tsv): CSV[^\n]*?; columns: ([^\n]*)", text).split(",") if c.strip()]
         self.columns = cols
         # the DataFrame already in the kernel (the agent loads named tables itself), else the one step 1 makes
-        self.frame = _find(r"into the DataFrame `(\w+)`", text, "sales")
+        self.frame = _find(r"Loaded DataFrames[^`\n]*`(\w+)`", text) or _find(r"into the DataFrame `(\w+)`", text, "sales")
 
         def pick(*words: str, default: str = "") -> str:
             for w in words:
