@@ -7,7 +7,10 @@ small root that cannot write the REPL loop, more accurate. ``strategy``:
 
 ``auto`` (default)
     ``direct`` when the data fits **and** the estimated cost of reading it directly
-    is below the estimated cost of recursing; else ``repl``.
+    is below the estimated cost of recursing; else ``repl``. A root whose first turn is
+    a helper call (:mod:`nbmagic.rlm.first_turn`: local roots by default) recurses even
+    when the data fits: measured on the 0.5B coder inside its window, the helper call was
+    right 3/3 and reading directly 0/3, and the helper run took less time.
 ``direct``
     always one call that reads the data (cut to the window, with a warning, when it
     does not fit).
@@ -40,6 +43,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from nbmagic.events import Notice, RlmIteration, emit
+from nbmagic.rlm import first_turn
 from nbmagic.rlm.records import render_text
 
 #: the run these functions work on: an :class:`nbmagic.rlm.run.RLMRun` (named, not imported: the run imports this)
@@ -135,6 +139,10 @@ def choose(run: RLMRun) -> tuple[Choice, str | None]:
     if not fits:
         return Choice("repl", f"the data does not fit the root's window ({size}, {reply} kept for the answer)",
                       **base), None
+    if requested == "auto" and first_turn.helper_plan(run).mode == "helper":
+        return Choice("repl", f"the data fits ({size}), but the root gets the helper first turn: measured on the "
+                              "0.5B coder inside its window, the helper call answered 3/3 where reading the data "
+                              "directly answered 0/3, in less time (docs/rlm.md, run D)", **base), None
     if direct_cost > repl_cost:
         return Choice("repl", f"the data fits ({size}) but reading it (~{direct_cost:,} token-equivalents) costs "
                               f"more than recursing (~{repl_cost:,})", **base), None

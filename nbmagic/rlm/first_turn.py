@@ -105,10 +105,16 @@ class Planned:
 
 def plan(run: RLMRun) -> FirstTurn:
     """Whether ``run``'s first turn is a helper choice, and why."""
+    if run.choice.strategy != "repl":
+        return FirstTurn("free", "the data is read directly: no REPL turn", run.rlm.settings.first_turn)
+    return helper_plan(run)
+
+
+def helper_plan(run: RLMRun) -> FirstTurn:
+    """Whether a recursing ``run``'s first turn would be a helper choice, and why (the strategy
+    choice asks this too: a local root that gets the helper turn recurses even when the data fits)."""
     settings = run.rlm.settings
     requested = settings.first_turn
-    if run.choice.strategy != "repl":
-        return FirstTurn("free", "the data is read directly: no REPL turn", requested)
     if requested == "free":
         return FirstTurn("free", "first_turn='free' was asked for", requested)
     if not settings.recursive:

@@ -55,6 +55,19 @@ def test_data_that_fits_is_read_directly(openai_server: OpenAICompatServer, mode
     assert res.usage[root.name].calls == 1
 
 
+def test_a_root_with_the_helper_first_turn_recurses_even_when_the_data_fits(
+        openai_server: OpenAICompatServer, models: Any) -> None:
+    # measured (docs/rlm.md, run D): inside the 0.5B coder's window the helper call was right 3/3, reading 0/3
+    root, sub = models
+    openai_server.set_responder(reader)
+    question = "What is the access code for vault QX-1234?"
+    helper = RLM(root, sub_model=sub, context_window=8192, first_turn="helper").query(question, context=haystack(40))
+    assert helper.strategy["strategy"] == "repl" and "helper first turn" in helper.strategy["why"]
+    assert helper.strategy["fits"] is True and helper.answer == "55501234"
+    free = RLM(root, sub_model=sub, context_window=8192, first_turn="free").query(question, context=haystack(40))
+    assert free.strategy["strategy"] == "direct"
+
+
 def test_data_beyond_the_window_recurses(openai_server: OpenAICompatServer, models: Any) -> None:
     root, sub = models
     openai_server.set_responder(reader)
