@@ -198,6 +198,7 @@ class CellRound:
         verdict = reflect(r, step, result, self.rnd, draft.code)
         r.record_attempt(step, draft, result, verdict=verdict)
         if result.ok and verdict.ok:
+            step.verdict = ""  # an earlier attempt's finding no longer holds
             return Accept()
         restore_frames(r, step)
         if result.ok:  # it ran, but does not answer: the reflector's refinement

@@ -22,8 +22,9 @@ PROMPT_PHRASES = re.compile(
     r"does not answer the step|the cell ran\b|corrected cell|actual code|the code does nothing|"
     r"no executable statement|only comments|it showed:", re.I | re.M)
 #: a chat model talking to the user instead of explaining the analysis ("I'm ready to help. What's
-#: your request?", which the embedded model wrote into make run's notebook); a question never explains
-CHATTER = re.compile(r"\?\s*$|^\s*(?:sure|certainly|of course|okay|ok)\b|\bI(?:'m| am) (?:ready|happy|glad) to\b|"
+#: your request?", which the embedded model wrote into make run's notebook); a question never explains,
+#: nor does a sentence that only introduces the code ("The cell is:", "Here is the code:")
+CHATTER = re.compile(r"\?\s*$|:\s*$|^\s*(?:sure|certainly|of course|okay|ok)\b|\bI(?:'m| am) (?:ready|happy|glad) to\b|"
                      r"\blet me know\b|\bhow can I help\b|\bhope this helps\b", re.I)
 _WORDS = re.compile(r"[a-z0-9_]+")
 ECHO_RUN = 6

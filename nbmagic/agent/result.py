@@ -107,6 +107,8 @@ def summarize(result: AgentResult, steps: list[Step], *, dry_run: bool = False) 
     for s in steps:
         if s.status == "ok":
             note = "ok" if s.attempts == 1 else f"ok after {s.attempts} attempts"
+            if s.verdict:  # kept when the attempts ran out: it runs, but does not answer its part
+                note = f"kept after {s.attempts} attempts, but {s.verdict}"
         elif s.status == "failed":
             note = f"FAILED after {s.attempts} attempt(s): {s.error}"
         elif s.status == "skipped":

@@ -394,3 +394,11 @@ def test_a_preview_is_fine_when_the_part_asks_for_one():
     assert only_previews("sales.head(10)", frames) and only_previews("sales", frames)
     assert not only_previews("top = sales.nlargest(5, 'revenue')\ntop", frames)
     assert not only_previews("print(other.head())", frames)
+
+
+def test_a_cell_kept_when_the_attempts_run_out_is_not_reported_as_a_success(run):
+    # the embedded model printed a sentence for "a monthly revenue trend plot" until the attempts ran out
+    result, _, _ = run(lambda request: cell("print('monthly revenue')"), "Using sales.csv: a monthly revenue plot.",
+                       max_fixes=1)
+    assert "kept after 2 attempts, but no figure was drawn" in result.summary
+    assert "ok after" not in result.summary

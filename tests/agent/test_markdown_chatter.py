@@ -19,3 +19,9 @@ def test_a_step_heading_echoed_from_the_prompt_is_dropped() -> None:
     assert clean_explanation("Step 3: Monthly revenue trend plot", prompt) == ""
     assert clean_explanation("Step 3: Monthly revenue trend plot\nWe sum revenue per month and draw it as a line.",
                              prompt) == "We sum revenue per month and draw it as a line."
+
+
+def test_a_sentence_that_only_introduces_the_code_is_dropped() -> None:
+    # the embedded model's whole explanation above make run's top-5 cell
+    assert clean_explanation("The cell is:", "Top 5 products by revenue") == ""
+    assert clean_explanation("Here is the code:\nWe add up revenue per product.", "Top 5") == "We add up revenue per product."
