@@ -16,16 +16,17 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-_TOP = re.compile(r"\b(top|bottom|best|worst|largest|smallest|highest|lowest)\s+(\d+)\s+([a-z_]+)"
+#: "top 5 products by revenue": (top|bottom|...), n, the thing, the metric (the reflector reads it too)
+TOP_PHRASE = re.compile(r"\b(top|bottom|best|worst|largest|smallest|highest|lowest)\s+(\d+)\s+([a-z_]+)"
                   r"(?:\s+by\s+(?:total\s+|average\s+|mean\s+)?([a-z_]+))?", re.I)
 _PER = re.compile(r"\b(?:per|by|for each|of each|across)\s+([a-z_]+)", re.I)
-_MONTHLY = re.compile(r"\bmonth(?:ly)?\b", re.I)
+MONTHLY = re.compile(r"\bmonth(?:ly)?\b", re.I)
 _MEAN = re.compile(r"\b(?:average|mean)\b", re.I)
 _COUNT = re.compile(r"\b(?:number of|how many|count of)\s+(?:orders|rows|records|sales|transactions|entries)\b", re.I)
 _SMALL = ("bottom", "worst", "smallest", "lowest")
 
 
-def _column(columns: list[str], word: str) -> str | None:
+def column_named(columns: list[str], word: str) -> str | None:
     """The column a word names: exact, singular or plural, or contained ('price' -> 'unit_price')."""
     w = word.lower()
     stems = {w, w.rstrip("s"), w[:-2] if w.endswith("es") else w}
@@ -65,17 +66,17 @@ def pattern_hints(text: str, frames: Mapping[str, Any]) -> list[str]:
     metric = next((c for c in named if c in numeric), None)
     agg = "mean" if _MEAN.search(text) else "sum"
     hints: list[str] = []
-    top = _TOP.search(text)
+    top = TOP_PHRASE.search(text)
     if top:
-        thing = _column(columns, top.group(3))
+        thing = column_named(columns, top.group(3))
         after = _named_columns(text[top.end(3):], columns)  # "by unit price" names unit_price, not units
         by = next((c for c in after if c in numeric), None) or (
-            _column(columns, top.group(4)) if top.group(4) else metric)
+            column_named(columns, top.group(4)) if top.group(4) else metric)
         if thing and by and thing != by:
             pick = "nsmallest" if top.group(1).lower() in _SMALL else "nlargest"
             hints.append(f"top {top.group(2)} {top.group(3)} (grouped, each once): "
                          f"`{name}.groupby('{thing}')['{by}'].{agg}().{pick}({top.group(2)})`")
-    if _MONTHLY.search(text):
+    if MONTHLY.search(text):
         date = next((c for c in columns if re.search(r"date|time|day", c, re.I)), None)
         if date:
             col = metric or "<column>"
@@ -85,8 +86,8 @@ def pattern_hints(text: str, frames: Mapping[str, Any]) -> list[str]:
             hints.append(f"per month: `monthly = {series}` (a date index; "
                          "`monthly.index.strftime('%Y-%m')` gives YYYY-MM labels)")
     per = None if top else _PER.search(text)
-    if per and not _MONTHLY.search(per.group(0)):
-        group = _column(columns, per.group(1))
+    if per and not MONTHLY.search(per.group(0)):
+        group = column_named(columns, per.group(1))
         if group and group != metric:
             if _COUNT.search(text):
                 hints.append(f"per {group}: `{name}.groupby('{group}').size()`")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nbmagic.agent.executor import ExecResult
+from nbmagic.agent.hints import MONTHLY, TOP_PHRASE, column_named
 from nbmagic.agent.parts import Part
 
 _NUM = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
@@ -79,9 +80,6 @@ def _format_regex(line: str) -> re.Pattern[str]:
     return re.compile(r"\s*".join(p for p in out if p) + r"[^\n]*", re.I)
 
 
-_TOP = re.compile(r"\b(?:top|bottom|best|worst|largest|smallest|highest|lowest)\s+(\d+)\s+([a-z_]+?)(?:es|s)?\b"
-                  r"(?:\s+by\s+(?:total\s+)?([a-z_]+))?", re.I)
-_MONTHLY = re.compile(r"\bmonth(?:ly)?\b|\bper month\b|\bby month\b", re.I)
 _MONTH_CODE = re.compile(r"resample\(|to_period\(|\.dt\.month|\.month\b|Grouper\(|strftime\(|dt\.to_period|"
                          r"\.dt\.strftime|\.str\[\s*:\s*7\s*\]|\.str\.slice\(\s*0\s*,\s*7|['\"]M['\"]|['\"]MS['\"]|['\"]ME['\"]|['\"]\w*month\w*['\"]", re.I)
 
@@ -103,13 +101,6 @@ def only_previews(code: str, frames: Mapping[str, Any]) -> bool:
     return bool(body) and all(shown.match(ln) for ln in body)
 
 
-def _column(frame: Any, word: str) -> str | None:
-    cols = [str(c) for c in getattr(frame, "columns", [])]
-    word = word.lower().rstrip("s")
-    return next((c for c in cols if c.lower() == word), None) or next(
-        (c for c in cols if word and word in c.lower()), None)
-
-
 def judge_shape(part: Part, code: str, made: Mapping[str, Any], frames: Mapping[str, Any]) -> Verdict:
     """Checks of what the cell computed, from the values it left (not only what it printed).
 
@@ -119,20 +110,21 @@ def judge_shape(part: Part, code: str, made: Mapping[str, Any], frames: Mapping[
     """
     base = next(iter(frames.values()), None)
     base_name = next(iter(frames), "df")
-    m = _TOP.search(part.text)
+    m = TOP_PHRASE.search(part.text)
+    columns = [str(c) for c in getattr(base, "columns", [])]
     if m and base is not None:
-        entity = _column(base, m.group(2))
-        metric = _column(base, m.group(3) or "") if m.group(3) else None
+        entity = column_named(columns, m.group(3))
+        metric = column_named(columns, m.group(4)) if m.group(4) else None
         for value in made.values():
             col = entity if entity is not None and entity in getattr(value, "columns", []) else None
             # a result, not a copy of the table: fewer rows than the table it came from
             if col is not None and 1 < len(value) < len(base) and value[col].duplicated().any():
-                how = (f"`{base_name}.groupby('{col}')['{metric}'].sum().nlargest({m.group(1)})`" if metric
+                how = (f"`{base_name}.groupby('{col}')['{metric}'].sum().nlargest({m.group(2)})`" if metric
                        else f"`{base_name}.groupby('{col}')` and an aggregate")
-                return Verdict(False, f"the top {m.group(1)} repeats a {col}",
-                               f"The table lists rows, not {m.group(2)}s: `{col}` repeats. Group by `{col}` and "
+                return Verdict(False, f"the top {m.group(2)} repeats a {col}",
+                               f"The table lists rows, not {m.group(3).lower()}: `{col}` repeats. Group by `{col}` and "
                                f"add up first, e.g. {how}, and show that.")
-    if _MONTHLY.search(part.text) and base is not None and not _MONTH_CODE.search(code):
+    if MONTHLY.search(part.text) and base is not None and not _MONTH_CODE.search(code):
         date = next((str(c) for c in getattr(base, "columns", []) if "date" in str(c).lower()
                      or "time" in str(c).lower() or "month" in str(c).lower()), "date")
         return Verdict(False, "nothing was aggregated by month",
